@@ -1,0 +1,61 @@
+"""The `emotion` command line: one subcommand per module, imported only when used.
+
+Each command module defines `add_arguments(parser)` and `run(args) -> int`. Importing lazily
+keeps `emotion --help` fast and lets `emotion gradcheck` run without OpenCV.
+"""
+
+import argparse
+import importlib
+import sys
+
+from emotion.errors import UserError
+
+# subcommand -> (module, one-line help)
+COMMANDS = {
+    "train": ("emotion.train", "train a model on FER2013"),
+    "evaluate": ("emotion.evaluate", "evaluate weights on a FER2013 split"),
+    "predict": ("emotion.predict", "classify the faces in images or folders"),
+    "video": ("emotion.video", "annotate a whole video file, with CSV/JSONL output"),
+    "live": ("emotion.live", "the live webcam demo"),
+    "explain": ("emotion.explain", "show what the CNN sees for one image"),
+    "gradcheck": ("nnlite.gradcheck", "gradient-check every nnlite op on a backend"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emotion",
+        description="Detect faces and classify their emotion with a CNN written from scratch.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        parser = build_parser()
+        if not argv:
+            parser.print_help()
+            return 0
+        parser.parse_args(argv)  # prints usage and exits 2 for an unknown command
+        return 2
+    name, rest = argv[0], argv[1:]
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"emotion {name}", description=COMMANDS[name][1])
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"emotion {name}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"emotion {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
