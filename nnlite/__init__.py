@@ -1,0 +1,33 @@
+"""nnlite: a minimal define-by-run autograd and layer library, written to be read.
+
+    import nnlite
+    import nnlite.functional as F
+    from nnlite import layers, optim
+
+Three backends run the same maths: "numpy" (the readable reference), "numba" (compiled CPU
+kernels) and "cuda" (CuPy arrays, cuBLAS, Numba CUDA kernels). Pick one with
+`nnlite.use(name)` or the NNLITE_BACKEND environment variable.
+"""
+
+from nnlite import functional  # noqa: F401  (installs Tensor's operators)
+from nnlite import layers, optim  # noqa: F401
+from nnlite.autograd import Function, Tensor, is_grad_enabled, no_grad
+from nnlite.backends import available, current, to_device, use
+from nnlite.backends import to_numpy as _array_to_numpy
+from nnlite.gradcheck import GradcheckError, gradcheck
+from nnlite.random import seed
+from nnlite.serialization import WeightFileError, load, read_meta, save
+
+__version__ = "0.1.0"
+
+
+def to_numpy(x):
+    """A NumPy array from a Tensor or array on any device (an explicit copy from the GPU)."""
+    return _array_to_numpy(x.data if isinstance(x, Tensor) else x)
+
+
+__all__ = [
+    "Tensor", "Function", "no_grad", "is_grad_enabled", "functional", "layers", "optim",
+    "use", "current", "available", "to_device", "to_numpy", "seed", "save", "load",
+    "read_meta", "WeightFileError", "gradcheck", "GradcheckError",
+]

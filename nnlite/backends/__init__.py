@@ -1,0 +1,178 @@
+"""Backends: where arrays live and which kernel module runs the hot loops.
+
+There is one maths (the ops in `nnlite.functions`) and three ways to run it:
+
+- ``numpy``: the readable reference. Kernels in `numpy_kernels.py` are the specification.
+- ``numba``: the same kernels compiled for the CPU with Numba (`numba_kernels.py`).
+- ``cuda``: arrays are CuPy arrays on the GPU, GEMMs go to cuBLAS, and the hot loops are
+  Numba CUDA kernels (`cuda_kernels.py`).
+
+An op picks its kernels from its input arrays: CuPy arrays always use the CUDA kernels; NumPy
+arrays use the NumPy or Numba kernels, whichever `use()` selected. Arrays never move between
+host and device on their own: `to_device` is the one crossing, and mixing the two in one op is
+an error that says what to do.
+"""
+
+import importlib
+import os
+import sys
+
+import numpy as np
+
+NAMES = ("numpy", "numba", "cuda")
+_current = "numpy"
+_kernel_modules = {}
+_cupy = None  # imported lazily: importing CuPy is slow and it is optional
+
+
+class BackendError(RuntimeError):
+    """A backend was asked for that cannot run here (the message says why)."""
+
+
+class DeviceMismatchError(RuntimeError):
+    """An op got arrays from both the host and the GPU."""
+
+
+def _import_cupy():
+    global _cupy
+    if _cupy is None:
+        import cupy
+
+        _cupy = cupy
+    return _cupy
+
+
+def _cupy_if_loaded():
+    """CuPy only if something already imported it: a host-only run never pays for the import."""
+    return sys.modules.get("cupy")
+
+
+def _why_unavailable(name: str):
+    """None when backend `name` can run here, else one sentence saying why not."""
+    if name == "numpy":
+        return None
+    if name == "numba":
+        try:
+            import numba  # noqa: F401
+        except ImportError as err:
+            return f"Numba is not installed ({err}); pip install numba"
+        return None
+    if name == "cuda":
+        try:
+            cupy = _import_cupy()
+        except Exception as err:  # ImportError, or a CuPy wheel that does not match the driver
+            return (
+                f"CuPy is not importable ({type(err).__name__}: {err}); install the extra that "
+                "matches your CUDA driver: pip install 'emotion-nnlite[cuda12]' or '[cuda13]'"
+            )
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as err:
+            return f"no usable CUDA GPU ({type(err).__name__}: {err})"
+        if count == 0:
+            return "no CUDA GPU is visible on this machine"
+        try:
+            from numba import cuda as numba_cuda
+
+            if not numba_cuda.is_available():
+                return "Numba cannot reach the CUDA driver (numba.cuda.is_available() is False)"
+        except Exception as err:
+            return f"Numba CUDA is not usable ({type(err).__name__}: {err})"
+        return None
+    return f"unknown backend {name!r}; choose one of {', '.join(NAMES)}"
+
+
+def available() -> dict:
+    """Each backend name -> None if it can run here, else the reason it cannot."""
+    return {name: _why_unavailable(name) for name in NAMES}
+
+
+def use(name: str) -> None:
+    """Select the backend for new work: "numpy", "numba" or "cuda"."""
+    global _current
+    reason = _why_unavailable(name)
+    if reason is not None:
+        raise BackendError(f"backend {name!r} is not available: {reason}")
+    _current = name
+
+
+def current() -> str:
+    return _current
+
+
+def default_device() -> str:
+    """Where new models and data go under the current backend: "cuda" or "cpu"."""
+    return "cuda" if _current == "cuda" else "cpu"
+
+
+# -- arrays and devices ----------------------------------------------------------------------
+def is_array(value) -> bool:
+    if isinstance(value, np.ndarray):
+        return True
+    cupy = _cupy_if_loaded()
+    return cupy is not None and isinstance(value, cupy.ndarray)
+
+
+def device_of(array) -> str:
+    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
+
+
+def get_array_module(array):
+    """`numpy` for host arrays, `cupy` for device arrays: write an op once against `xp`."""
+    cupy = _cupy_if_loaded()
+    if isinstance(array, (np.ndarray, np.generic)) or cupy is None:
+        return np
+    return cupy.get_array_module(array)
+
+
+def to_device(array, device: str):
+    """An explicit copy of `array` to "cpu" or "cuda" (the only host/device crossing)."""
+    if device == "cpu":
+        return to_numpy(array)
+    if device == "cuda":
+        reason = _why_unavailable("cuda")
+        if reason is not None:
+            raise BackendError(f"cannot move data to the GPU: {reason}")
+        return _import_cupy().asarray(array)
+    raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
+
+
+def to_numpy(array) -> np.ndarray:
+    """A NumPy copy of a device array, or the array itself if it is already on the host."""
+    if hasattr(array, "data") and not is_array(array):  # a Tensor
+        array = array.data
+    if isinstance(array, np.ndarray):
+        return array
+    return array.get()
+
+
+def check_same_device(arrays, op: str = "op") -> None:
+    devices = {device_of(a) for a in arrays}
+    if len(devices) > 1:
+        raise DeviceMismatchError(
+            f"{op} got arrays on both the CPU and the GPU; move them explicitly first, "
+            "e.g. tensor.to('cuda') or model.to('cuda') (nnlite never copies implicitly)"
+        )
+
+
+# -- kernels ---------------------------------------------------------------------------------
+def kernels_for(array):
+    """The kernel module that runs ops on `array`: by device, then by the selected backend."""
+    if device_of(array) == "cuda":
+        name = "cuda"
+    else:
+        name = "numba" if _current == "numba" else "numpy"
+    module = _kernel_modules.get(name)
+    if module is None:
+        module = importlib.import_module(f"nnlite.backends.{name}_kernels")
+        _kernel_modules[name] = module
+    return module
+
+
+def _use_from_environment():
+    name = os.environ.get("NNLITE_BACKEND")
+    if name:
+        use(name.strip().lower())
+
+
+_use_from_environment()

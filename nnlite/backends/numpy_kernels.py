@@ -1,0 +1,253 @@
+"""NumPy kernels: the readable reference, and the specification the other backends follow.
+
+Every function here has a twin with the same name and signature in `numba_kernels.py` and
+`cuda_kernels.py`; the parity tests compare them against these. The code is written against
+`xp` (NumPy or CuPy, picked from the input), so a kernel that a faster backend does not
+override still runs there.
+
+Conventions:
+    stride = (stride_h, stride_w)
+    pad    = (top, bottom, left, right)   # asymmetric, for TensorFlow's "same"
+    col    = (N, C*KH*KW, OH*OW)          # im2col layout: one (K, P) matrix per image, so
+                                          # conv is a batched GEMM W(OC,K) @ col(N,K,P) that
+                                          # lands directly in (N, OC, P) with no transpose.
+"""
+
+import numpy as np
+
+from nnlite.backends import get_array_module
+from nnlite import random as nnrandom
+
+
+def _as_strided(xp, array, shape, strides):
+    if xp is np:
+        return np.lib.stride_tricks.as_strided(array, shape=shape, strides=strides, writeable=False)
+    return xp.lib.stride_tricks.as_strided(array, shape=shape, strides=strides)
+
+
+def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int) -> int:
+    return (size + pad_before + pad_after - kernel) // stride + 1
+
+
+# -- convolution as a matrix product ---------------------------------------------------------
+def im2col(x, kh, kw, stride, pad, fill=0.0):
+    """Unfold every KHxKW window of x into a column.
+
+    x (N, C, H, W) -> col (N, C*KH*KW, OH*OW) with
+        col[n, (c*KH + i)*KW + j, oh*OW + ow] = x_padded[n, c, oh*SH + i, ow*SW + j]
+    `fill` is the value of the padding (0 for convolution, -inf for max-pooling).
+    """
+    xp = get_array_module(x)
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    n, c, h, w = x.shape
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    padded = xp.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
+    s_n, s_c, s_h, s_w = padded.strides
+    # A strided view (N, C, KH, KW, OH, OW) of the padded input: no copy until the reshape.
+    windows = _as_strided(
+        xp, padded, (n, c, kh, kw, oh, ow), (s_n, s_c, s_h, s_w, s_h * sh, s_w * sw)
+    )
+    return windows.reshape(n, c * kh * kw, oh * ow)
+
+
+def col2im(col, x_shape, kh, kw, stride, pad):
+    """The adjoint of im2col: add every column back onto the window it came from.
+
+    col (N, C*KH*KW, OH*OW) -> (N, C, H, W). Overlapping windows add up, which is exactly the
+    gradient of im2col (each input pixel receives the gradient of every window it fell in).
+    """
+    xp = get_array_module(col)
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    n, c, h, w = x_shape
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    col = col.reshape(n, c, kh, kw, oh, ow)
+    padded = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=col.dtype)
+    for i in range(kh):  # a loop over the kernel's KH*KW offsets, not over pixels
+        for j in range(kw):
+            padded[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += col[:, :, i, j]
+    return xp.ascontiguousarray(padded[:, :, pt : pt + h, pl : pl + w])
+
+
+# -- pooling ---------------------------------------------------------------------------------
+def max_pool_forward(x, kh, kw, stride, pad):
+    """Max over each window. x (N, C, H, W) -> y (N, C, OH, OW), argmax (N, C, OH, OW).
+
+    argmax is the winner's position inside its window (0 .. KH*KW-1, row-major); padding is
+    -inf so it never wins.
+    """
+    n, c, h, w = x.shape
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    # Treat each channel as its own 1-channel image: col (N*C, KH*KW, OH*OW).
+    col = im2col(x.reshape(n * c, 1, h, w), kh, kw, stride, pad, fill=-np.inf)
+    argmax = col.argmax(axis=1)
+    xp = get_array_module(x)
+    y = xp.take_along_axis(col, argmax[:, None, :], axis=1)
+    return y.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
+
+
+def max_pool_backward(gy, argmax, x_shape, kh, kw, stride, pad):
+    """Route each output gradient to the input pixel that won its window."""
+    xp = get_array_module(gy)
+    n, c, h, w = x_shape
+    p = gy.shape[2] * gy.shape[3]
+    positions = xp.arange(kh * kw).reshape(1, kh * kw, 1)
+    winner = positions == argmax.reshape(n * c, 1, p)  # (N*C, KH*KW, P) one-hot
+    gcol = winner * gy.reshape(n * c, 1, p)
+    return col2im(gcol, (n * c, 1, h, w), kh, kw, stride, pad).reshape(x_shape)
+
+
+# -- local response normalization ------------------------------------------------------------
+def _channel_window_sum(a, before, after):
+    """s[:, c] = a[:, c-before] + ... + a[:, c+after] (zeros beyond the edges).
+
+    A sliding sum over the channel axis: one shifted add per window offset, not a loop
+    over channels.
+    """
+    xp = get_array_module(a)
+    c = a.shape[1]
+    pad = [(0, 0)] * a.ndim
+    pad[1] = (before, after)
+    padded = xp.pad(a, pad)
+    total = padded[:, 0:c].copy()
+    for d in range(1, before + after + 1):
+        total += padded[:, d : d + c]
+    return total
+
+
+def lrn_forward(x, size, alpha, beta, k):
+    """Local response normalization across channels (PyTorch's LocalResponseNorm).
+
+    scale[c] = k + alpha/size * sum(x[c']^2 for c' in c-size//2 .. c+(size-1)//2)
+    y[c]     = x[c] * scale[c]^-beta
+    Returns y and scale (saved for backward).
+    """
+    scale = _channel_window_sum(x * x, size // 2, (size - 1) // 2)
+    scale *= alpha / size
+    scale += k
+    return x * scale ** (-beta), scale
+
+
+def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
+    """dL/dx for LRN.
+
+    dy[c']/dx[c] = [c==c'] scale[c]^-beta - 2*alpha*beta/size * x[c] * y[c'] / scale[c']
+    (the second term for every c' whose window holds c). Summing over c' is a window sum
+    with the window mirrored: c' runs over c-(size-1)//2 .. c+size//2.
+    """
+    gathered = _channel_window_sum(gy * y / scale, (size - 1) // 2, size // 2)
+    return gy * scale ** (-beta) - (2.0 * alpha * beta / size) * x * gathered
+
+
+# -- batch normalization ---------------------------------------------------------------------
+def _reduce_axes(x):
+    return (0,) if x.ndim == 2 else (0, 2, 3)
+
+
+def _per_channel(v, ndim):
+    return v.reshape((1, -1) if ndim == 2 else (1, -1, 1, 1))
+
+
+def batch_norm_stats(x):
+    """Per-channel mean and (biased) variance of x (N, C) or (N, C, H, W)."""
+    axes = _reduce_axes(x)
+    mean = x.mean(axis=axes)
+    var = ((x - _per_channel(mean, x.ndim)) ** 2).mean(axis=axes)
+    return mean, var
+
+
+def batch_norm_forward(x, gamma, beta, mean, var, eps):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta. Returns y, xhat, inv_std."""
+    inv_std = 1.0 / (var + eps) ** 0.5
+    xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+    y = _per_channel(gamma, x.ndim) * xhat + _per_channel(beta, x.ndim)
+    return y, xhat, inv_std
+
+
+def batch_norm_backward(gy, xhat, gamma, inv_std, train):
+    """Gradients of batch norm. Returns gx, ggamma, gbeta.
+
+    In training mean and var depend on x, which gives the classic
+        gx = gamma * inv_std / m * (m*gy - sum(gy) - xhat * sum(gy * xhat))
+    over the m = N*H*W values of a channel; in eval they are constants: gx = gamma*inv_std*gy.
+    """
+    axes = _reduce_axes(gy)
+    gbeta = gy.sum(axis=axes)
+    ggamma = (gy * xhat).sum(axis=axes)
+    scale = _per_channel(gamma * inv_std, gy.ndim)
+    if not train:
+        return gy * scale, ggamma, gbeta
+    m = gy.size // gy.shape[1]
+    gx = scale / m * (
+        m * gy - _per_channel(gbeta, gy.ndim) - xhat * _per_channel(ggamma, gy.ndim)
+    )
+    return gx, ggamma, gbeta
+
+
+# -- softmax cross-entropy -------------------------------------------------------------------
+def log_softmax(x):
+    """log(softmax(x)) along axis 1, stable: subtract the row max before exp (log-sum-exp)."""
+    xp = get_array_module(x)
+    shifted = x - x.max(axis=1, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _targets(labels, num_classes, smoothing, dtype):
+    """One-hot targets, smoothed: (1 - smoothing) on the label plus smoothing / K everywhere."""
+    xp = get_array_module(labels)
+    onehot = (xp.arange(num_classes)[None, :] == labels[:, None]).astype(dtype)
+    return onehot * (1.0 - smoothing) + smoothing / num_classes
+
+
+def softmax_cross_entropy_forward(logits, labels, sample_weights, smoothing):
+    """Weighted mean cross-entropy. Returns (loss (), probs (N, K)).
+
+    loss = sum_i w_i * (-sum_k q_ik log p_ik) / sum_i w_i, p = softmax(logits), q = targets.
+    """
+    logp = log_softmax(logits)
+    q = _targets(labels, logits.shape[1], smoothing, logits.dtype)
+    per_sample = -(q * logp).sum(axis=1)
+    loss = (sample_weights * per_sample).sum() / sample_weights.sum()
+    xp = get_array_module(logits)
+    return xp.asarray(loss, dtype=logits.dtype), xp.exp(logp)
+
+
+def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gloss):
+    """dloss/dlogits = w_i / sum(w) * (p_i - q_i), times the upstream gradient."""
+    q = _targets(labels, probs.shape[1], smoothing, probs.dtype)
+    w = (sample_weights / sample_weights.sum())[:, None]
+    return (gloss * w * (probs - q)).astype(probs.dtype)
+
+
+# -- dropout ---------------------------------------------------------------------------------
+def dropout_mask(shape, p, dtype, like):
+    """Inverted-dropout mask: 0 with probability p, else 1/(1-p), so E[mask] = 1."""
+    xp = get_array_module(like)
+    keep = nnrandom.uniform(shape, like) >= p
+    return keep.astype(dtype) * xp.asarray(1.0 / (1.0 - p), dtype=dtype)
+
+
+# -- optimizer updates (in place) ------------------------------------------------------------
+def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    """Momentum SGD, PyTorch's form:
+        g = grad + weight_decay * param
+        v = momentum * v + g
+        param -= lr * (g + momentum * v  if nesterov else  v)
+    """
+    g = grad + weight_decay * param if weight_decay else grad
+    velocity *= momentum
+    velocity += g
+    param -= lr * (g + momentum * velocity if nesterov else velocity)
+
+
+def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """Adam with bias correction (L2 weight decay added to the gradient, as in PyTorch's Adam)."""
+    xp = get_array_module(param)
+    g = grad + weight_decay * param if weight_decay else grad
+    m *= beta1
+    m += (1.0 - beta1) * g
+    v *= beta2
+    v += (1.0 - beta2) * g * g
+    m_hat_scale = 1.0 / (1.0 - beta1**step)
+    v_hat_scale = 1.0 / (1.0 - beta2**step)
+    param -= lr * (m * m_hat_scale) / (xp.sqrt(v * v_hat_scale) + eps)

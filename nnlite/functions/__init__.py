@@ -1,0 +1,1 @@
+"""The ops, one topic per file. `nnlite.functional` re-exports them as `F`."""

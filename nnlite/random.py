@@ -1,0 +1,51 @@
+"""One seeded random stream per device, so that `nnlite.seed(n)` makes a run reproducible.
+
+Weight initialisation and dropout masks draw from here, never from NumPy's global state.
+"""
+
+import numpy as np
+
+from nnlite import backends
+
+_host = np.random.default_rng(0)
+_device = None  # a CuPy generator, created on first use
+_seed = 0
+
+
+def seed(n: int) -> None:
+    """Reset every stream nnlite draws from (host and GPU) to a known state."""
+    global _host, _device, _seed
+    _seed = int(n)
+    _host = np.random.default_rng(_seed)
+    _device = None
+
+
+def host_rng() -> np.random.Generator:
+    return _host
+
+
+def get_state():
+    """The host stream's state (saved in training checkpoints so a resumed run is exact)."""
+    return _host.bit_generator.state
+
+
+def set_state(state) -> None:
+    _host.bit_generator.state = state
+
+
+def uniform(shape, like):
+    """Uniform [0, 1) numbers of `like`'s dtype, on `like`'s device."""
+    global _device
+    dtype = like.dtype if like.dtype.kind == "f" else np.float32
+    if backends.device_of(like) == "cpu":
+        return _host.random(shape, dtype=dtype)
+    if _device is None:
+        import cupy
+
+        _device = cupy.random.default_rng(_seed)
+    return _device.random(shape, dtype=dtype)
+
+
+def normal(shape, std, dtype=np.float32):
+    """Host normal(0, std) numbers, for weight initialisation (done on the host, then moved)."""
+    return (_host.standard_normal(shape, dtype=np.float32) * std).astype(dtype)

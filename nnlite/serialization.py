@@ -1,0 +1,96 @@
+"""Saving and loading weights as `.npz`, atomically and with clear errors.
+
+File layout: one array per parameter/buffer name, plus
+    __format__  the format version (an int), checked on load
+    __meta__    a JSON string for whatever the caller wants to keep with the weights
+                (the emotion app stores the model name and preprocessing config there)
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from nnlite import backends
+
+FORMAT_VERSION = 1
+
+
+class WeightFileError(ValueError):
+    """A weight file is missing, unreadable, or does not match the model."""
+
+
+def save_arrays(path, arrays: dict, meta=None, dtype=None) -> Path:
+    """Write `arrays` (name -> array, any device) to `path` atomically.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, and is then
+    renamed over `path`: a run killed mid-write leaves the previous file intact.
+    `dtype` (e.g. np.float16) stores floating arrays smaller; they are cast back on load.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {}
+    for name, array in arrays.items():
+        array = backends.to_numpy(array)
+        if dtype is not None and array.dtype.kind == "f":
+            array = array.astype(dtype)
+        payload[name] = array
+    payload["__format__"] = np.array(FORMAT_VERSION)
+    payload["__meta__"] = np.array(json.dumps(meta or {}))
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def load_arrays(path):
+    """(arrays, meta) from a file written by `save_arrays`; clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightFileError(f"weight file not found: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except Exception as err:
+        raise WeightFileError(f"cannot read weight file {path}: {err}") from err
+    version = int(arrays.pop("__format__", -1))
+    if version != FORMAT_VERSION:
+        raise WeightFileError(
+            f"{path} has format version {version}, this nnlite reads version {FORMAT_VERSION}"
+        )
+    meta = json.loads(str(arrays.pop("__meta__", "{}")))
+    return arrays, meta
+
+
+def read_meta(path) -> dict:
+    """Only the metadata of a weight file (e.g. to build the right model before loading)."""
+    return load_arrays(path)[1]
+
+
+def save(module, path, meta=None, dtype=None) -> Path:
+    """Save a module's parameters and buffers to `path` (.npz), atomically."""
+    return save_arrays(path, module.state_dict(), meta, dtype)
+
+
+def load(module, path) -> dict:
+    """Load weights from `path` into `module` (in place); returns the file's metadata.
+
+    A missing file, or names/shapes that do not match the model, raise WeightFileError naming
+    the file, the parameter and both shapes; there is never a silent fallback to random weights.
+    """
+    arrays, meta = load_arrays(path)
+    try:
+        module.load_state_dict(arrays, source=str(path))
+    except ValueError as err:
+        raise WeightFileError(str(err)) from err
+    return meta
