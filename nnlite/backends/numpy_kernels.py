@@ -8,9 +8,9 @@ override still runs there.
 Conventions:
     stride = (stride_h, stride_w)
     pad    = (top, bottom, left, right)   # asymmetric, for TensorFlow's "same"
-    col    = (N, C*KH*KW, OH*OW)          # im2col layout: one (K, P) matrix per image, so
-                                          # conv is a batched GEMM W(OC,K) @ col(N,K,P) that
-                                          # lands directly in (N, OC, P) with no transpose.
+    col    = (C*KH*KW, N*OH*OW)           # im2col layout: the whole batch side by side, so a
+                                          # convolution is ONE large GEMM W(OC, K) @ col(K, N*P),
+                                          # which BLAS runs far faster than N small ones.
 """
 
 import numpy as np
@@ -33,8 +33,8 @@ def output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after:
 def im2col(x, kh, kw, stride, pad, fill=0.0):
     """Unfold every KHxKW window of x into a column.
 
-    x (N, C, H, W) -> col (N, C*KH*KW, OH*OW) with
-        col[n, (c*KH + i)*KW + j, oh*OW + ow] = x_padded[n, c, oh*SH + i, ow*SW + j]
+    x (N, C, H, W) -> col (C*KH*KW, N*OH*OW) with
+        col[(c*KH + i)*KW + j, (n*OH + oh)*OW + ow] = x_padded[n, c, oh*SH + i, ow*SW + j]
     `fill` is the value of the padding (0 for convolution, -inf for max-pooling).
     """
     xp = get_array_module(x)
@@ -43,28 +43,28 @@ def im2col(x, kh, kw, stride, pad, fill=0.0):
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
     padded = xp.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=fill)
     s_n, s_c, s_h, s_w = padded.strides
-    # A strided view (N, C, KH, KW, OH, OW) of the padded input: no copy until the reshape.
+    # A strided view (C, KH, KW, N, OH, OW) of the padded input: no copy until the reshape.
     windows = _as_strided(
-        xp, padded, (n, c, kh, kw, oh, ow), (s_n, s_c, s_h, s_w, s_h * sh, s_w * sw)
+        xp, padded, (c, kh, kw, n, oh, ow), (s_c, s_h, s_w, s_n, s_h * sh, s_w * sw)
     )
-    return windows.reshape(n, c * kh * kw, oh * ow)
+    return windows.reshape(c * kh * kw, n * oh * ow)
 
 
 def col2im(col, x_shape, kh, kw, stride, pad):
     """The adjoint of im2col: add every column back onto the window it came from.
 
-    col (N, C*KH*KW, OH*OW) -> (N, C, H, W). Overlapping windows add up, which is exactly the
+    col (C*KH*KW, N*OH*OW) -> (N, C, H, W). Overlapping windows add up, which is exactly the
     gradient of im2col (each input pixel receives the gradient of every window it fell in).
     """
     xp = get_array_module(col)
     (sh, sw), (pt, pb, pl, pr) = stride, pad
     n, c, h, w = x_shape
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
-    col = col.reshape(n, c, kh, kw, oh, ow)
+    col = col.reshape(c, kh, kw, n, oh, ow)
     padded = xp.zeros((n, c, h + pt + pb, w + pl + pr), dtype=col.dtype)
     for i in range(kh):  # a loop over the kernel's KH*KW offsets, not over pixels
         for j in range(kw):
-            padded[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += col[:, :, i, j]
+            padded[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += col[:, i, j].transpose(1, 0, 2, 3)
     return xp.ascontiguousarray(padded[:, :, pt : pt + h, pl : pl + w])
 
 
@@ -75,14 +75,14 @@ def max_pool_forward(x, kh, kw, stride, pad):
     argmax is the winner's position inside its window (0 .. KH*KW-1, row-major); padding is
     -inf so it never wins.
     """
+    xp = get_array_module(x)
     n, c, h, w = x.shape
     (sh, sw), (pt, pb, pl, pr) = stride, pad
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
-    # Treat each channel as its own 1-channel image: col (N*C, KH*KW, OH*OW).
-    col = im2col(x.reshape(n * c, 1, h, w), kh, kw, stride, pad, fill=-np.inf)
-    argmax = col.argmax(axis=1)
-    xp = get_array_module(x)
-    y = xp.take_along_axis(col, argmax[:, None, :], axis=1)
+    # Treat each channel as its own 1-channel image: col (KH*KW, N*C*OH*OW).
+    col = im2col(x.reshape(n * c, 1, h, w), kh, kw, stride, pad, fill=-xp.inf)
+    argmax = col.argmax(axis=0)
+    y = xp.take_along_axis(col, argmax[None, :], axis=0)
     return y.reshape(n, c, oh, ow), argmax.reshape(n, c, oh, ow)
 
 
@@ -90,10 +90,9 @@ def max_pool_backward(gy, argmax, x_shape, kh, kw, stride, pad):
     """Route each output gradient to the input pixel that won its window."""
     xp = get_array_module(gy)
     n, c, h, w = x_shape
-    p = gy.shape[2] * gy.shape[3]
-    positions = xp.arange(kh * kw).reshape(1, kh * kw, 1)
-    winner = positions == argmax.reshape(n * c, 1, p)  # (N*C, KH*KW, P) one-hot
-    gcol = winner * gy.reshape(n * c, 1, p)
+    positions = xp.arange(kh * kw).reshape(kh * kw, 1)
+    winner = positions == argmax.reshape(1, -1)  # (KH*KW, N*C*OH*OW), one-hot per column
+    gcol = winner * gy.reshape(1, -1)
     return col2im(gcol, (n * c, 1, h, w), kh, kw, stride, pad).reshape(x_shape)
 
 

@@ -1,7 +1,8 @@
 """2-D convolution as im2col + one batched matrix product.
 
 Each KHxKW window of the input is unfolded into a column (im2col); the convolution is then
-W(OC, C*KH*KW) @ col(N, C*KH*KW, OH*OW), which is exactly what BLAS/cuBLAS is fastest at.
+one matrix product W(OC, C*KH*KW) @ col(C*KH*KW, N*OH*OW), which is exactly what BLAS and
+cuBLAS are fastest at.
 Backward is two more products and col2im, the adjoint of im2col.
 """
 
@@ -61,25 +62,22 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: input has {c} channels, weights expect {wc}")
         self.pad = resolve_padding(self.pad, (h, w), (kh, kw), self.stride)
         self.x_shape = x.shape
-        self.col = kernels.im2col(x, kh, kw, self.stride, self.pad)  # (N, C*KH*KW, P)
+        self.col = kernels.im2col(x, kh, kw, self.stride, self.pad)  # (K, N*P)
         self.W = W
-        y = W.reshape(oc, -1) @ self.col  # (OC, K) @ (N, K, P) -> (N, OC, P)
         oh = (h + self.pad[0] + self.pad[1] - kh) // self.stride[0] + 1
         ow = (w + self.pad[2] + self.pad[3] - kw) // self.stride[1] + 1
-        y = y.reshape(n, oc, oh, ow)
+        y = W.reshape(oc, -1) @ self.col  # (OC, K) @ (K, N*P) -> (OC, N*P)
+        y = y.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3)  # -> (N, OC, OH, OW)
         if b is not None:
-            y += b.reshape(1, oc, 1, 1)
-        return y
+            y = y + b.reshape(1, oc, 1, 1)  # the add also makes y contiguous again
+        return get_array_module(y).ascontiguousarray(y)
 
     def backward(self, gy):
-        xp = get_array_module(gy)
-        n, oc = gy.shape[:2]
-        kh, kw = self.W.shape[2:]
-        gy = gy.reshape(n, oc, -1)  # (N, OC, P)
-        # dW[o, k] = sum over images n and positions p of gy[n, o, p] * col[n, k, p]
-        gW = xp.tensordot(gy, self.col, axes=([0, 2], [0, 2])).reshape(self.W.shape)
-        gb = gy.sum(axis=(0, 2))
-        gcol = self.W.reshape(oc, -1).T @ gy  # (K, OC) @ (N, OC, P) -> (N, K, P)
+        oc, kh, kw = self.W.shape[0], self.W.shape[2], self.W.shape[3]
+        gb = gy.sum(axis=(0, 2, 3))
+        gy = gy.transpose(1, 0, 2, 3).reshape(oc, -1)  # (OC, N*P), the layout of y above
+        gW = (gy @ self.col.T).reshape(self.W.shape)  # dW[o, k] = sum_p gy[o, p] col[k, p]
+        gcol = self.W.reshape(oc, -1).T @ gy  # (K, OC) @ (OC, N*P) -> (K, N*P)
         gx = kernels_for(gy).col2im(gcol, self.x_shape, kh, kw, self.stride, self.pad)
         return gx, gW, gb
 

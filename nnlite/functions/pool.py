@@ -49,14 +49,13 @@ class AvgPool2d(Function):
         kh, kw = self.kernel
         col = kernels_for(x).im2col(x.reshape(n * c, 1, h, w), kh, kw, self.stride, self.pad)
         self.out_hw = _out_hw(x.shape, self.kernel, self.stride, self.pad)
-        return col.mean(axis=1).reshape(n, c, *self.out_hw)
+        return col.mean(axis=0).reshape(n, c, *self.out_hw)
 
     def backward(self, gy):
         xp = get_array_module(gy)
         n, c, h, w = self.x_shape
         kh, kw = self.kernel
-        p = gy.shape[2] * gy.shape[3]
-        gcol = xp.broadcast_to(gy.reshape(n * c, 1, p) / (kh * kw), (n * c, kh * kw, p))
+        gcol = xp.broadcast_to(gy.reshape(1, -1) / (kh * kw), (kh * kw, gy.size))
         gx = kernels_for(gy).col2im(gcol, (n * c, 1, h, w), kh, kw, self.stride, self.pad)
         return gx.reshape(self.x_shape)
 
