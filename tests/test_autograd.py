@@ -1,0 +1,113 @@
+"""The autograd engine: graph building, backward order, accumulation, no_grad, gradcheck."""
+
+import numpy as np
+import pytest
+
+import nnlite
+import nnlite.functional as F
+from nnlite import Tensor
+from nnlite.autograd import Function
+
+
+def test_chain_rule_through_a_shared_node():
+    # y = (x*x) + (x*x*x): x is used on several paths; gradients must add up.
+    x = Tensor(np.array([2.0]), requires_grad=True)
+    a = x * x
+    y = a + a * x
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * 2.0 + 3 * 2.0**2)
+
+
+def test_broadcast_gradients_are_summed_back():
+    x = Tensor(np.ones((3, 4)), requires_grad=True)
+    b = Tensor(np.ones(4), requires_grad=True)
+    (x + b).sum().backward()
+    np.testing.assert_array_equal(b.grad, np.full(4, 3.0))
+
+
+def test_leaf_gradients_accumulate_across_backward_calls():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    (x * 3.0).sum().backward()
+    (x * 3.0).sum().backward()
+    np.testing.assert_array_equal(x.grad, [6.0, 6.0])
+
+
+def test_no_grad_builds_no_graph():
+    x = Tensor(np.ones(3), requires_grad=True)
+    with nnlite.no_grad():
+        y = x * 2.0
+    assert y.creator is None and not y.requires_grad
+
+
+def test_backward_twice_through_a_freed_graph_is_a_clear_error():
+    x = Tensor(np.ones(3), requires_grad=True)
+    y = (x * 2.0).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_python_scalars_do_not_promote_float32():
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    y = (x * 0.5 + 1.0) / 3.0 - 2.0
+    assert y.dtype == np.float32
+    y.sum().backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_tensor_from_a_list_is_float32():
+    assert Tensor([1.0, 2.0]).dtype == np.float32
+
+
+def test_indexing_and_shape_ops():
+    x = Tensor(np.arange(24.0).reshape(2, 3, 4), requires_grad=True)
+    y = x.reshape(6, 4).transpose(1, 0)[1:3]
+    assert y.shape == (2, 6)
+    y.sum().backward()
+    assert x.grad.sum() == 12.0
+
+
+def test_a_deep_graph_does_not_hit_the_recursion_limit():
+    x = Tensor(np.ones(2), requires_grad=True)
+    y = x
+    for _ in range(5000):
+        y = y + 1.0
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 1.0])
+
+
+class WrongSquare(Function):
+    """x**2 with a deliberately wrong backward (2x + 1): gradcheck must catch it."""
+
+    def forward(self, x):
+        self.x = x
+        return x * x
+
+    def backward(self, gy):
+        return gy * (2 * self.x + 1)
+
+
+def test_gradcheck_catches_a_wrong_backward_and_says_where():
+    x = np.random.default_rng(0).standard_normal((3, 2))
+    with pytest.raises(nnlite.GradcheckError, match="input 0, index"):
+        nnlite.gradcheck(lambda t: WrongSquare()(t), [x])
+    result = nnlite.gradcheck(lambda t: t * t, [x])
+    assert result.ok and result.max_abs_error < 1e-6
+
+
+def test_gradcheck_command_passes_on_numpy(capsys):
+    from nnlite.gradcheck import main
+
+    assert main(["--backend", "numpy"]) == 0
+    out = capsys.readouterr().out
+    assert "conv2d" in out and "0 failed" in out
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(nnlite.backends.BackendError, match="unknown backend"):
+        nnlite.use("tpu")
+
+
+def test_accuracy_metric():
+    logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert F.accuracy(logits, np.array([1, 0, 0])) == pytest.approx(2 / 3)
