@@ -1,0 +1,78 @@
+"""EmotionClassifier: weights + model + preprocessing, ready to classify face crops.
+
+The weight file carries the model's name and the exact preprocessing config it was trained
+with, so loading needs no extra flags and inference preprocesses exactly like training.
+"""
+
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+import nnlite
+import nnlite.functional as F
+
+from emotion import models
+from emotion.errors import UserError
+from emotion.labels import EMOTIONS
+
+SHIPPED_WEIGHTS = "default.npz"
+
+
+def shipped_weights_path() -> Path:
+    return Path(str(resources.files("emotion") / "weights" / SHIPPED_WEIGHTS))
+
+
+class EmotionClassifier:
+    def __init__(self, model, preprocess_config, meta=None, device="cpu"):
+        self.model = model.eval()
+        self.preprocess_config = preprocess_config
+        self.meta = meta or {}
+        self.device = device
+
+    @classmethod
+    def load(cls, weights=None, backend=None):
+        """Load a weight file (None: the weights shipped with the package)."""
+        from emotion.preprocess import PreprocessConfig
+        from emotion.train import choose_backend
+
+        backend = choose_backend(backend)
+        path = Path(weights) if weights else shipped_weights_path()
+        if not path.is_file():
+            hint = ("train one with `emotion train` and pass --weights runs/NAME/best.npz"
+                    if weights is None else "check the path")
+            raise UserError(f"weight file not found: {path} ({hint})")
+        try:
+            meta = nnlite.read_meta(path)
+            if "model" not in meta or "preprocess" not in meta:
+                raise UserError(f"{path} has no model name / preprocessing config: it is not an "
+                                "emotion weight file (use best.npz from `emotion train`)")
+            model = models.build(meta["model"])
+            nnlite.load(model, path)
+        except nnlite.WeightFileError as err:
+            raise UserError(str(err)) from None
+        device = "cuda" if backend == "cuda" else "cpu"
+        if device == "cuda":
+            model.to("cuda")
+        return cls(model, PreprocessConfig.from_dict(meta["preprocess"]), meta, device)
+
+    @property
+    def model_name(self) -> str:
+        return self.meta.get("model", "?")
+
+    def predict_batch(self, images) -> np.ndarray:
+        """Probabilities (N, 7) float32 for preprocessed images (N, 1, 48, 48)."""
+        if len(images) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        with nnlite.no_grad():
+            x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32), self.device))
+            probs = F.softmax(self.model(x))
+        return nnlite.to_numpy(probs.data).astype(np.float32, copy=False)
+
+    def predict_faces(self, crops) -> np.ndarray:
+        """Probabilities (N, 7) for gray uint8 face crops of any size (the training pipeline)."""
+        from emotion.preprocess import faces_to_batch
+
+        if len(crops) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        return self.predict_batch(faces_to_batch(list(crops), self.preprocess_config))

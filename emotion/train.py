@@ -1,0 +1,387 @@
+"""`emotion train`: train a model on FER2013 Training, validate on PublicTest every epoch.
+
+What a run leaves in --out (default runs/MODEL):
+    best.npz        weights of the epoch with the best PublicTest accuracy (+ model name and
+                    preprocessing config, so `emotion evaluate --weights best.npz` needs nothing else)
+    last.npz        a full checkpoint (weights, optimizer, schedule, random states, position in
+                    the epoch), written atomically each epoch and on Ctrl-C: --resume continues
+                    exactly where the run stopped
+    metrics.csv     one row per epoch
+    curves.png      loss and accuracy curves
+
+Preprocessing runs once over the whole dataset (the same `preprocess` the live demo uses);
+augmentation then runs per batch on the preprocessed images. Geometric augmentation commutes
+with the per-pixel steps (gamma) up to interpolation, so the order costs nothing in accuracy
+and saves preprocessing every image every epoch.
+"""
+
+import csv
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+
+import nnlite
+import nnlite.functional as F
+from nnlite import optim
+from nnlite import random as nnrandom
+from nnlite.serialization import WeightFileError, load_arrays, save_arrays
+
+from emotion import models
+from emotion.errors import UserError
+from emotion.labels import EMOTIONS
+
+CHECKPOINT_VERSION = 1
+
+
+def add_arguments(parser):
+    parser.add_argument("--data", help="FER2013 csv(.gz), image folder, or .npz (default: "
+                        "$EMOTION_DATA, then data/)")
+    parser.add_argument("--model", default=models.DEFAULT_MODEL, choices=sorted(models.MODELS))
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--nesterov", action="store_true")
+    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--schedule", default="cosine", choices=["cosine", "step", "plateau", "none"])
+    parser.add_argument("--warmup", type=int, default=1, help="warm-up epochs (cosine schedule)")
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--class-weights", action="store_true",
+                        help="weight the loss by inverse class frequency (helps 'disgust')")
+    parser.add_argument("--no-augment", action="store_true")
+    parser.add_argument("--early-stopping", type=int, default=0, metavar="EPOCHS",
+                        help="stop after this many epochs without a better PublicTest accuracy")
+    parser.add_argument("--backend", default=None, choices=nnlite.backends.NAMES,
+                        help="nnlite backend (default: numba if available, else numpy)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/MODEL)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N training "
+                        "images (and N//4 validation images): for quick experiments and tests")
+    parser.add_argument("--ferplus", default=None, help="use FER+ majority labels from this csv")
+    parser.add_argument("--skip-bad-rows", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def choose_backend(name=None) -> str:
+    """The requested backend, or the fastest CPU one that works here."""
+    if name is None:
+        name = "numba" if nnlite.available()["numba"] is None else "numpy"
+    try:
+        nnlite.use(name)
+    except nnlite.backends.BackendError as err:
+        raise UserError(str(err)) from None
+    return name
+
+
+def run(args) -> int:
+    config = vars(args).copy()
+    backend = choose_backend(args.backend)
+    out = Path(args.out or f"runs/{args.model}")
+    trainer = Trainer(config, out, backend)
+    result = trainer.fit(resume=args.resume, progress=not args.quiet)
+    print(json.dumps(result))
+    return 0
+
+
+# -- data ------------------------------------------------------------------------------------
+def load_splits(config):
+    """Preprocessed (images, labels) for Training and PublicTest, plus the preprocessing config."""
+    from emotion.data import load_fer2013
+    from emotion.preprocess import PreprocessConfig, fit_dataset_stats, preprocess
+
+    dataset = load_fer2013(config.get("data"), skip_bad_rows=config.get("skip_bad_rows", False),
+                           ferplus=config.get("ferplus"))
+    x_train, y_train = dataset.split("Training")
+    x_val, y_val = dataset.split("PublicTest")
+    if config.get("limit"):
+        n = config["limit"]
+        x_train, y_train = x_train[:n], y_train[:n]
+        x_val, y_val = x_val[: max(n // 4, 1)], y_val[: max(n // 4, 1)]
+    pre = PreprocessConfig()
+    if pre.normalize == "dataset":
+        pre = fit_dataset_stats(x_train, pre)
+    return preprocess(x_train, pre), y_train, preprocess(x_val, pre), y_val, pre
+
+
+def batches(n, batch_size, order=None):
+    order = np.arange(n) if order is None else order
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def predict_logits(model, images, batch_size=256, device="cpu"):
+    """Logits (N, 7) as a NumPy array, in eval mode and without building a graph."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with nnlite.no_grad():
+        for idx in batches(len(images), batch_size):
+            x = nnlite.Tensor(nnlite.to_device(images[idx], device))
+            out.append(nnlite.to_numpy(model(x)))
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, len(EMOTIONS)), np.float32)
+
+
+# -- the training loop -------------------------------------------------------------------------
+class Trainer:
+    def __init__(self, config, out: Path, backend: str):
+        self.config, self.out, self.backend = config, Path(out), backend
+        self.device = "cuda" if backend == "cuda" else "cpu"
+
+    def _build(self):
+        c = self.config
+        nnlite.seed(c.get("seed", 0))
+        self.model = models.build(c["model"])
+        if self.device == "cuda":
+            self.model.to("cuda")
+        params = self.model.parameters()
+        if c.get("optimizer", "sgd") == "adam":
+            self.optimizer = optim.Adam(params, lr=c["lr"], weight_decay=c.get("weight_decay", 0))
+        else:
+            self.optimizer = optim.MomentumSGD(params, lr=c["lr"], momentum=c.get("momentum", 0.9),
+                                               nesterov=c.get("nesterov", False),
+                                               weight_decay=c.get("weight_decay", 0))
+        schedule = c.get("schedule", "cosine")
+        if schedule == "cosine":
+            self.schedule = optim.CosineLR(self.optimizer, c["epochs"], min_lr=c["lr"] * 1e-3,
+                                           warmup=c.get("warmup", 0))
+        elif schedule == "step":
+            self.schedule = optim.StepLR(self.optimizer, step_size=max(c["epochs"] // 3, 1), gamma=0.1)
+        elif schedule == "plateau":
+            self.schedule = optim.ReduceLROnPlateau(self.optimizer, mode="max", factor=0.5, patience=3)
+        else:
+            self.schedule = None
+        self.rng = np.random.default_rng(c.get("seed", 0))
+        self.state = {"epoch": 0, "batch": 0, "best_accuracy": -1.0, "best_epoch": 0,
+                      "history": [], "bad_epochs": 0}
+        self.order = None
+        self.running = {"loss": 0.0, "correct": 0, "seen": 0}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save_checkpoint(self):
+        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()}
+        optimizer_state = self.optimizer.state_dict()
+        arrays.update({f"optim/{k}": v for k, v in optimizer_state.items() if not np.isscalar(v)})
+        if self.order is not None:
+            arrays["order"] = self.order
+        meta = {
+            "checkpoint_version": CHECKPOINT_VERSION,
+            "config": self.config,
+            "preprocess": self.preprocess_config.to_dict(),
+            "state": self.state,
+            "running": self.running,
+            "optimizer": {k: v for k, v in optimizer_state.items() if np.isscalar(v)},
+            "schedule": self.schedule.state_dict() if self.schedule else None,
+            "rng": self.rng.bit_generator.state,
+            "nnlite_rng": nnrandom.get_state(),
+        }
+        save_arrays(self.out / "last.npz", arrays, meta)
+
+    def load_checkpoint(self):
+        path = self.out / "last.npz"
+        try:
+            arrays, meta = load_arrays(path)
+        except WeightFileError as err:
+            raise UserError(f"cannot resume: {err}") from None
+        if meta.get("config", {}).get("model") != self.config["model"]:
+            raise UserError(f"cannot resume: {path} is a {meta.get('config', {}).get('model')!r} "
+                            f"run, not {self.config['model']!r}")
+        self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")},
+                                   source=str(path))
+        optimizer_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
+        optimizer_state.update(meta["optimizer"])
+        self.optimizer.load_state_dict(optimizer_state)
+        if self.schedule and meta["schedule"]:
+            self.schedule.load_state_dict(meta["schedule"])
+        self.rng.bit_generator.state = meta["rng"]
+        nnrandom.set_state(meta["nnlite_rng"])
+        self.state, self.running = meta["state"], meta["running"]
+        self.order = arrays.get("order")
+
+    def save_best(self, accuracy):
+        from nnlite.serialization import save
+
+        meta = {"model": self.config["model"], "preprocess": self.preprocess_config.to_dict(),
+                "publictest_accuracy": accuracy, "epoch": self.state["epoch"],
+                "backend": self.backend}
+        save(self.model, self.out / "best.npz", meta=meta)
+
+    # -- the loop ----------------------------------------------------------------------------
+    def fit(self, resume=False, progress=True):
+        from emotion.augment import Augmenter
+        from emotion.data import class_weights
+
+        c = self.config
+        x_train, y_train, x_val, y_val, self.preprocess_config = load_splits(c)
+        self._build()
+        self.out.mkdir(parents=True, exist_ok=True)
+        if resume:
+            self.load_checkpoint()
+            print(f"resuming {self.out / 'last.npz'} at epoch {self.state['epoch'] + 1}, "
+                  f"batch {self.state['batch']}")
+        weights = class_weights(y_train) if c.get("class_weights") else None
+        if weights is not None and self.device == "cuda":
+            weights = nnlite.to_device(weights, "cuda")
+        augment = None if c.get("no_augment") else Augmenter()
+        n, bs = len(x_train), c["batch_size"]
+        steps_per_epoch = -(-n // bs)
+        interrupted = False
+        while self.state["epoch"] < c["epochs"]:
+            epoch = self.state["epoch"] + 1
+            if self.order is None or self.state["batch"] == 0:
+                self.order = self.rng.permutation(n)
+                self.running = {"loss": 0.0, "correct": 0, "seen": 0}
+            bar = _progress(steps_per_epoch, self.state["batch"], f"epoch {epoch}/{c['epochs']}",
+                            enabled=progress)
+            start = time.perf_counter()
+            seen_at_start = self.running["seen"]
+            self.model.train()
+            self.stop_requested = False
+            previous_handler = _install_sigint_handler(self)
+            try:
+                for b in range(self.state["batch"], steps_per_epoch):
+                    if self.stop_requested:
+                        raise KeyboardInterrupt
+                    idx = self.order[b * bs : (b + 1) * bs]
+                    images = x_train[idx]
+                    if augment is not None:
+                        images = augment(images, self.rng)
+                    self._step(images, y_train[idx], weights)
+                    self.state["batch"] = b + 1
+                    if bar is not None:
+                        seen = self.running["seen"]
+                        rate = (seen - seen_at_start) / max(time.perf_counter() - start, 1e-9)
+                        bar.set_postfix(loss=f"{self.running['loss'] / max(seen, 1):.3f}",
+                                        acc=f"{self.running['correct'] / max(seen, 1):.3f}",
+                                        img_s=f"{rate:.0f}", refresh=False)
+                        bar.update(1)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                if previous_handler is not None:
+                    signal.signal(signal.SIGINT, previous_handler)
+                if bar is not None:
+                    bar.close()
+            if interrupted:
+                self.save_checkpoint()
+                print(f"interrupted: checkpoint saved to {self.out / 'last.npz'}; "
+                      "continue with --resume")
+                break
+            seconds = time.perf_counter() - start
+            self._end_epoch(epoch, seconds, x_val, y_val)
+            if c.get("early_stopping") and self.state["bad_epochs"] >= c["early_stopping"]:
+                print(f"early stopping: no better PublicTest accuracy for {c['early_stopping']} epochs")
+                break
+        return {"out": str(self.out), "best_publictest_accuracy": self.state["best_accuracy"],
+                "best_epoch": self.state["best_epoch"], "epochs_done": self.state["epoch"],
+                "interrupted": interrupted}
+
+    def _step(self, images, labels, weights):
+        x = nnlite.Tensor(nnlite.to_device(images, self.device))
+        y = nnlite.to_device(labels, self.device)
+        logits = self.model(x)
+        loss = F.softmax_cross_entropy(logits, y, class_weights=weights,
+                                       label_smoothing=self.config.get("label_smoothing", 0.0))
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        # One small device-to-host copy per step for the progress bar (a scalar and 64 ints).
+        self.running["loss"] += float(nnlite.to_numpy(loss.data)) * len(labels)
+        self.running["correct"] += int((nnlite.to_numpy(logits.data).argmax(1) == labels).sum())
+        self.running["seen"] += len(labels)
+
+    def _end_epoch(self, epoch, seconds, x_val, y_val):
+        logits = predict_logits(self.model, x_val, device=self.device)
+        val_loss = float(_cross_entropy(logits, y_val))
+        val_acc = float((logits.argmax(1) == y_val).mean())
+        seen = max(self.running["seen"], 1)
+        row = {"epoch": epoch, "lr": self.optimizer.lr,
+               "train_loss": self.running["loss"] / seen,
+               "train_accuracy": self.running["correct"] / seen,
+               "val_loss": val_loss, "val_accuracy": val_acc,
+               "seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
+        self.state["history"].append(row)
+        self.state["epoch"], self.state["batch"] = epoch, 0
+        if val_acc > self.state["best_accuracy"]:
+            self.state.update(best_accuracy=val_acc, best_epoch=epoch, bad_epochs=0)
+            self.save_best(val_acc)
+        else:
+            self.state["bad_epochs"] += 1
+        if self.schedule is not None:
+            self.schedule.step(val_acc)
+        self.save_checkpoint()
+        write_metrics(self.out, self.state["history"])
+        print(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
+              f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s "
+              f"({row['images_per_second']:.0f} img/s) | best {self.state['best_accuracy']:.4f} "
+              f"@ {self.state['best_epoch']}", flush=True)
+
+
+def _install_sigint_handler(trainer):
+    """First Ctrl-C: finish the current step, save a checkpoint and stop. A second one stops at
+    once. Finishing the step keeps the checkpoint exact: no half-applied optimizer update."""
+    def request_stop(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once)...", flush=True)
+
+    try:
+        return signal.signal(signal.SIGINT, request_stop)
+    except ValueError:  # not the main thread: leave the default behaviour
+        return None
+
+
+def _cross_entropy(logits, labels):
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return -logp[np.arange(len(labels)), labels].mean()
+
+
+def _progress(total, initial, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="batch", leave=False)
+
+
+def write_metrics(out: Path, history):
+    """metrics.csv (rewritten whole, atomically enough for a log) and curves.png."""
+    if not history:
+        return
+    path = out / "metrics.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    tmp.replace(path)
+    plot_curves(history, out / "curves.png")
+
+
+def plot_curves(history, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["train_loss"] for r in history], label="train")
+    ax1.plot(epochs, [r["val_loss"] for r in history], label="PublicTest")
+    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax2.plot(epochs, [r["train_accuracy"] for r in history], label="train")
+    ax2.plot(epochs, [r["val_accuracy"] for r in history], label="PublicTest")
+    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
