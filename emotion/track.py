@@ -9,6 +9,11 @@ Matching is greedy, which is enough for the handful of faces a webcam sees:
 3. detections still unmatched start new tracks; tracks unmatched for more than
    `max_missed_frames` frames are dropped. IDs are never reused.
 
+A new track is *tentative* until it has been matched in `min_hits` detections: only
+confirmed tracks are returned, and a tentative track is dropped at its first miss. Haar
+false positives (a lamp, a pattern on a jumper) rarely fire twice in the same place, so
+this removes nearly all of them, for the price of reporting a new face one detection later.
+
 Detecting every frame is the main cost of the pipeline, so the tracker also supports frames
 without detection (`step(None)`): each track keeps its last box. The trade-off of this
 "carry" is that a box lags a moving head by up to `detect_every - 1` frames (at 30 fps and
@@ -52,7 +57,7 @@ def smoothing_weight(dt: float | None, time_constant: float, default: float) -> 
 class Track:
     """One face followed over time."""
 
-    track_id: int
+    track_id: int  # 0 while tentative (see the module docstring), then 1, 2, 3, ...
     box: Box
     eyes: list[Box] = field(default_factory=list)
     probabilities: np.ndarray | None = None  # (7,) smoothed; None until first classified
@@ -66,17 +71,18 @@ class IoUTracker:
     """Greedy IoU + centroid-distance tracker with exponential smoothing.
 
     `step(detections)` once per frame: a list of boxes on a detection frame, None on a frame
-    without detection. It returns the live tracks, oldest first.
+    without detection. It returns the confirmed live tracks, oldest first.
     """
 
     def __init__(self, min_iou: float = 0.3, max_center_distance: float = 0.75,
-                 max_missed_frames: int = 10, box_weight: float = 0.6,
+                 max_missed_frames: int = 10, min_hits: int = 2, box_weight: float = 0.6,
                  time_constant: float = 0.2, default_weight: float = 0.5):
         self.min_iou = min_iou
         # Fallback matching radius, in units of the track box's side: 0.75 means the face
         # centre may jump three quarters of a face width between two detections.
         self.max_center_distance = max_center_distance
         self.max_missed_frames = max_missed_frames
+        self.min_hits = min_hits
         # Weight of a new detection in the box average: Haar boxes jitter by a few pixels
         # from frame to frame; 0.6 removes most of it while lagging little behind motion.
         self.box_weight = box_weight
@@ -136,10 +142,17 @@ class IoUTracker:
                 track.frames_since_seen = 0
                 track.hits += 1
             for di in sorted(unmatched):
-                self.tracks.append(Track(track_id=self.next_id, box=tuple(detections[di])))
-                self.next_id += 1
+                self.tracks.append(Track(track_id=0, box=tuple(detections[di])))
+            # A tentative track that missed a detection was most likely a false positive.
+            self.tracks = [t for t in self.tracks
+                           if t.hits >= self.min_hits or t.frames_since_seen == 0]
         self.tracks = [t for t in self.tracks if t.frames_since_seen <= self.max_missed_frames]
-        return list(self.tracks)
+        confirmed = [t for t in self.tracks if t.hits >= self.min_hits]
+        for track in confirmed:
+            if track.track_id == 0:  # IDs are handed out on confirmation, so they count 1, 2, 3
+                track.track_id = self.next_id
+                self.next_id += 1
+        return confirmed
 
     # -- per-track probability smoothing ----------------------------------------------
 

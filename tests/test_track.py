@@ -13,7 +13,7 @@ def test_iou():
 
 
 def test_ids_follow_two_moving_faces_and_are_never_reused():
-    tracker = IoUTracker(max_missed_frames=2)
+    tracker = IoUTracker(max_missed_frames=2, min_hits=1)
     a, b = [100, 100, 80, 80], [400, 120, 60, 60]
     tracker.step([tuple(a), tuple(b)])  # IDs are given in detection order: a=1, b=2
     ids_a, ids_b = set(), set()
@@ -34,8 +34,21 @@ def test_ids_follow_two_moving_faces_and_are_never_reused():
     assert ids == {2, 3}
 
 
+def test_new_tracks_are_tentative_until_seen_twice():
+    tracker = IoUTracker(min_hits=2)
+    face, flicker = (100, 100, 80, 80), (400, 300, 50, 50)
+    assert tracker.step([face]) == []                     # tentative: not reported yet
+    assert [t.track_id for t in tracker.step([face, flicker])] == [1]
+    assert [t.track_id for t in tracker.step(None)] == [1]  # carried frame: no verdict
+    assert [t.track_id for t in tracker.step([face])] == [1]  # the flicker was dropped
+    assert len(tracker.tracks) == 1
+    newcomer = (400, 100, 70, 70)
+    tracker.step([face, newcomer])
+    assert sorted(t.track_id for t in tracker.step([face, newcomer])) == [1, 2]  # no gap
+
+
 def test_centroid_fallback_matches_a_jump_with_little_overlap():
-    tracker = IoUTracker(min_iou=0.3, max_center_distance=0.75)
+    tracker = IoUTracker(min_iou=0.3, max_center_distance=0.75, min_hits=1)
     tracker.step([(100, 100, 100, 100)])
     # Moved half a face width and shrank: IoU ~0.2 (below 0.3) but the centre is close.
     (track,) = tracker.step([(160, 110, 80, 80)])
@@ -47,7 +60,7 @@ def test_centroid_fallback_matches_a_jump_with_little_overlap():
 
 
 def test_carry_keeps_boxes_between_detections():
-    tracker = IoUTracker(max_missed_frames=3)
+    tracker = IoUTracker(max_missed_frames=3, min_hits=1)
     tracker.step([(10, 10, 50, 50)])
     for _ in range(3):
         (track,) = tracker.step(None)  # no detection ran on this frame
@@ -56,14 +69,14 @@ def test_carry_keeps_boxes_between_detections():
 
 
 def test_box_smoothing_damps_jitter():
-    tracker = IoUTracker(box_weight=0.5)
+    tracker = IoUTracker(box_weight=0.5, min_hits=1)
     tracker.step([(100, 100, 50, 50)])
     (track,) = tracker.step([(110, 100, 50, 50)])
     assert track.box == (105, 100, 50, 50)
 
 
 def test_probability_smoothing_is_time_based_and_stays_a_distribution():
-    tracker = IoUTracker(time_constant=0.2)
+    tracker = IoUTracker(time_constant=0.2, min_hits=1)
     (track,) = tracker.step([(0, 0, 10, 10)])
     first = np.eye(7, dtype=np.float32)[3]
     np.testing.assert_array_equal(tracker.smooth_probabilities(track, first, 0.0), first)
