@@ -167,8 +167,10 @@ class IoUTracker:
         if track.probabilities is None:
             track.probabilities = probabilities.copy()
         else:
-            dt = None if timestamp is None or track.last_time is None else timestamp - track.last_time
+            known = timestamp is not None and track.last_time is not None
+            dt = timestamp - track.last_time if known else None
             a = smoothing_weight(dt, self.time_constant, self.default_weight)
-            track.probabilities = (a * probabilities + (1 - a) * track.probabilities).astype(np.float32)
+            mixed = a * probabilities + (1 - a) * track.probabilities
+            track.probabilities = mixed.astype(np.float32)
         track.last_time = timestamp
         return track.probabilities

@@ -87,5 +87,6 @@ def test_probability_smoothing_is_time_based_and_stays_a_distribution():
     assert smoothed[3] == pytest.approx(1 - weight, abs=1e-6)
     assert smoothed.sum() == pytest.approx(1.0) and smoothed.dtype == np.float32
     # The same time gap gives the same weight whatever the frame rate.
-    assert smoothing_weight(0.1, 0.2, 0.5) == pytest.approx(1 - (1 - smoothing_weight(0.05, 0.2, 0.5)) ** 2)
+    half_step = smoothing_weight(0.05, 0.2, 0.5)
+    assert smoothing_weight(0.1, 0.2, 0.5) == pytest.approx(1 - (1 - half_step) ** 2)
     assert smoothing_weight(None, 0.2, 0.5) == 0.5
