@@ -1,0 +1,276 @@
+"""Reading images, video files, cameras and stream URLs, with clear errors for the user.
+
+OpenCV reports most failures by returning None or False rather than raising, and the first
+sign of trouble is then `'NoneType' object has no attribute 'shape'` three calls later.
+Every OpenCV read in the app goes through this module, which checks the result at once and
+turns it into a `UserError` naming the file or camera.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emotion.errors import UserError
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm",
+                    ".pbm", ".jp2", ".exr", ".hdr"}
+
+
+# ---------------------------------------------------------------------------------------
+# Pixel formats: everything the app draws on is 8-bit BGR, everything it detects on is
+# 8-bit gray. Files and callers may give us gray, BGRA, 16-bit or float images.
+# ---------------------------------------------------------------------------------------
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Scale a 16-bit or float image to uint8 (uint8 passes through untouched)."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        # Full 16-bit range -> 8 bits by dropping the low byte (65535 -> 255).
+        return (image >> 8).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        # Float images (EXR, HDR, or arrays from other code) are taken as [0, 1].
+        return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any gray / BGR / BGRA image of any depth as 8-bit, 3-channel BGR."""
+    image = to_uint8(image)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def to_gray8(image: np.ndarray) -> np.ndarray:
+    """Any gray / BGR / BGRA image of any depth as 8-bit gray (what the detectors want)."""
+    image = to_uint8(image)
+    if image.ndim == 2:
+        return image
+    if image.shape[2] == 1:
+        return image[:, :, 0]
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+# ---------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as it is stored (gray or colour, 8 or 16 bit); UserError if we can't.
+
+    We decode from bytes with cv2.imdecode rather than cv2.imread: it reads non-ASCII paths
+    on every OS, and a failure is ours to report instead of an OpenCV warning on stderr.
+    ANYDEPTH keeps 16-bit data, ANYCOLOR keeps gray as gray, and unlike IMREAD_UNCHANGED both
+    still apply the EXIF orientation of phone photos. (An alpha channel is dropped: faces
+    are found on the colour channels alone.)
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"image not found: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not an image")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as err:
+        raise UserError(f"could not read image {path}: {err.strerror or err}") from None
+    image = None
+    if data.size:
+        image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if image is None or image.size == 0:
+        raise UserError(f"could not read image {path}: empty, corrupt or not an image format "
+                        f"OpenCV supports (jpg, png, bmp, tiff, webp, ...)")
+    return image
+
+
+def find_images(inputs: list[str]) -> list[Path]:
+    """Expand folders (non-recursively, sorted) into their image files; keep files as given.
+
+    Paths that do not exist are kept too, so the caller reports each of them by name.
+    """
+    paths: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise UserError(f"no image files in folder {path} "
+                                f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
+            paths.extend(found)
+        else:
+            paths.append(path)
+    return paths
+
+
+# ---------------------------------------------------------------------------------------
+# Video: files, cameras, URLs
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class Frame:
+    index: int         # 0, 1, 2, ... in reading order
+    timestamp: float   # seconds: frame index / fps for a file, wall-clock time for a camera
+    image: np.ndarray  # 8-bit BGR
+
+
+def parse_source(source: str | int) -> str | int:
+    """'0' -> camera index 0; a URL or a path stays a string."""
+    if isinstance(source, int):
+        return source
+    text = str(source).strip()
+    return int(text) if text.isdigit() else text
+
+
+def is_url(source) -> bool:
+    return isinstance(source, str) and "://" in source
+
+
+class VideoSource:
+    """A cv2.VideoCapture that has been checked to open, read frame by frame.
+
+    `frames()` yields `Frame`s until the source ends; afterwards `stopped_early` says whether
+    it was a camera or stream that stopped delivering (an error for a live source) rather
+    than a file that reached its end, and `read_seconds` holds the time spent decoding.
+    """
+
+    def __init__(self, capture, name: str, live: bool):
+        self.capture = capture
+        self.name = name
+        self.live = live  # a camera or a URL: frames arrive in real time
+        fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+        # Webcams often report 0 and some files report nonsense; 30 is a sane default.
+        self.fps = fps if 1.0 <= fps <= 240.0 else 30.0
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.frame_count = count if count > 0 and not live else None
+        self.frames_read = 0
+        self.read_seconds = 0.0
+        self.stopped_early = False
+
+    def frames(self, max_frames: int | None = None):
+        start = time.monotonic()
+        while max_frames is None or self.frames_read < max_frames:
+            t0 = time.perf_counter()
+            ok, image = self.capture.read()
+            self.read_seconds += time.perf_counter() - t0
+            if not ok or image is None or image.size == 0:
+                # A file is over; a camera that stops mid-stream was unplugged or taken over.
+                self.stopped_early = self.live
+                return
+            timestamp = (time.monotonic() - start if self.live
+                         else self.frames_read / self.fps)
+            yield Frame(self.frames_read, timestamp, to_bgr8(image))
+            self.frames_read += 1
+
+    def end_message(self) -> str:
+        if self.stopped_early:
+            return (f"{self.name} stopped returning frames after {self.frames_read} frames "
+                    f"(disconnected, or in use by another program?)")
+        return f"end of {self.name} after {self.frames_read} frames"
+
+    def release(self) -> None:
+        self.capture.release()
+
+
+@contextmanager
+def quiet_opencv():
+    """Silence OpenCV's own log while opening a capture: a camera that is not there makes it
+    print a dozen WARN/ERROR lines, which our single UserError message replaces."""
+    logging = cv2.utils.logging
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
+def open_video(source: str | int, opener=None) -> VideoSource:
+    """Open a camera index, a video file or a stream URL; UserError if it does not open.
+
+    `opener` defaults to cv2.VideoCapture, looked up at call time so that tests can replace
+    it with a fake capture that simulates a failing camera.
+    """
+    opener = opener or cv2.VideoCapture
+    source = parse_source(source)
+    if isinstance(source, int):
+        name = f"camera {source}"
+        with quiet_opencv():
+            capture = opener(source)
+        if capture is None or not capture.isOpened():
+            raise UserError(f"could not open camera {source}: no such camera, no permission, "
+                            f"or it is in use by another program (try --source 1, or a video "
+                            f"file)", exit_code=1)
+        return VideoSource(capture, name, live=True)
+    if is_url(source):
+        with quiet_opencv():
+            capture = opener(source)
+        if capture is None or not capture.isOpened():
+            raise UserError(f"could not open stream {source}: check the URL and that the "
+                            f"stream is running", exit_code=1)
+        return VideoSource(capture, f"stream {source}", live=True)
+    path = Path(source)
+    if not path.exists():
+        raise UserError(f"video not found: {path}")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a video file")
+    with quiet_opencv():
+        capture = opener(str(path))
+    if capture is None or not capture.isOpened():
+        raise UserError(f"could not open video {path}: not a video format OpenCV can decode "
+                        f"(mp4, avi, mkv, mov, ... with a codec FFmpeg knows)")
+    return VideoSource(capture, f"video {path}", live=False)
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Fail before any work is done if `path` cannot be written (its folder is missing)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+    return path
+
+
+def open_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):
+    """An mp4v VideoWriter for `path`; UserError if the folder is missing or it won't open."""
+    path = check_output_path(path)
+    # mp4v (MPEG-4 part 2) is built into every opencv-python wheel; H.264 often is not.
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    if not writer.isOpened():
+        raise UserError(f"could not open {path} for writing as an mp4v video (use a .mp4 or "
+                        f".avi name in a writable folder)")
+    return writer
+
+
+def count_frames(path: str | os.PathLike, decode: bool = True) -> int:
+    """Frames in a video file: by decoding them all, or (decode=False) from the container.
+
+    The container's count is instant and exact for the mp4 files OpenCV writes; decoding is
+    the ground truth for any file, at the cost of a second pass over the video.
+    """
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            return 0
+        if not decode:
+            return int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        count = 0
+        while capture.grab():
+            count += 1
+        return count
+    finally:
+        capture.release()
