@@ -1,0 +1,182 @@
+"""Drawing the results on a frame: box, ID and label, probability bars, an emoji, the FPS.
+
+Everything is drawn with a few cv2 primitives straight onto the frame (no alpha blending,
+no image assets): drawing one face costs well under a millisecond, which matters because it
+sits in the per-frame budget next to detection and the CNN.
+
+Colours are BGR, as everywhere in OpenCV.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from emotion.labels import EMOTIONS
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+WHITE, BLACK = (255, 255, 255), (0, 0, 0)
+
+# One colour per emotion, used for the box, the bar of that emotion and the emoji's face.
+COLORS = {
+    "angry": (40, 40, 220),     # red
+    "disgust": (60, 160, 60),   # green
+    "fear": (200, 120, 160),    # violet
+    "happy": (40, 210, 250),    # yellow
+    "sad": (200, 130, 40),      # blue
+    "surprise": (40, 160, 250),  # orange
+    "neutral": (190, 190, 190),  # grey
+}
+
+
+def put_text(frame, text, origin, scale=0.5, color=WHITE, thickness=1):
+    """Text with a dark outline, readable on any background (two putText calls)."""
+    cv2.putText(frame, text, origin, FONT, scale, BLACK, thickness + 2, cv2.LINE_AA)
+    cv2.putText(frame, text, origin, FONT, scale, color, thickness, cv2.LINE_AA)
+
+
+# ---------------------------------------------------------------------------------------
+# Emoji: a face drawn in a square of side `size` whose top-left corner is (x, y).
+# Each emotion changes only brows, eyes and mouth, so the shared parts are drawn once.
+# ---------------------------------------------------------------------------------------
+
+def _arc(frame, center, axes, start, end, thickness):
+    cv2.ellipse(frame, center, axes, 0, start, end, BLACK, thickness, cv2.LINE_AA)
+
+
+def draw_emoji(frame: np.ndarray, emotion: str, x: int, y: int, size: int) -> None:
+    r = size // 2
+    cx, cy = x + r, y + r
+    t = max(1, size // 16)                  # line thickness that scales with the emoji
+    eye_dx, eye_y = size // 5, cy - size // 8  # eyes: left/right offset and height
+    eye_r = max(1, size // 14)
+    cv2.circle(frame, (cx, cy), r, COLORS.get(emotion, COLORS["neutral"]), -1, cv2.LINE_AA)
+    cv2.circle(frame, (cx, cy), r, BLACK, t, cv2.LINE_AA)
+
+    def eyes(radius=eye_r, filled=True):
+        for sx in (-1, 1):
+            cv2.circle(frame, (cx + sx * eye_dx, eye_y), radius, BLACK, -1 if filled else t,
+                       cv2.LINE_AA)
+
+    def brows(inner_dy, outer_dy):
+        """Two brow lines; a positive dy moves that end down (inner down = angry V)."""
+        base = eye_y - size // 7
+        for sx in (-1, 1):
+            inner = (cx + sx * size // 12, base + inner_dy)
+            outer = (cx + sx * (eye_dx + size // 8), base + outer_dy)
+            cv2.line(frame, inner, outer, BLACK, t, cv2.LINE_AA)
+
+    mouth_y = cy + size // 5
+    if emotion == "happy":
+        eyes()
+        _arc(frame, (cx, mouth_y - size // 12), (size // 4, size // 6), 0, 180, t)  # smile
+    elif emotion == "sad":
+        eyes()
+        _arc(frame, (cx, mouth_y + size // 10), (size // 5, size // 9), 180, 360, t)  # frown
+        brows(inner_dy=-size // 14, outer_dy=0)                                     # raised inside
+        cv2.circle(frame, (cx + eye_dx, eye_y + size // 7), max(1, size // 18), (230, 160, 60),
+                   -1, cv2.LINE_AA)                                                 # a tear
+    elif emotion == "angry":
+        eyes()
+        brows(inner_dy=size // 14, outer_dy=-size // 14)                            # V brows
+        _arc(frame, (cx, mouth_y + size // 12), (size // 6, size // 14), 180, 360, t)
+    elif emotion == "surprise":
+        eyes(radius=eye_r + 1, filled=False)                                        # wide eyes
+        brows(inner_dy=-size // 16, outer_dy=-size // 16)                           # raised
+        cv2.ellipse(frame, (cx, mouth_y + size // 20), (size // 9, size // 7), 0, 0, 360,
+                    BLACK, -1, cv2.LINE_AA)                                         # open "O"
+    elif emotion == "fear":
+        eyes(radius=eye_r + 1, filled=False)
+        brows(inner_dy=-size // 10, outer_dy=0)                                     # worried
+        w, h = size // 4, size // 16
+        teeth = np.array([(cx - w + i * w // 3, mouth_y + (h if i % 2 else -h)) for i in range(7)],
+                         np.int32)
+        cv2.polylines(frame, [teeth], False, BLACK, t, cv2.LINE_AA)                 # wavering
+    elif emotion == "disgust":
+        eyes()
+        brows(inner_dy=size // 20, outer_dy=0)
+        w = size // 4
+        wave = np.array([(cx - w, mouth_y), (cx - w // 3, mouth_y - size // 12),
+                         (cx + w // 3, mouth_y + size // 20), (cx + w, mouth_y - size // 14)],
+                        np.int32)
+        cv2.polylines(frame, [wave], False, BLACK, t, cv2.LINE_AA)                  # sneer
+    else:  # neutral, or an unknown label
+        eyes()
+        cv2.line(frame, (cx - size // 5, mouth_y), (cx + size // 5, mouth_y), BLACK, t,
+                 cv2.LINE_AA)
+
+
+# ---------------------------------------------------------------------------------------
+# Per-face annotations and the FPS counter.
+# ---------------------------------------------------------------------------------------
+
+BAR_WIDTH, BAR_HEIGHT, BAR_GAP = 70, 9, 2
+LABEL_WIDTH = 30  # room for the 3-letter class names left of the bars
+
+
+def ui_scale(frame: np.ndarray) -> float:
+    """Size of text and bars relative to a ~640x480 frame, so a 12-megapixel photo's labels
+    are not specks; never below 1 (small frames keep the minimum readable size)."""
+    return max(1.0, min(frame.shape[:2]) / 720.0)
+
+
+def draw_bars(frame, probabilities, x, y, highlight: str | None = None, scale: float = 1.0):
+    """Seven horizontal bars, one per class, top-left corner at (x, y)."""
+    bar_w, bar_h = int(BAR_WIDTH * scale), int(BAR_HEIGHT * scale)
+    step, left = int((BAR_HEIGHT + BAR_GAP) * scale), x + int(LABEL_WIDTH * scale)
+    for i, (name, p) in enumerate(zip(EMOTIONS, probabilities)):
+        top = y + i * step
+        put_text(frame, name[:3], (x, top + bar_h - 1), scale=0.33 * scale)
+        cv2.rectangle(frame, (left, top), (left + bar_w, top + bar_h), BLACK, -1)
+        filled = int(round(float(p) * bar_w))
+        if filled > 0:
+            color = COLORS[name] if name == highlight else (150, 150, 150)
+            cv2.rectangle(frame, (left, top), (left + filled, top + bar_h), color, -1)
+
+
+def draw_face(frame: np.ndarray, result, scale: float | None = None) -> None:
+    """Box, "#id emotion p intensity phase", emoji, and the 7 bars beside the box.
+
+    `result` is anything with track_id, box, probabilities, emotion, intensity, phase
+    (an `emotion.pipeline.FaceResult`).
+    """
+    H, W = frame.shape[:2]
+    scale = scale or ui_scale(frame)
+    x, y, w, h = result.box
+    color = COLORS.get(result.emotion, WHITE)
+    cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, int(2 * scale)))
+
+    p = float(np.max(result.probabilities))
+    label = f"#{result.track_id} {result.emotion} {p:.2f} {result.intensity}"
+    if result.phase:
+        label += f" {result.phase}"
+    gap = int(6 * scale)
+    line = int(16 * scale)
+    text_y = y - gap if y - gap > line else y + h + line  # above the box, or below at the top
+    put_text(frame, label, (x, text_y), scale=0.5 * scale, color=color,
+             thickness=max(1, int(scale)))
+
+    # A column beside the box (right if it fits, else left): the emoji, then the bars.
+    emoji = int(max(24, min(48, w // 3)) * scale)
+    column_width = int((LABEL_WIDTH + BAR_WIDTH) * scale)
+    column_height = emoji + gap + int(len(EMOTIONS) * (BAR_HEIGHT + BAR_GAP) * scale)
+    cx = x + w + gap if x + w + gap + column_width <= W else max(0, x - column_width - gap)
+    cy = min(max(0, y), max(0, H - column_height))
+    draw_emoji(frame, result.emotion, cx, cy, emoji)
+    draw_bars(frame, result.probabilities, cx, cy + emoji + gap, result.emotion, scale)
+
+
+def draw_fps(frame: np.ndarray, fps: float) -> None:
+    scale = ui_scale(frame)
+    put_text(frame, f"{fps:5.1f} FPS", (int(8 * scale), int(22 * scale)), scale=0.6 * scale,
+             thickness=max(1, int(scale)))
+
+
+def draw_results(frame: np.ndarray, results, fps: float | None = None) -> np.ndarray:
+    """Annotate `frame` in place (and return it) with every face and, if given, the FPS."""
+    scale = ui_scale(frame)
+    for result in results:
+        draw_face(frame, result, scale)
+    if fps is not None:
+        draw_fps(frame, fps)
+    return frame
