@@ -1,0 +1,141 @@
+"""`emotion live`: the webcam demo (or any video file / stream URL as the source).
+
+A window shows the annotated frames when a display exists; q or Esc (or closing the window)
+quits. On a machine without a display (SSH, a container, CI) it runs headless: it never
+calls cv2.imshow there, because OpenCV's GUI then aborts the whole process (the Qt / GTK
+backends cannot be caught as a Python exception). Results still go to --out / --jsonl, and
+without those a one-line summary is printed every second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import cv2
+
+from emotion import pipeline
+from emotion.errors import UserError
+from emotion.sources import check_output_path, open_video, open_writer
+from emotion.video import RowWriter, face_rows
+
+WINDOW = "emotion live (q or Esc to quit)"
+
+
+def has_display() -> bool:
+    """Whether a window can be opened. The one place that decides if cv2.imshow is called.
+
+    On Linux (and other X11/Wayland systems) a GUI needs DISPLAY or WAYLAND_DISPLAY; macOS
+    and Windows always have their window server.
+    """
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--source", default="0",
+                        help="camera index (default 0), video file or stream URL")
+    parser.add_argument("--no-display", action="store_true",
+                        help="never open a window (automatic when there is no display)")
+    parser.add_argument("--out", help="also write the annotated frames to this .mp4 file")
+    parser.add_argument("--jsonl", help="write one JSON line per face per frame to this file")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    parser.add_argument("--weights", help="weight file (default: the shipped weights)")
+    parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
+    parser.add_argument("--detect-every", type=int, default=2, metavar="K",
+                        help="run the face detector on every K-th frame (default 2)")
+
+
+class FpsMeter:
+    """Frames per second from the time between frames, smoothed so the number is readable."""
+
+    def __init__(self, weight: float = 0.1):
+        self.weight = weight
+        self.fps = None
+        self.last = None
+
+    def tick(self) -> float:
+        now = time.perf_counter()
+        if self.last is not None and now > self.last:
+            instant = 1.0 / (now - self.last)
+            self.fps = instant if self.fps is None else (
+                self.weight * instant + (1 - self.weight) * self.fps)
+        self.last = now
+        return self.fps or 0.0
+
+
+def show_frame(image) -> bool:
+    """Show a frame; False when the user asked to quit (q, Esc, or closed the window)."""
+    cv2.imshow(WINDOW, image)
+    key = cv2.waitKey(1) & 0xFF
+    if key in (ord("q"), ord("Q"), 27):
+        return False
+    return cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) >= 1
+
+
+def summary_line(timestamp: float, results) -> str:
+    faces = "; ".join(f"#{r.track_id} {r.emotion} {max(r.probabilities):.2f} {r.intensity} "
+                      f"{r.phase}" for r in results) or "no face"
+    return f"[{timestamp:7.2f} s] {faces}"
+
+
+def run(args) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError("--max-frames must be 1 or more")
+    if args.detect_every < 1:
+        raise UserError("--detect-every must be 1 or more")
+    show = not args.no_display and has_display()
+    if not args.no_display and not show:
+        print("emotion live: no display (DISPLAY / WAYLAND_DISPLAY not set): running without "
+              "a window", file=sys.stderr)
+    for path in (args.out, args.jsonl):
+        if path:
+            check_output_path(path)
+    source = open_video(args.source)
+    quiet = bool(args.out or args.jsonl)
+    writer = rows = faces = None
+    quit_by_user = False
+    try:
+        classifier = pipeline.load_classifier(args.weights, args.backend)
+        faces = pipeline.FacePipeline(classifier, detect_every=args.detect_every)
+        rows = RowWriter(jsonl_path=args.jsonl)
+        meter = FpsMeter()
+        next_summary = 0.0
+        for frame in source.frames(args.max_frames):
+            results = faces.process(frame.image, frame.timestamp)
+            faces.draw(frame.image, results, meter.tick())
+            rows.write(face_rows(frame.index, frame.timestamp, results))
+            if args.out:
+                if writer is None:
+                    h, w = frame.image.shape[:2]
+                    writer = open_writer(args.out, source.fps, (w, h))
+                writer.write(frame.image)
+            if show:
+                if not show_frame(frame.image):
+                    quit_by_user = True
+                    break
+            elif not quiet and frame.timestamp >= next_summary:
+                print(summary_line(frame.timestamp, results), file=sys.stderr, flush=True)
+                next_summary = frame.timestamp + 1.0
+    finally:
+        source.release()
+        if writer is not None:
+            writer.release()
+        if rows is not None:
+            rows.close()
+        if show:
+            cv2.destroyAllWindows()
+
+    if faces is not None:
+        faces.timings.add("decode", source.read_seconds)
+        print(f"emotion live: pipeline: {faces.timings.summary()}", file=sys.stderr)
+    if source.stopped_early and not quit_by_user:
+        # A camera or stream that stops delivering is a failure, not the end of a film.
+        raise UserError(source.end_message(), exit_code=1)
+    if source.frames_read == 0:
+        raise UserError(f"could not read any frame from {source.name}", exit_code=1)
+    print(f"emotion live: {source.end_message()}", file=sys.stderr)
+    return 0

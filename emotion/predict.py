@@ -1,0 +1,101 @@
+"""`emotion predict IMAGE_OR_DIR...`: classify every face in still images.
+
+Prints one line per image: JSON (`--json`, one object per line) or a readable table.
+`--annotate DIR` also writes a copy of each image with the boxes, labels and bars drawn.
+An input that cannot be read is reported and skipped; the exit code is then 1, after the
+other inputs have been processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import cv2
+
+from emotion import pipeline
+from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector
+from emotion.errors import UserError
+from emotion.labels import EMOTIONS
+from emotion.overlay import draw_results
+from emotion.sources import find_images, read_image, to_bgr8
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                        help="image files, or folders whose images are all classified")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object per image (JSON lines) instead of a table")
+    parser.add_argument("--annotate", metavar="DIR",
+                        help="write annotated copies of the images into this folder")
+    parser.add_argument("--weights", help="weight file (default: the shipped weights)")
+    parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
+
+
+def image_record(path: Path, results) -> dict:
+    """The JSON object for one image."""
+    return {
+        "file": str(path),
+        "faces": [{
+            "box": [int(v) for v in r.box],
+            "emotion": r.emotion,
+            "probabilities": {n: round(float(p), 4) for n, p in zip(EMOTIONS, r.probabilities)},
+            "intensity": r.intensity,
+        } for r in results],
+    }
+
+
+def print_table_rows(path: Path, results, out) -> None:
+    if not results:
+        print(f"{str(path):40s}  no face found", file=out)
+    for r in results:
+        x, y, w, h = r.box
+        p = float(max(r.probabilities))
+        print(f"{str(path):40s}  face {r.track_id:<2d} at ({x}, {y}, {w}x{h})  "
+              f"{r.emotion:8s} {p:.2f} {r.intensity}", file=out)
+
+
+def annotated_path(folder: Path, path: Path) -> Path:
+    # Always .png: lossless, and every OpenCV build writes it.
+    return folder / f"{path.stem}.annotated.png"
+
+
+def run(args) -> int:
+    out = sys.stdout
+    annotate = Path(args.annotate) if args.annotate else None
+    if annotate is not None:
+        try:
+            annotate.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(f"cannot create --annotate folder {annotate}: {err.strerror}") from None
+    paths = find_images(args.inputs)
+    classifier = pipeline.load_classifier(args.weights, args.backend)
+    detector = FaceDetector(PHOTO_CONFIG)
+    parts = PartsDetector(smile_cascade=None)
+
+    failures = 0
+    for path in paths:
+        try:
+            image = read_image(path)
+        except UserError as err:
+            failures += 1
+            print(f"emotion predict: error: {err}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"file": str(path), "error": str(err)}), file=out, flush=True)
+            continue
+        results = pipeline.analyze_image(classifier, image, detector, parts)
+        if args.json:
+            print(json.dumps(image_record(path, results)), file=out, flush=True)
+        else:
+            print_table_rows(path, results, out)
+        if annotate is not None:
+            target = annotated_path(annotate, path)
+            if not cv2.imwrite(str(target), draw_results(to_bgr8(image).copy(), results)):
+                failures += 1
+                print(f"emotion predict: error: could not write {target}", file=sys.stderr)
+    if failures:
+        print(f"emotion predict: {failures} of {len(paths)} inputs failed", file=sys.stderr)
+        return 1
+    return 0

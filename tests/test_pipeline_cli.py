@@ -1,0 +1,301 @@
+"""The face pipeline and the predict / video / live commands, with a fake classifier.
+
+`emotion.pipeline.load_classifier` is replaced by a fake whose probabilities depend on the
+crop's brightness, so everything runs without trained weights and in a few seconds.
+Camera failures are simulated by replacing cv2.VideoCapture with a fake capture.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from emotion import cli, live, pipeline
+from emotion.detect import PHOTO_CONFIG, FaceDetector
+from emotion.labels import EMOTIONS
+from emotion.sources import count_frames, read_image, to_bgr8, to_gray8
+from emotion.track import IoUTracker
+from emotion.video import COLUMNS
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
+needs_media = pytest.mark.skipif(not MEDIA.is_dir(),
+                                 reason=f"shared test media not found at {MEDIA}")
+
+
+class FakeClassifier:
+    """`predict_faces` like EmotionClassifier's; records the batch sizes it was called with."""
+
+    def __init__(self):
+        self.batch_sizes = []
+
+    def predict_faces(self, crops):
+        self.batch_sizes.append(len(crops))
+        probs = np.full((len(crops), len(EMOTIONS)), 0.05, np.float32)
+        for i, crop in enumerate(crops):
+            assert crop.dtype == np.uint8 and crop.ndim == 2 and crop.size > 0
+            probs[i, EMOTIONS.index("happy")] += crop.mean() / 255.0
+        return probs / probs.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def fake_classifier(monkeypatch):
+    fake = FakeClassifier()
+    monkeypatch.setattr(pipeline, "load_classifier", lambda weights=None, backend=None: fake)
+    return fake
+
+
+def run_cli(capsys, *argv):
+    """Run `emotion ARGV...`; return (exit code, stdout, stderr)."""
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+# ---------------------------------------------------------------------------------------
+# Pixel formats and image reading
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image", [
+    np.zeros((4, 5), np.uint8), np.zeros((4, 5, 1), np.uint8), np.zeros((4, 5, 3), np.uint8),
+    np.zeros((4, 5, 4), np.uint8), np.zeros((4, 5), np.uint16), np.zeros((4, 5, 3), np.uint16),
+    np.zeros((4, 5, 3), np.float32)])
+def test_any_image_becomes_8_bit_gray_and_bgr(image):
+    assert to_gray8(image).shape == (4, 5) and to_gray8(image).dtype == np.uint8
+    assert to_bgr8(image).shape == (4, 5, 3) and to_bgr8(image).dtype == np.uint8
+
+
+def test_sixteen_bit_is_scaled_not_truncated():
+    assert to_gray8(np.full((2, 2), 65535, np.uint16))[0, 0] == 255
+    assert to_gray8(np.full((2, 2), 32768, np.uint16))[0, 0] == 128
+
+
+# ---------------------------------------------------------------------------------------
+# FacePipeline
+# ---------------------------------------------------------------------------------------
+
+@needs_media
+def test_pipeline_batches_all_faces_of_a_frame_in_one_call():
+    fake = FakeClassifier()
+    image = cv2.imread(str(MEDIA / "group_selfie.jpg"))
+    faces = pipeline.FacePipeline(fake, detector=FaceDetector(PHOTO_CONFIG),
+                                  tracker=IoUTracker(min_hits=1), detect_every=1)
+    results = faces.process(image, timestamp=0.0)
+    assert fake.batch_sizes == [6]
+    assert sorted(r.track_id for r in results) == [1, 2, 3, 4, 5, 6]
+    for r in results:
+        assert r.probabilities.shape == (7,) and r.probabilities.dtype == np.float32
+        assert r.emotion in EMOTIONS and r.intensity in ("low", "medium", "high")
+        json.dumps(r.to_dict())  # serialisable as is
+    faces.draw(image, results, fps=25.0)
+    assert set(faces.timings.ms_per_frame()) >= {"detect", "classify", "draw"}
+
+
+def test_pipeline_on_frames_without_faces_and_odd_formats():
+    fake = FakeClassifier()
+    faces = pipeline.FacePipeline(fake, detect_every=2)
+    for frame in (np.zeros((3, 3), np.uint8), np.zeros((240, 320, 4), np.uint8),
+                  np.zeros((240, 320, 3), np.uint16), np.zeros((240, 320), np.uint8)):
+        assert faces.process(frame) == []
+    assert fake.batch_sizes == []  # nothing to classify: the CNN is not even called
+
+
+# ---------------------------------------------------------------------------------------
+# emotion predict
+# ---------------------------------------------------------------------------------------
+
+@needs_media
+def test_predict_gray_rgba_16bit_tiny_and_missing(tmp_path, capsys, fake_classifier):
+    face = cv2.imread(str(MEDIA / "single_face.jpg"))
+    gray = cv2.cvtColor(face, cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(face, cv2.COLOR_BGR2BGRA))
+    cv2.imwrite(str(tmp_path / "deep.png"), face.astype(np.uint16) * 257)
+    cv2.imwrite(str(tmp_path / "tiny.png"), face[:6, :6])
+    (tmp_path / "corrupt.jpg").write_bytes(b"this is not a jpeg")
+    assert read_image(tmp_path / "deep.png").dtype == np.uint16  # the 16 bits are kept
+
+    names = ["gray.png", "rgba.png", "deep.png", "tiny.png", "corrupt.jpg", "missing.jpg"]
+    code, out, err = run_cli(capsys, "predict", *[tmp_path / n for n in names], "--json",
+                             "--annotate", tmp_path / "annotated")
+    assert code == 1  # two inputs failed ...
+    records = {Path(r["file"]).name: r for r in map(json.loads, out.splitlines())}
+    assert set(records) == set(names)  # ... and all the others were still processed
+    for name in ("gray.png", "rgba.png", "deep.png"):
+        (found,) = records[name]["faces"]
+        assert set(found) == {"box", "emotion", "probabilities", "intensity"}
+        assert list(found["probabilities"]) == list(EMOTIONS)
+        assert sum(found["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert (tmp_path / "annotated" / f"{Path(name).stem}.annotated.png").is_file()
+    assert records["tiny.png"]["faces"] == []
+    assert "corrupt.jpg" in records["corrupt.jpg"]["error"]
+    assert "image not found" in records["missing.jpg"]["error"]
+    assert "missing.jpg" in err and "corrupt.jpg" in err
+
+
+@needs_media
+def test_predict_folder_as_a_table(capsys, fake_classifier):
+    code, out, err = run_cli(capsys, "predict", MEDIA)
+    assert code == 0
+    lines = out.splitlines()
+    assert len(lines) == 6 + 1 + 2  # one line per face: group_selfie, single_face, two_faces
+    assert all(any(e in line for e in EMOTIONS) for line in lines)
+
+
+def test_predict_only_missing_file_fails_cleanly(capsys, fake_classifier):
+    code, out, err = run_cli(capsys, "predict", "no/such/photo.jpg")
+    assert code == 1
+    assert "image not found: no/such/photo.jpg" in err
+
+
+# ---------------------------------------------------------------------------------------
+# emotion video
+# ---------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def talking_video_outputs(tmp_path_factory):
+    """`emotion video woman_talking.mp4 --out --csv --jsonl`, run once for several tests."""
+    if not MEDIA.is_dir():
+        pytest.skip(f"shared test media not found at {MEDIA}")
+    folder = tmp_path_factory.mktemp("video")
+    paths = {"out": folder / "annotated.mp4", "csv": folder / "frames.csv",
+             "jsonl": folder / "frames.jsonl"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pipeline, "load_classifier",
+                      lambda weights=None, backend=None: FakeClassifier())
+        code = cli.main(["video", str(MEDIA / "woman_talking.mp4"), "--out", str(paths["out"]),
+                         "--csv", str(paths["csv"]), "--jsonl", str(paths["jsonl"]),
+                         "--detect-every", "2"])
+    assert code == 0
+    return paths
+
+
+def test_video_writes_every_frame(talking_video_outputs):
+    assert count_frames(talking_video_outputs["out"]) == 464  # decoded back, frame by frame
+
+
+def test_video_rows_schema_and_one_track_for_the_woman(talking_video_outputs):
+    with open(talking_video_outputs["csv"], newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == COLUMNS
+        rows = list(reader)
+    jsonl = [json.loads(line) for line in talking_video_outputs["jsonl"].read_text().splitlines()]
+    assert len(jsonl) == len(rows) and list(jsonl[0]) == COLUMNS
+    assert jsonl[10]["time_s"] == pytest.approx(jsonl[10]["frame"] / 29.97, abs=1e-3)
+    for row in jsonl:
+        assert sum(row[name] for name in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
+        assert row["emotion"] in EMOTIONS and row["phase"] in ("neutral", "onset", "apex", "offset")
+
+    frames_per_track = {}
+    for row in jsonl:
+        frames_per_track.setdefault(row["track_id"], set()).add(row["frame"])
+    longest = max(len(frames) for frames in frames_per_track.values())
+    assert longest >= 0.9 * 464  # one ID follows her through (almost) the whole clip
+
+
+def test_video_missing_and_unsupported_inputs(tmp_path, capsys, fake_classifier):
+    code, _, err = run_cli(capsys, "video", tmp_path / "nope.mp4", "--out", tmp_path / "o.mp4")
+    assert code != 0 and "video not found" in err and "nope.mp4" in err
+    fake_video = tmp_path / "notes.mp4"
+    fake_video.write_text("not a video")
+    code, _, err = run_cli(capsys, "video", fake_video, "--out", tmp_path / "o.mp4")
+    assert code != 0 and "notes.mp4" in err
+    code, _, err = run_cli(capsys, "video", fake_video)
+    assert code != 0 and "nothing to write" in err
+
+
+# ---------------------------------------------------------------------------------------
+# emotion live: cameras that fail, and never a window without a display
+# ---------------------------------------------------------------------------------------
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture: may fail to open, and stops after `frames` frames."""
+
+    def __init__(self, opened=True, frames=3, last_read=(False, None)):
+        self.opened, self.frames_left, self.last_read = opened, frames, last_read
+
+    def __call__(self, source):  # used as the VideoCapture "class"
+        return self
+
+    def isOpened(self):
+        return self.opened
+
+    def get(self, prop):
+        return 0.0  # webcams often report no fps and no frame count
+
+    def read(self):
+        if self.frames_left > 0:
+            self.frames_left -= 1
+            return True, np.full((120, 160, 3), 90, np.uint8)
+        return self.last_read
+
+    def release(self):
+        pass
+
+
+@pytest.fixture
+def no_gui(monkeypatch):
+    """Any attempt to open a window fails the test."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("cv2.imshow called without a display")
+    monkeypatch.setattr(cv2, "imshow", forbidden)
+    monkeypatch.setattr(cv2, "namedWindow", forbidden)
+
+
+def test_camera_that_does_not_open(capsys, monkeypatch, fake_classifier, no_gui):
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture(opened=False))
+    code, _, err = run_cli(capsys, "live", "--source", "0", "--no-display")
+    assert code == 1
+    assert "could not open camera 0" in err
+
+
+@pytest.mark.parametrize("last_read", [(False, None), (True, None)])
+def test_camera_that_stops_returning_frames(capsys, monkeypatch, fake_classifier, no_gui,
+                                            last_read):
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture(frames=3, last_read=last_read))
+    code, _, err = run_cli(capsys, "live", "--source", "0", "--no-display")
+    assert code == 1
+    assert "camera 0 stopped returning frames after 3 frames" in err
+    assert "NoneType" not in err
+
+
+def test_has_display_follows_the_environment(monkeypatch):
+    monkeypatch.setattr(live.sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not live.has_display()
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert live.has_display()
+
+
+@needs_media
+@pytest.mark.parametrize("display, flag", [(None, []), (":0", ["--no-display"])])
+def test_live_never_opens_a_window_without_a_display(tmp_path, capsys, monkeypatch,
+                                                     fake_classifier, no_gui, display, flag):
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if display:
+        monkeypatch.setenv("DISPLAY", display)
+    else:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    out, jsonl = tmp_path / "live.mp4", tmp_path / "faces.jsonl"
+    code, _, err = run_cli(capsys, "live", "--source", MEDIA / "woman_talking.mp4", *flag,
+                           "--max-frames", 12, "--out", out, "--jsonl", jsonl)
+    assert code == 0  # a video file that ends (here: --max-frames) is a normal end
+    assert count_frames(out) == 12
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert rows and list(rows[0]) == COLUMNS
+
+
+@needs_media
+def test_live_shows_frames_when_there_is_a_display(capsys, monkeypatch, fake_classifier):
+    monkeypatch.setattr(live, "has_display", lambda: True)
+    shown = []
+    # The user presses q on the 5th frame.
+    monkeypatch.setattr(live, "show_frame",
+                        lambda image: shown.append(image.shape) or len(shown) < 5)
+    monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
+    code, _, err = run_cli(capsys, "live", "--source", MEDIA / "woman_talking.mp4")
+    assert code == 0 and len(shown) == 5
