@@ -1,0 +1,481 @@
+"""Numba CPU kernels: the NumPy kernels compiled, with the same names and signatures.
+
+`numpy_kernels.py` is the specification; every function here computes the same thing (the
+parity tests in tests/test_backends.py hold them to it), only faster. GEMMs are not here: the
+ops call `W @ col`, which is BLAS already.
+
+How each kernel is organised, and why:
+
+    im2col               parallel over the rows of col (one (channel, ki, kj) offset each):
+                         each row is written as long contiguous runs, and the valid range of
+                         output columns is computed once, so the stride-1 copy vectorizes
+    col2im               parallel over input planes (n, c): each plane is owned by one thread,
+                         which adds its KH*KW rows of col into it; no two threads write the
+                         same pixel, so there are no races and no atomics
+    max_pool_forward     the window max and its position computed directly (no im2col, no
+                         -inf padded copy): padding is simply never visited
+    max_pool_backward    one plane per thread again: the gradient goes to the saved winner
+    lrn_forward/backward a running sum along the channel axis (add the channel entering the
+                         window, subtract the one leaving it): O(C) per pixel, not O(C*size)
+    batch_norm_*         one pass per channel for the statistics (sum and sum of squares in
+                         float64) and for the backward reductions, fused with the output
+    softmax CE           one fused loop over the (N, K) logits: tiny, so serial (starting
+                         threads would cost more than the work)
+    dropout_mask         the same uniforms as NumPy (nnlite.random, so a seed gives the same
+                         mask on both backends), thresholded and scaled in place in one pass
+    sgd/adam_update      one fused pass over each parameter, in place, no temporaries
+
+Every kernel is dtype-generic: Numba compiles one specialization per argument types, so
+float32 stays float32 (scalars are cast to the array dtype before the call, otherwise a
+Python float would make the arithmetic float64) and the float64 gradient checks also run.
+`cache=True` stores the machine code next to this file, so a new process does not recompile.
+
+fastmath: only the reassociation/contraction flags, and only on loops that are reductions or
+plain arithmetic on finite numbers; never "nnan"/"ninf", which would let LLVM assume away
+the -inf of max-pool padding or a NaN that should propagate.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from nnlite import random as nnrandom
+from nnlite.backends import numpy_kernels as _reference
+
+# Reassociation lets LLVM vectorize a float reduction (sum += v) with several partial sums.
+FAST = {"reassoc", "contract", "nsz"}
+
+output_size = _reference.output_size  # integer arithmetic: nothing to compile
+
+
+def _scalar(value, like):
+    """A Python number as a scalar of like's dtype, so the kernel computes in that dtype."""
+    return like.dtype.type(value)
+
+
+def _valid_range(n_out, stride, offset, size):
+    """The output indices q with 0 <= q*stride + offset < size, as [lo, hi)."""
+    lo = max(0, (-offset + stride - 1) // stride)
+    hi = min(n_out, (size - 1 - offset) // stride + 1)
+    return lo, max(lo, hi)
+
+
+_valid_range_jit = njit(cache=True)(_valid_range)
+
+
+# -- convolution as a matrix product ---------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, fill, col):
+    n, c, h, w = x.shape
+    for row in prange(c * kh * kw):
+        ci, i, j = row // (kh * kw), (row // kw) % kh, row % kw
+        q_lo, q_hi = _valid_range_jit(ow, sw, j - pl, w)
+        for b in range(n):
+            for p in range(oh):
+                y = p * sh + i - pt
+                start = (b * oh + p) * ow
+                if y < 0 or y >= h:
+                    col[row, start : start + ow] = fill
+                    continue
+                col[row, start : start + q_lo] = fill
+                for q in range(q_lo, q_hi):
+                    col[row, start + q] = x[b, ci, y, q * sw + j - pl]
+                col[row, start + q_hi : start + ow] = fill
+
+
+def im2col(x, kh, kw, stride, pad, fill=0.0):
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW); see numpy_kernels.im2col."""
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    n, c, h, w = x.shape
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    col = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, _scalar(fill, x), col)
+    return col
+
+
+@njit(parallel=True, cache=True)
+def _col2im(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
+    n, c, h, w = x.shape
+    for plane in prange(n * c):
+        b, ci = plane // c, plane % c
+        x[b, ci] = 0
+        for i in range(kh):
+            for j in range(kw):
+                row = (ci * kh + i) * kw + j
+                q_lo, q_hi = _valid_range_jit(ow, sw, j - pl, w)
+                for p in range(oh):
+                    y = p * sh + i - pt
+                    if y < 0 or y >= h:
+                        continue
+                    start = (b * oh + p) * ow
+                    for q in range(q_lo, q_hi):
+                        x[b, ci, y, q * sw + j - pl] += col[row, start + q]
+
+
+def col2im(col, x_shape, kh, kw, stride, pad):
+    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W), overlapping windows added up."""
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    n, c, h, w = x_shape
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    x = np.empty(x_shape, dtype=col.dtype)
+    _col2im(col, kh, kw, sh, sw, pt, pl, oh, ow, x)
+    return x
+
+
+# -- pooling ---------------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _max_pool_forward(x, kh, kw, sh, sw, pt, pl, y, argmax):
+    n, c, h, w = x.shape
+    oh, ow = y.shape[2], y.shape[3]
+    for plane in prange(n * c):
+        b, ci = plane // c, plane % c
+        for p in range(oh):
+            for q in range(ow):
+                best, winner = -np.inf, 0  # what an all-padding window gives in NumPy too
+                for i in range(kh):
+                    yy = p * sh + i - pt
+                    if yy < 0 or yy >= h:
+                        continue
+                    for j in range(kw):
+                        xx = q * sw + j - pl
+                        if 0 <= xx < w and x[b, ci, yy, xx] > best:  # ">": first max wins ties
+                            best, winner = x[b, ci, yy, xx], i * kw + j
+                y[b, ci, p, q] = best
+                argmax[b, ci, p, q] = winner
+
+
+def max_pool_forward(x, kh, kw, stride, pad):
+    """y (N, C, OH, OW) and argmax (position inside the window, row-major, int64)."""
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    n, c, h, w = x.shape
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    y = np.empty((n, c, oh, ow), dtype=x.dtype)
+    argmax = np.empty((n, c, oh, ow), dtype=np.int64)
+    _max_pool_forward(x, kh, kw, sh, sw, pt, pl, y, argmax)
+    return y, argmax
+
+
+@njit(parallel=True, cache=True)
+def _max_pool_backward(gy, argmax, kh, kw, sh, sw, pt, pl, gx):
+    n, c, h, w = gx.shape
+    oh, ow = gy.shape[2], gy.shape[3]
+    for plane in prange(n * c):
+        b, ci = plane // c, plane % c
+        gx[b, ci] = 0
+        for p in range(oh):
+            for q in range(ow):
+                winner = argmax[b, ci, p, q]
+                yy = p * sh + winner // kw - pt
+                xx = q * sw + winner % kw - pl
+                if 0 <= yy < h and 0 <= xx < w:  # overlapping windows (k3 s2) can share a winner
+                    gx[b, ci, yy, xx] += gy[b, ci, p, q]
+
+
+def max_pool_backward(gy, argmax, x_shape, kh, kw, stride, pad):
+    """Each output gradient added to the input pixel that won its window."""
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    gx = np.empty(x_shape, dtype=gy.dtype)
+    _max_pool_backward(gy, argmax, kh, kw, sh, sw, pt, pl, gx)
+    return gx
+
+
+# -- local response normalization ------------------------------------------------------------
+# Arrays are viewed as (N, C, H*W) and split into tasks of (image, block of pixels), so that
+# even a batch of one keeps both cores busy. Inside a task the loop runs over channels, with a
+# running window sum per pixel kept in float64 (adding and later subtracting the same squares
+# then cancels exactly instead of drifting).
+BLOCK = 512
+
+
+@njit(cache=True, inline="always")
+def _neg_pow(s, beta):
+    """s ** -beta; the TFLearn/AlexNet beta 0.75 as two square roots, far cheaper than pow."""
+    if beta == 0.75:
+        return 1.0 / np.sqrt(s * np.sqrt(s))
+    return s ** (-beta)
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _lrn_forward(x, before, after, coef, k, beta, y, scale):
+    n, c, hw = x.shape
+    blocks = (hw + BLOCK - 1) // BLOCK
+    for task in prange(n * blocks):
+        b, t0 = task // blocks, (task % blocks) * BLOCK
+        t1 = min(t0 + BLOCK, hw)
+        window = np.zeros(t1 - t0)
+        for cc in range(min(after, c)):  # channels 0..after-1: the window of channel 0
+            for t in range(t0, t1):
+                window[t - t0] += np.float64(x[b, cc, t]) ** 2
+        for ci in range(c):
+            entering, leaving = ci + after, ci - before - 1
+            for t in range(t0, t1):
+                if entering < c:
+                    window[t - t0] += np.float64(x[b, entering, t]) ** 2
+                if leaving >= 0:
+                    window[t - t0] -= np.float64(x[b, leaving, t]) ** 2
+                s = k + coef * window[t - t0]
+                scale[b, ci, t] = s
+                y[b, ci, t] = x[b, ci, t] * _neg_pow(scale[b, ci, t], beta)
+
+
+def lrn_forward(x, size, alpha, beta, k):
+    """LRN across channels (PyTorch semantics); returns y and scale. See numpy_kernels."""
+    x = np.ascontiguousarray(x)
+    n, c = x.shape[:2]
+    y, scale = np.empty_like(x), np.empty_like(x)
+    _lrn_forward(x.reshape(n, c, -1), size // 2, (size - 1) // 2, alpha / size, float(k),
+                 _scalar(beta, x), y.reshape(n, c, -1), scale.reshape(n, c, -1))
+    return y, scale
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _lrn_backward(x, y, scale, gy, before, after, coef2, beta, gx):
+    # gathered[c] = sum of t[c'] = gy*y/scale over c' in c-before .. c+after (the mirrored
+    # window), gx = gy * scale^-beta - coef2 * x * gathered.
+    n, c, hw = x.shape
+    blocks = (hw + BLOCK - 1) // BLOCK
+    for task in prange(n * blocks):
+        b, t0 = task // blocks, (task % blocks) * BLOCK
+        t1 = min(t0 + BLOCK, hw)
+        window = np.zeros(t1 - t0)
+        for cc in range(min(after, c)):
+            for t in range(t0, t1):
+                window[t - t0] += gy[b, cc, t] * y[b, cc, t] / scale[b, cc, t]
+        for ci in range(c):
+            entering, leaving = ci + after, ci - before - 1
+            for t in range(t0, t1):
+                if entering < c:
+                    window[t - t0] += gy[b, entering, t] * y[b, entering, t] / scale[b, entering, t]
+                if leaving >= 0:
+                    window[t - t0] -= gy[b, leaving, t] * y[b, leaving, t] / scale[b, leaving, t]
+                gx[b, ci, t] = (gy[b, ci, t] * _neg_pow(scale[b, ci, t], beta)
+                                - coef2 * x[b, ci, t] * window[t - t0])
+
+
+def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
+    """dL/dx for LRN; see numpy_kernels.lrn_backward for the formula."""
+    x, y, scale, gy = (np.ascontiguousarray(a) for a in (x, y, scale, gy))
+    n, c = x.shape[:2]
+    gx = np.empty_like(gy)
+    _lrn_backward(x.reshape(n, c, -1), y.reshape(n, c, -1), scale.reshape(n, c, -1),
+                  gy.reshape(n, c, -1), (size - 1) // 2, size // 2,
+                  _scalar(2.0 * alpha * beta / size, x), _scalar(beta, x), gx.reshape(n, c, -1))
+    return gx
+
+
+# -- batch normalization ---------------------------------------------------------------------
+# (N, C) and (N, C, H, W) are both viewed as (N, C, HW) with HW = 1 for the former; every
+# kernel is parallel over channels, each channel's N*HW values visited by one thread.
+def _as_nchw(a):
+    a = np.ascontiguousarray(a)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _batch_norm_stats(x, mean, var):
+    # One pass: var = E[x^2] - mean^2, with both sums in float64, so the cancellation costs
+    # nothing measurable unless |mean| / std exceeds ~1e5 (activations are nowhere near).
+    n, c, hw = x.shape
+    m = n * hw
+    for ci in prange(c):
+        total, squares = 0.0, 0.0
+        for b in range(n):
+            for t in range(hw):
+                v = np.float64(x[b, ci, t])
+                total += v
+                squares += v * v
+        mu = total / m
+        mean[ci] = mu
+        var[ci] = max(squares / m - mu * mu, 0.0)
+
+
+def batch_norm_stats(x):
+    """Per-channel mean and biased variance of x (N, C) or (N, C, H, W)."""
+    c = x.shape[1]
+    mean, var = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
+    _batch_norm_stats(_as_nchw(x), mean, var)
+    return mean, var
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _batch_norm_forward(x, gamma, beta, mean, inv_std, y, xhat):
+    n, c, hw = x.shape
+    for plane in prange(n * c):
+        b, ci = plane // c, plane % c
+        mu, s, g, bt = mean[ci], inv_std[ci], gamma[ci], beta[ci]
+        for t in range(hw):
+            xh = (x[b, ci, t] - mu) * s
+            xhat[b, ci, t] = xh
+            y[b, ci, t] = g * xh + bt
+
+
+def batch_norm_forward(x, gamma, beta, mean, var, eps):
+    """y = gamma * xhat + beta, xhat = (x - mean) * inv_std. Returns y, xhat, inv_std."""
+    inv_std = (1.0 / (var + eps) ** 0.5).astype(x.dtype, copy=False)
+    y, xhat = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
+    _batch_norm_forward(_as_nchw(x), gamma, beta, mean.astype(x.dtype, copy=False), inv_std,
+                        y.reshape(_as_nchw(x).shape), xhat.reshape(_as_nchw(x).shape))
+    return y, xhat, inv_std
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _batch_norm_backward(gy, xhat, gamma, inv_std, train, gx, ggamma, gbeta):
+    n, c, hw = gy.shape
+    m = n * hw
+    for ci in prange(c):
+        sum_gy, sum_gy_xhat = 0.0, 0.0  # float64 accumulators
+        for b in range(n):
+            for t in range(hw):
+                sum_gy += gy[b, ci, t]
+                sum_gy_xhat += gy[b, ci, t] * np.float64(xhat[b, ci, t])
+        gbeta[ci], ggamma[ci] = sum_gy, sum_gy_xhat
+        scale = gamma[ci] * inv_std[ci]
+        if train:
+            # gx = scale / m * (m*gy - sum(gy) - xhat * sum(gy*xhat)), written as a*gy + b*xhat + c
+            mean_gy, mean_gy_xhat = sum_gy / m, sum_gy_xhat / m
+            for b in range(n):
+                for t in range(hw):
+                    gx[b, ci, t] = scale * (gy[b, ci, t] - mean_gy - xhat[b, ci, t] * mean_gy_xhat)
+        else:
+            for b in range(n):
+                for t in range(hw):
+                    gx[b, ci, t] = scale * gy[b, ci, t]
+
+
+def batch_norm_backward(gy, xhat, gamma, inv_std, train):
+    """Returns gx, ggamma, gbeta; see numpy_kernels.batch_norm_backward for the formula."""
+    c = gy.shape[1]
+    gx = np.empty(gy.shape, gy.dtype)
+    ggamma, gbeta = np.empty(c, gy.dtype), np.empty(c, gy.dtype)
+    _batch_norm_backward(_as_nchw(gy), _as_nchw(xhat), gamma, inv_std, bool(train),
+                         gx.reshape(_as_nchw(gy).shape), ggamma, gbeta)
+    return gx, ggamma, gbeta
+
+
+# -- softmax cross-entropy -------------------------------------------------------------------
+# (N, K) logits with K = 7: microseconds of work, so these run on one thread.
+@njit(cache=True)
+def _log_softmax(x, out):
+    n, k = x.shape
+    for i in range(n):
+        top = x[i, 0]
+        for j in range(1, k):
+            top = max(top, x[i, j])
+        total = 0.0
+        for j in range(k):
+            total += np.exp(x[i, j] - top)  # log-sum-exp: exp of values <= 0 never overflows
+        log_total = np.log(total)
+        for j in range(k):
+            out[i, j] = x[i, j] - top - log_total
+
+
+def log_softmax(x):
+    """log(softmax(x)) along axis 1 of (N, K)."""
+    out = np.empty(x.shape, x.dtype)
+    _log_softmax(x, out)
+    return out
+
+
+@njit(cache=True)
+def _softmax_cross_entropy_forward(logits, labels, sample_weights, smoothing, probs):
+    n, k = logits.shape
+    _log_softmax(logits, probs)  # log p, turned into p below
+    loss, weight_sum = 0.0, 0.0
+    for i in range(n):
+        cross_entropy = 0.0
+        for j in range(k):
+            q = smoothing / k + (1.0 - smoothing if j == labels[i] else 0.0)
+            cross_entropy -= q * probs[i, j]
+            probs[i, j] = np.exp(probs[i, j])
+        loss += sample_weights[i] * cross_entropy
+        weight_sum += sample_weights[i]
+    return loss / weight_sum
+
+
+def softmax_cross_entropy_forward(logits, labels, sample_weights, smoothing):
+    """Weighted mean cross-entropy. Returns (loss (), probs (N, K))."""
+    probs = np.empty(logits.shape, logits.dtype)
+    loss = _softmax_cross_entropy_forward(logits, labels, sample_weights, float(smoothing), probs)
+    return np.asarray(loss, dtype=logits.dtype), probs
+
+
+@njit(cache=True)
+def _softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gloss, glogits):
+    n, k = probs.shape
+    weight_sum = 0.0
+    for i in range(n):
+        weight_sum += sample_weights[i]
+    for i in range(n):
+        w = gloss * sample_weights[i] / weight_sum
+        for j in range(k):
+            q = smoothing / k + (1.0 - smoothing if j == labels[i] else 0.0)
+            glogits[i, j] = w * (probs[i, j] - q)
+
+
+def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gloss):
+    """dloss/dlogits = gloss * w_i / sum(w) * (p_i - q_i)."""
+    glogits = np.empty(probs.shape, probs.dtype)
+    _softmax_cross_entropy_backward(probs, labels, sample_weights, float(smoothing),
+                                    float(gloss), glogits)
+    return glogits
+
+
+# -- dropout ---------------------------------------------------------------------------------
+@njit(parallel=True, cache=True)
+def _threshold_and_scale(u, p, keep_scale):
+    for i in prange(u.size):
+        u[i] = keep_scale if u[i] >= p else 0.0
+
+
+def dropout_mask(shape, p, dtype, like):
+    """Inverted-dropout mask: 0 with probability p, else 1/(1-p). The uniforms come from
+    nnlite.random exactly as in NumPy, so a seed gives the same mask on both backends."""
+    u = nnrandom.uniform(shape, like)
+    flat = u.reshape(-1)
+    _threshold_and_scale(flat, _scalar(p, u), _scalar(1.0 / (1.0 - p), u))
+    return u.astype(dtype, copy=False)
+
+
+# -- optimizer updates (in place) ------------------------------------------------------------
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    for i in prange(param.size):
+        g = grad[i] + weight_decay * param[i]
+        v = momentum * velocity[i] + g
+        velocity[i] = v
+        param[i] -= lr * (g + momentum * v if nesterov else v)
+
+
+def _flat_views(*arrays):
+    """Flat views of arrays updated in place, or None if one is not contiguous."""
+    if not all(a.flags.c_contiguous for a in arrays):
+        return None
+    return [a.reshape(-1) for a in arrays]
+
+
+def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    """Momentum SGD (PyTorch's form), in place; see numpy_kernels.sgd_update."""
+    flat = _flat_views(param, velocity)
+    if flat is None:
+        return _reference.sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov)
+    _sgd_update(flat[0], np.ascontiguousarray(grad).reshape(-1), flat[1], _scalar(lr, param),
+                _scalar(momentum, param), _scalar(weight_decay, param), bool(nesterov))
+
+
+@njit(parallel=True, cache=True, fastmath=FAST)
+def _adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, m_scale, v_scale):
+    for i in prange(param.size):
+        g = grad[i] + weight_decay * param[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * g
+        v[i] = beta2 * v[i] + (1 - beta2) * g * g
+        param[i] -= lr * (m[i] * m_scale) / (np.sqrt(v[i] * v_scale) + eps)
+
+
+def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
+    """Adam with bias correction, in place; see numpy_kernels.adam_update."""
+    flat = _flat_views(param, m, v)
+    if flat is None:
+        return _reference.adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
+    s = lambda value: _scalar(value, param)  # noqa: E731
+    _adam_update(flat[0], np.ascontiguousarray(grad).reshape(-1), flat[1], flat[2], s(lr),
+                 s(beta1), s(beta2), s(eps), s(weight_decay), s(1.0 / (1.0 - beta1**step)),
+                 s(1.0 / (1.0 - beta2**step)))
