@@ -6,8 +6,9 @@ runs every kernel thread in Python on NumPy arrays, so the shapes are tiny; the 
 configuration is shrunk to 32-thread blocks and at most 3 blocks so that every grid-stride loop
 goes round several times (one check keeps the real 256-thread configuration).
 
-Each check prints one line, "ok <name>" or "FAIL <name>: <why>"; the exit status is the
-number of failures (capped at 1).
+Each check prints one line, "ok <name>" or "FAIL <name>: <why>"; the exit status is 1 if
+any failed. The case lists (CONV_CASES, POOL_CASES, LRN_CASES) are shared with the real-GPU
+tests in tests/test_cuda_gpu.py.
 """
 
 import os
@@ -17,12 +18,9 @@ import traceback
 
 import numpy as np
 
-if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
-    sys.exit("run with NUMBA_ENABLE_CUDASIM=1 (the CUDA simulator must be on before numba loads)")
-
-from nnlite import random as nnrandom  # noqa: E402
-from nnlite.backends import cuda_kernels as ck  # noqa: E402
-from nnlite.backends import numpy_kernels as nk  # noqa: E402
+from nnlite import random as nnrandom
+from nnlite.backends import cuda_kernels as ck
+from nnlite.backends import numpy_kernels as nk
 
 DTYPES = (np.float32, np.float64)
 TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -278,6 +276,9 @@ def _():
 
 
 def main() -> int:
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        print("run with NUMBA_ENABLE_CUDASIM=1 (the simulator must be on before Numba loads)")
+        return 2
     ck.THREADS, ck.MAX_BLOCKS = 32, 3  # small blocks: fast to simulate, grid-stride loops run
     assert ck.SIMULATOR, "cuda_kernels did not see the simulator"
     start, failures = time.perf_counter(), 0

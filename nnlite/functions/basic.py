@@ -184,12 +184,9 @@ class GetItem(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         gx = xp.zeros(self.x_shape, dtype=self.dtype)
-        if xp.__name__ == "numpy":
-            xp.add.at(gx, self.index, gy)  # unbuffered: a repeated index adds up
-        else:
-            import cupyx
-
-            cupyx.scatter_add(gx, self.index, gy)
+        # Unbuffered: a repeated index adds up. CuPy >= 13 has add.at too (its cupyx.scatter_add
+        # is deprecated in favour of it).
+        xp.add.at(gx, self.index, gy)
         return gx
 
 
