@@ -29,10 +29,11 @@ a GPU. Outside the simulator a NumPy array is refused: nnlite never copies impli
 """
 
 import math
+import sys
 import warnings
 
 import numpy as np
-from numba import config, cuda
+from numba import cuda
 
 from nnlite.backends import get_array_module
 from nnlite.backends import numpy_kernels as _reference
@@ -44,7 +45,7 @@ warnings.filterwarnings("ignore", message="Grid size")
 
 THREADS = 256  # threads per block
 MAX_BLOCKS = 8192  # enough to fill any current GPU; the grid-stride loop covers the rest
-SIMULATOR = bool(config.ENABLE_CUDASIM)
+SIMULATOR = ".simulator" in cuda.jit.__module__  # NUMBA_ENABLE_CUDASIM=1 was set before import
 
 output_size = _reference.output_size
 
@@ -81,8 +82,6 @@ def _current_stream():
     """CuPy's current stream as a Numba stream, or None for the default stream."""
     if SIMULATOR:
         return None
-    import sys
-
     cupy = sys.modules.get("cupy")
     if cupy is None:
         return None
