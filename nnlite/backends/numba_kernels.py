@@ -35,11 +35,22 @@ plain arithmetic on finite numbers; never "nnan"/"ninf", which would let LLVM as
 the -inf of max-pool padding or a NaN that should propagate.
 """
 
+import os
+import types
+
+import numba
 import numpy as np
 from numba import njit, prange
 
 from nnlite import random as nnrandom
 from nnlite.backends import numpy_kernels as _reference
+
+# Numba's default OpenMP workers spin-wait after every kernel, and so do OpenBLAS's workers
+# after every GEMM: on a small CPU the two pools then steal each other's cores for
+# milliseconds per op (measured on 2 cores: compact net, batch-1 inference 300 ms instead of
+# 5 ms). The workqueue layer's workers sleep when idle. An explicit NUMBA_THREADING_LAYER wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 # Reassociation lets LLVM vectorize a float reduction (sum += v) with several partial sums.
 FAST = {"reassoc", "contract", "nsz"}
@@ -62,8 +73,32 @@ def _valid_range(n_out, stride, offset, size):
 _valid_range_jit = njit(cache=True)(_valid_range)
 
 
+# Starting the worker threads costs little on an idle machine but up to a scheduler time slice
+# on a busy one (a worker that is not running must be woken and scheduled), and the convolution
+# calls im2col/col2im once per chunk of a few images. So each parallel kernel is compiled twice,
+# and the serial twin runs any call with less than PARALLEL_MIN elements of work.
+PARALLEL_MIN = 1 << 18
+
+
+def _serial_and_parallel(fastmath=False):
+    """Decorator: (serial, parallel) compilations of one kernel; `prange` is `range` in the
+    serial one. The parallel copy gets its own name so the two never share a cache entry."""
+
+    def compile_both(fn):
+        serial = njit(cache=True, fastmath=fastmath)(fn)
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel")
+        twin.__qualname__ = fn.__qualname__ + "_parallel"
+        return serial, njit(parallel=True, cache=True, fastmath=fastmath)(twin)
+
+    return compile_both
+
+
+def _pick(kernels, work):
+    return kernels[1] if work >= PARALLEL_MIN else kernels[0]
+
+
 # -- convolution as a matrix product ---------------------------------------------------------
-@njit(parallel=True, cache=True)
+@_serial_and_parallel()
 def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, fill, col):
     n, c, h, w = x.shape
     for row in prange(c * kh * kw):
@@ -88,11 +123,11 @@ def im2col(x, kh, kw, stride, pad, fill=0.0):
     n, c, h, w = x.shape
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
     col = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, _scalar(fill, x), col)
+    _pick(_im2col, col.size)(x, kh, kw, sh, sw, pt, pl, oh, ow, _scalar(fill, x), col)
     return col
 
 
-@njit(parallel=True, cache=True)
+@_serial_and_parallel()
 def _col2im(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
     n, c, h, w = x.shape
     for plane in prange(n * c):
@@ -117,12 +152,12 @@ def col2im(col, x_shape, kh, kw, stride, pad):
     n, c, h, w = x_shape
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
     x = np.empty(x_shape, dtype=col.dtype)
-    _col2im(col, kh, kw, sh, sw, pt, pl, oh, ow, x)
+    _pick(_col2im, col.size)(col, kh, kw, sh, sw, pt, pl, oh, ow, x)
     return x
 
 
 # -- pooling ---------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@_serial_and_parallel()
 def _max_pool_forward(x, kh, kw, sh, sw, pt, pl, y, argmax):
     n, c, h, w = x.shape
     oh, ow = y.shape[2], y.shape[3]
@@ -150,11 +185,11 @@ def max_pool_forward(x, kh, kw, stride, pad):
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    _max_pool_forward(x, kh, kw, sh, sw, pt, pl, y, argmax)
+    _pick(_max_pool_forward, x.size)(x, kh, kw, sh, sw, pt, pl, y, argmax)
     return y, argmax
 
 
-@njit(parallel=True, cache=True)
+@_serial_and_parallel()
 def _max_pool_backward(gy, argmax, kh, kw, sh, sw, pt, pl, gx):
     n, c, h, w = gx.shape
     oh, ow = gy.shape[2], gy.shape[3]
@@ -174,7 +209,7 @@ def max_pool_backward(gy, argmax, x_shape, kh, kw, stride, pad):
     """Each output gradient added to the input pixel that won its window."""
     (sh, sw), (pt, pb, pl, pr) = stride, pad
     gx = np.empty(x_shape, dtype=gy.dtype)
-    _max_pool_backward(gy, argmax, kh, kw, sh, sw, pt, pl, gx)
+    _pick(_max_pool_backward, gx.size)(gy, argmax, kh, kw, sh, sw, pt, pl, gx)
     return gx
 
 
@@ -194,7 +229,7 @@ def _neg_pow(s, beta):
     return s ** (-beta)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@_serial_and_parallel(fastmath=FAST)
 def _lrn_forward(x, before, after, coef, k, beta, y, scale):
     n, c, hw = x.shape
     blocks = (hw + BLOCK - 1) // BLOCK
@@ -222,12 +257,12 @@ def lrn_forward(x, size, alpha, beta, k):
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
     y, scale = np.empty_like(x), np.empty_like(x)
-    _lrn_forward(x.reshape(n, c, -1), size // 2, (size - 1) // 2, alpha / size, float(k),
+    _pick(_lrn_forward, x.size)(x.reshape(n, c, -1), size // 2, (size - 1) // 2, alpha / size, float(k),
                  _scalar(beta, x), y.reshape(n, c, -1), scale.reshape(n, c, -1))
     return y, scale
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@_serial_and_parallel(fastmath=FAST)
 def _lrn_backward(x, y, scale, gy, before, after, coef2, beta, gx):
     # gathered[c] = sum of t[c'] = gy*y/scale over c' in c-before .. c+after (the mirrored
     # window), gx = gy * scale^-beta - coef2 * x * gathered.
@@ -256,7 +291,7 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
     x, y, scale, gy = (np.ascontiguousarray(a) for a in (x, y, scale, gy))
     n, c = x.shape[:2]
     gx = np.empty_like(gy)
-    _lrn_backward(x.reshape(n, c, -1), y.reshape(n, c, -1), scale.reshape(n, c, -1),
+    _pick(_lrn_backward, x.size)(x.reshape(n, c, -1), y.reshape(n, c, -1), scale.reshape(n, c, -1),
                   gy.reshape(n, c, -1), (size - 1) // 2, size // 2,
                   _scalar(2.0 * alpha * beta / size, x), _scalar(beta, x), gx.reshape(n, c, -1))
     return gx
@@ -270,7 +305,7 @@ def _as_nchw(a):
     return a.reshape(a.shape[0], a.shape[1], -1)
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@_serial_and_parallel(fastmath=FAST)
 def _batch_norm_stats(x, mean, var):
     # One pass: var = E[x^2] - mean^2, with both sums in float64, so the cancellation costs
     # nothing measurable unless |mean| / std exceeds ~1e5 (activations are nowhere near).
@@ -292,11 +327,11 @@ def batch_norm_stats(x):
     """Per-channel mean and biased variance of x (N, C) or (N, C, H, W)."""
     c = x.shape[1]
     mean, var = np.empty(c, dtype=x.dtype), np.empty(c, dtype=x.dtype)
-    _batch_norm_stats(_as_nchw(x), mean, var)
+    _pick(_batch_norm_stats, x.size)(_as_nchw(x), mean, var)
     return mean, var
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@_serial_and_parallel(fastmath=FAST)
 def _batch_norm_forward(x, gamma, beta, mean, inv_std, y, xhat):
     n, c, hw = x.shape
     for plane in prange(n * c):
@@ -312,12 +347,12 @@ def batch_norm_forward(x, gamma, beta, mean, var, eps):
     """y = gamma * xhat + beta, xhat = (x - mean) * inv_std. Returns y, xhat, inv_std."""
     inv_std = (1.0 / (var + eps) ** 0.5).astype(x.dtype, copy=False)
     y, xhat = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
-    _batch_norm_forward(_as_nchw(x), gamma, beta, mean.astype(x.dtype, copy=False), inv_std,
+    _pick(_batch_norm_forward, x.size)(_as_nchw(x), gamma, beta, mean.astype(x.dtype, copy=False), inv_std,
                         y.reshape(_as_nchw(x).shape), xhat.reshape(_as_nchw(x).shape))
     return y, xhat, inv_std
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@_serial_and_parallel(fastmath=FAST)
 def _batch_norm_backward(gy, xhat, gamma, inv_std, train, gx, ggamma, gbeta):
     n, c, hw = gy.shape
     m = n * hw
@@ -346,7 +381,7 @@ def batch_norm_backward(gy, xhat, gamma, inv_std, train):
     c = gy.shape[1]
     gx = np.empty(gy.shape, gy.dtype)
     ggamma, gbeta = np.empty(c, gy.dtype), np.empty(c, gy.dtype)
-    _batch_norm_backward(_as_nchw(gy), _as_nchw(xhat), gamma, inv_std, bool(train),
+    _pick(_batch_norm_backward, gy.size)(_as_nchw(gy), _as_nchw(xhat), gamma, inv_std, bool(train),
                          gx.reshape(_as_nchw(gy).shape), ggamma, gbeta)
     return gx, ggamma, gbeta
 
@@ -420,7 +455,7 @@ def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, glo
 
 
 # -- dropout ---------------------------------------------------------------------------------
-@njit(parallel=True, cache=True)
+@_serial_and_parallel()
 def _threshold_and_scale(u, p, keep_scale):
     for i in prange(u.size):
         u[i] = keep_scale if u[i] >= p else 0.0
@@ -431,12 +466,12 @@ def dropout_mask(shape, p, dtype, like):
     nnlite.random exactly as in NumPy, so a seed gives the same mask on both backends."""
     u = nnrandom.uniform(shape, like)
     flat = u.reshape(-1)
-    _threshold_and_scale(flat, _scalar(p, u), _scalar(1.0 / (1.0 - p), u))
+    _pick(_threshold_and_scale, flat.size)(flat, _scalar(p, u), _scalar(1.0 / (1.0 - p), u))
     return u.astype(dtype, copy=False)
 
 
 # -- optimizer updates (in place) ------------------------------------------------------------
-@njit(parallel=True, cache=True, fastmath=FAST)
+@_serial_and_parallel(fastmath=FAST)
 def _sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
     for i in prange(param.size):
         g = grad[i] + weight_decay * param[i]
@@ -457,11 +492,11 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
     flat = _flat_views(param, velocity)
     if flat is None:
         return _reference.sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov)
-    _sgd_update(flat[0], np.ascontiguousarray(grad).reshape(-1), flat[1], _scalar(lr, param),
+    _pick(_sgd_update, param.size)(flat[0], np.ascontiguousarray(grad).reshape(-1), flat[1], _scalar(lr, param),
                 _scalar(momentum, param), _scalar(weight_decay, param), bool(nesterov))
 
 
-@njit(parallel=True, cache=True, fastmath=FAST)
+@_serial_and_parallel(fastmath=FAST)
 def _adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, m_scale, v_scale):
     for i in prange(param.size):
         g = grad[i] + weight_decay * param[i]
@@ -476,6 +511,6 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     if flat is None:
         return _reference.adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step)
     s = lambda value: _scalar(value, param)  # noqa: E731
-    _adam_update(flat[0], np.ascontiguousarray(grad).reshape(-1), flat[1], flat[2], s(lr),
+    _pick(_adam_update, param.size)(flat[0], np.ascontiguousarray(grad).reshape(-1), flat[1], flat[2], s(lr),
                  s(beta1), s(beta2), s(eps), s(weight_decay), s(1.0 / (1.0 - beta1**step)),
                  s(1.0 / (1.0 - beta2**step)))

@@ -1,0 +1,83 @@
+"""PyTorch twins of emotion/models.py, layer for layer, for the benchmarks.
+
+Same layers, same shapes, same parameter counts (asserted in `build`); `copy_weights` loads an
+nnlite model's parameters so the two can also be checked to compute the same logits.
+
+TensorFlow's "same" padding: for stride-1 convolutions PyTorch's padding="same" is the same
+thing (the odd extra pixel goes at the end). For the 3x3 stride-2 max-pools on 48 and 24
+pixels "same" pads 0 before and 1 after, which is exactly what ceil_mode=True does (a window
+hanging over the end takes the max of what it covers), without a padded copy.
+"""
+
+from emotion.labels import NUM_CLASSES
+
+PARAMETER_COUNTS = {"seed": 56_883_015, "compact": 584_103}
+
+
+def seed_net(torch, num_classes=NUM_CLASSES):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(1, 64, 5, padding="same"), nn.ReLU(),
+        nn.LocalResponseNorm(size=11, alpha=1.1e-3, beta=0.75, k=1.0),
+        nn.MaxPool2d(3, 2, ceil_mode=True),                  # 48 -> 24
+        nn.Conv2d(64, 64, 5, padding="same"), nn.ReLU(),
+        nn.MaxPool2d(3, 2, ceil_mode=True),                  # 24 -> 12
+        nn.Conv2d(64, 128, 4, padding="same"), nn.ReLU(),
+        nn.Dropout(0.7),
+        nn.Flatten(),
+        nn.Linear(128 * 12 * 12, 3072), nn.ReLU(),
+        nn.Linear(3072, num_classes),
+    )
+
+
+def _conv_bn_relu(nn, c_in, c_out):
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+def vgg_net(torch, widths=(32, 64, 128, 256), num_classes=NUM_CLASSES, dropout=0.5):
+    nn = torch.nn
+    w0, w1, w2, w3 = widths
+    return nn.Sequential(
+        *_conv_bn_relu(nn, 1, w0), *_conv_bn_relu(nn, w0, w0), nn.MaxPool2d(2),
+        *_conv_bn_relu(nn, w0, w1), *_conv_bn_relu(nn, w1, w1), nn.MaxPool2d(2),
+        *_conv_bn_relu(nn, w1, w2), *_conv_bn_relu(nn, w2, w2), nn.MaxPool2d(2),
+        *_conv_bn_relu(nn, w2, w3),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(w3, num_classes),
+    )
+
+
+MODELS = {"seed": seed_net, "compact": vgg_net}
+
+
+def build(torch, name):
+    """The PyTorch twin of emotion.models.build(name), with its parameter count checked."""
+    model = MODELS[name](torch)
+    count = sum(p.numel() for p in model.parameters())
+    if count != PARAMETER_COUNTS[name]:
+        raise AssertionError(f"torch {name}: {count} parameters, nnlite has {PARAMETER_COUNTS[name]}")
+    return model
+
+
+def copy_weights(torch, model, ours):
+    """Load an nnlite model's parameters (and batch-norm running statistics) into `model`.
+
+    Both list their parameters layer by layer in the same order (W, b / gamma, beta), with the
+    same shapes: PyTorch's Linear and Conv2d use nnlite's layouts.
+    """
+    from nnlite.backends import to_numpy
+
+    theirs = list(model.parameters())
+    mine = ours.parameters()
+    if len(theirs) != len(mine):
+        raise AssertionError(f"{len(theirs)} torch parameters vs {len(mine)} nnlite parameters")
+    with torch.no_grad():
+        for t, p in zip(theirs, mine):
+            t.copy_(torch.from_numpy(to_numpy(p.data).copy()))
+        stats = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        buffers = [dict(m.named_buffers()) for m in ours.modules() if m._buffers]
+        for t, b in zip(stats, buffers):
+            t.running_mean.copy_(torch.from_numpy(to_numpy(b["running_mean"]).copy()))
+            t.running_var.copy_(torch.from_numpy(to_numpy(b["running_var"]).copy()))
+    return model

@@ -1,0 +1,163 @@
+"""Inference and training-step time of the emotion nets, per backend, against PyTorch.
+
+    python -m benchmarks.train_step [--backends numpy,numba] [--nets compact,seed]
+                                    [--reps 10] [--threads 2] [--json PATH] [--device cuda]
+
+For each net and backend:
+    infer b1    forward of one image, eval mode, no graph (the live-camera case)
+    infer b64   the same for a batch of 64
+    train b64   forward (train mode), softmax cross-entropy, backward, MomentumSGD step
+When PyTorch is installed the same net (benchmarks/torch_nets.py, same weights) runs in the
+same process, interleaved with ours rep by rep, with the same number of threads; the table
+gives our median time / PyTorch's median time. With --device cuda our "cuda" backend runs
+against PyTorch on the GPU (cuDNN), both synchronized before the clock is read.
+"""
+
+import argparse
+import sys
+import warnings
+
+import numpy as np
+
+import nnlite
+from benchmarks import machine, optional_torch, print_table, set_threads, time_interleaved, write_json
+from emotion.models import build
+from nnlite import optim
+from nnlite.autograd import Tensor, no_grad
+import nnlite.functional as F
+
+# PyTorch's padding="same" with an even kernel warns that it pads a copy (it does, like we do).
+warnings.filterwarnings("ignore", message="Using padding='same'")
+
+
+def our_step_functions(name, backend, device, batch_sizes):
+    """name -> zero-argument callables running our net."""
+    nnlite.use(backend)
+    nnlite.seed(0)
+    model = build(name).to(device)
+    rng = np.random.default_rng(0)
+    optimizer = optim.MomentumSGD(model.parameters(), lr=1e-3, momentum=0.9)
+    inputs = {b: nnlite.to_device(rng.standard_normal((b, 1, 48, 48)).astype(np.float32), device)
+              for b in batch_sizes}
+    labels = nnlite.to_device(rng.integers(0, 7, 64), device)
+
+    def infer(batch):
+        def run():
+            model.eval()
+            with no_grad():
+                model(Tensor(inputs[batch]))
+        return run
+
+    def train():
+        model.train()
+        optimizer.zero_grad()
+        loss = F.softmax_cross_entropy(model(Tensor(inputs[64])), labels)
+        loss.backward()
+        optimizer.step()
+
+    return model, {"infer b1": infer(1), "infer b64": infer(64), "train b64": train}
+
+
+def torch_step_functions(torch, name, ours, device):
+    from benchmarks import torch_nets
+
+    model = torch_nets.copy_weights(torch, torch_nets.build(torch, name), ours).to(device)
+    rng = np.random.default_rng(0)
+    inputs = {b: torch.from_numpy(rng.standard_normal((b, 1, 48, 48)).astype(np.float32)).to(device)
+              for b in (1, 64)}
+    labels = torch.from_numpy(rng.integers(0, 7, 64)).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+
+    def infer(batch):
+        def run():
+            model.eval()
+            with torch.no_grad():
+                model(inputs[batch])
+        return run
+
+    def train():
+        model.train()
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(inputs[64]), labels).backward()
+        optimizer.step()
+
+    return {"infer b1": infer(1), "infer b64": infer(64), "train b64": train}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backends", default=None,
+                        help="comma-separated; default numpy,numba (cpu) or cuda (--device cuda)")
+    parser.add_argument("--nets", default="compact,seed")
+    parser.add_argument("--reps", type=int, default=10, help="timed repetitions (median)")
+    parser.add_argument("--numpy-reps", type=int, default=3,
+                        help="repetitions for the (slow) numpy backend's steps")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+
+    torch = None if args.no_torch else optional_torch()
+    if torch is None and not args.no_torch:
+        print("PyTorch is not installed: timing nnlite only (pip install torch for the comparison)")
+    threads = set_threads(args.threads, torch)
+    backends = (args.backends or ("cuda" if args.device == "cuda" else "numpy,numba")).split(",")
+    sync = None
+    if args.device == "cuda":
+        import cupy
+
+        def sync():
+            cupy.cuda.Device().synchronize()
+            if torch is not None:
+                torch.cuda.synchronize()
+    print(f"threads: {threads}   device: {args.device}   machine: {machine()}")
+
+    rows = []
+    for name in args.nets.split(","):
+        for backend in backends:
+            reason = nnlite.available()[backend]
+            if reason is not None:
+                print(f"skipping backend {backend}: {reason}")
+                continue
+            ours, functions = our_step_functions(name, backend, args.device, (1, 64))
+            theirs = torch_step_functions(torch, name, ours, args.device) if torch else {}
+            for case, fn in functions.items():
+                candidates = {"ours": fn}
+                if case in theirs:
+                    candidates["torch"] = theirs[case]
+                slow = backend == "numpy" and case != "infer b1"
+                reps = args.numpy_reps if slow else args.reps
+                medians = time_interleaved(candidates, reps, warmup=1 if slow else 2, sync=sync)
+                row = {"net": name, "backend": backend, "case": case, "reps": reps,
+                       "ours_ms": medians["ours"] * 1e3}
+                if "torch" in medians:
+                    row["torch_ms"] = medians["torch"] * 1e3
+                    row["ratio"] = medians["ours"] / medians["torch"]
+                rows.append(row)
+                print(f"  {name:8s} {backend:6s} {case:10s} ours {row['ours_ms']:9.2f} ms"
+                      + (f"   torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:.2f}"
+                         if "ratio" in row else ""), flush=True)
+    # speed-up of each backend over numpy on the same net and case
+    base = {(r["net"], r["case"]): r["ours_ms"] for r in rows if r["backend"] == "numpy"}
+    for r in rows:
+        if (r["net"], r["case"]) in base:
+            r["speedup_vs_numpy"] = base[(r["net"], r["case"])] / r["ours_ms"]
+    print()
+    print_table(rows, COLUMNS)
+    if args.json:
+        write_json(args.json, {"machine": machine(), "threads": threads, "device": args.device,
+                               "torch": torch.__version__ if torch else None,
+                               "command": " ".join(sys.argv), "rows": rows})
+    return 0
+
+
+COLUMNS = [("net", "net", "{}"), ("backend", "backend", "{}"), ("case", "case", "{}"),
+           ("reps", "reps", "{}"), ("ours_ms", "ours ms", "{:.2f}"),
+           ("torch_ms", "torch ms", "{:.2f}"), ("ratio", "ours/torch", "{:.2f}"),
+           ("speedup_vs_numpy", "x numpy", "{:.1f}")]
+
+if __name__ == "__main__":
+    raise SystemExit(main())
