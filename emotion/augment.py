@@ -1,9 +1,14 @@
-"""Data augmentation for training and test-time augmentation (TTA), vectorized over the batch.
+"""Data augmentation for training, and test-time augmentation (TTA) views, all in NumPy.
 
-Each training image gets its own random affine transform (shift, small rotation and zoom,
-horizontal flip), applied to the whole batch at once by building every sample's sampling grid
-with NumPy and reading pixels with bilinear interpolation, then random erasing. All
-randomness comes from the Generator passed in, so the same seed gives the same batch.
+Training: each image of a batch gets its own random affine transform (shift, small rotation
+and zoom, horizontal flip), applied to the whole batch at once: we build every sample's
+sampling grid with NumPy and read the pixels with bilinear interpolation, with no Python loop
+over images. Then random erasing. All randomness comes from the Generator passed in, so the
+same seed gives the same batch.
+
+Augmentation runs on preprocessed batches (train.py preprocesses the dataset once): a shift
+or rotation of the preprocessed image is, up to interpolation and the borders, the
+preprocessed shifted image, and it saves redoing the preprocessing every epoch.
 """
 
 from dataclasses import dataclass
@@ -13,13 +18,22 @@ import numpy as np
 
 @dataclass
 class Augmenter:
-    """Random geometric + erasing augmentation of (N, 1, H, W) float32 batches.
+    """Random geometric augmentation plus random erasing of (N, C, H, W) float32 batches.
 
-    shift:          max translation in pixels (each axis)
-    rotate_degrees: max rotation either way
-    zoom:           max relative scale change either way
-    flip:           mirror half of the images left-right (faces are nearly symmetric)
-    erase_prob:     probability of blanking one random rectangle (occlusion robustness)
+    shift:          max translation in pixels along each axis (uniform, sub-pixel). The border
+                    pixels are repeated into the uncovered area, like pad-and-crop with edge
+                    padding.
+    rotate_degrees: max rotation either way. Faces in FER2013 are roughly upright; 10 degrees
+                    covers the head tilt of webcam users without turning faces sideways.
+    zoom:           max relative scale change either way (0.1: 90%..110%), for face crops
+                    that are a little tighter or looser than FER2013's.
+    flip:           mirror a random half of the images left-right. A mirrored face shows the
+                    same expression, so this doubles the data for free.
+    erase_prob:     probability that an image gets one random rectangle set to `erase_value`
+                    (Cutout / random erasing): the model learns not to rely on one region
+                    alone (hands, glasses and hair cover parts of real faces).
+    erase_area:     (min, max) fraction of the image that rectangle covers.
+    erase_value:    its value; 0 is the mean of an image after per-image normalization.
     """
 
     shift: float = 4.0
@@ -28,90 +42,138 @@ class Augmenter:
     flip: bool = True
     erase_prob: float = 0.25
     erase_area: tuple = (0.02, 0.15)
+    erase_value: float = 0.0
+
+    def __post_init__(self):
+        if min(self.shift, self.rotate_degrees, self.zoom) < 0 or not 0 <= self.zoom < 1:
+            raise ValueError("shift, rotate_degrees must be >= 0 and zoom in [0, 1)")
+        if not 0 <= self.erase_prob <= 1 or not 0 < self.erase_area[0] <= self.erase_area[1] <= 1:
+            raise ValueError("erase_prob must be in [0, 1] and erase_area 0 < min <= max <= 1")
 
     def __call__(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        n, _, h, w = batch.shape
-        angle = np.deg2rad(rng.uniform(-self.rotate_degrees, self.rotate_degrees, n))
-        scale = rng.uniform(1 - self.zoom, 1 + self.zoom, n)
-        shift = rng.uniform(-self.shift, self.shift, (n, 2))
-        mirror = rng.random(n) < 0.5 if self.flip else np.zeros(n, bool)
+        """(N, C, H, W) float32 -> a new augmented (N, C, H, W) float32 batch."""
+        if batch.ndim != 4:
+            raise ValueError(f"expected a batch (N, C, H, W), got shape {batch.shape}")
+        n = len(batch)
+        # Every random number is drawn whatever the settings, in a fixed order, so one seed
+        # gives one batch and turning one augmentation off does not change the others.
+        angle = np.deg2rad(rng.uniform(-1, 1, n) * self.rotate_degrees)
+        scale = 1 + rng.uniform(-1, 1, n) * self.zoom
+        shift = rng.uniform(-1, 1, (n, 2)) * self.shift
+        mirror = (rng.random(n) < 0.5) & self.flip
         out = affine(batch, angle, scale, shift, mirror)
-        if self.erase_prob > 0:
-            out = random_erase(out, rng, self.erase_prob, self.erase_area)
-        return out
+        return random_erase(out, rng, self.erase_prob, self.erase_area, self.erase_value)
 
 
-def affine(batch, angle, scale, shift, mirror):
-    """Rotate by `angle` (radians) and zoom by `scale` about the centre, mirror where asked,
-    then shift (pixels, (dy, dx)): one transform per image, all images at once.
+def affine(batch, angle, scale, shift, mirror) -> np.ndarray:
+    """One transform per image, all images at once: mirror left-right where `mirror` (N,)
+    bool, rotate by `angle` (radians, (N,)) and zoom by `scale` (N,) about the centre, then
+    shift by `shift` (N, 2) pixels (dy, dx). batch (N, C, H, W) -> float32 (N, C, H, W).
 
-    For every output pixel we compute where it comes from in the input (the inverse map) and
-    interpolate there; out-of-image positions take the nearest edge pixel.
+    Resampling works backwards: for every output pixel we compute where it comes from in the
+    input (the inverse transform) and interpolate there, so every output pixel gets exactly
+    one value (a forward map would leave holes). Positions outside the image take the
+    nearest edge pixel.
     """
     n, c, h, w = batch.shape
-    cy, cx = (h - 1) / 2, (w - 1) / 2
+    angle, scale, shift = (np.asarray(a, np.float32) for a in (angle, scale, shift))
+    cy, cx = np.float32((h - 1) / 2), np.float32((w - 1) / 2)
     ys, xs = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32),
                          indexing="ij")
-    # Output coordinates relative to the centre, minus the shift: (N, H, W)
+    # Walk the transform backwards from the output pixel. Undo the shift, relative to the
+    # centre: (N, H, W)
     y = ys[None] - cy - shift[:, 0, None, None]
     x = xs[None] - cx - shift[:, 1, None, None]
+    # Undo the rotation and zoom: rotate by -angle and divide by the scale.
     cos = (np.cos(angle) / scale)[:, None, None]
     sin = (np.sin(angle) / scale)[:, None, None]
     src_y = cos * y - sin * x + cy
     src_x = sin * y + cos * x
-    src_x = np.where(mirror[:, None, None], -src_x, src_x) + cx
-    return bilinear(batch, src_y.astype(np.float32), src_x.astype(np.float32))
+    # Undo the mirror (its own inverse) and go back from centre-relative to pixel coordinates.
+    src_x = np.where(np.asarray(mirror)[:, None, None], -src_x, src_x) + cx
+    return bilinear(batch, src_y, src_x)
 
 
-def bilinear(batch, src_y, src_x):
-    """Sample batch (N, C, H, W) at float positions (N, H', W') with bilinear weights."""
+def bilinear(batch, src_y, src_x) -> np.ndarray:
+    """Sample batch (N, C, H, W) at float positions src_y, src_x (N, H', W') -> float32
+    (N, C, H', W'): each value is the distance-weighted mean of the 4 nearest pixels.
+    Positions are clamped to the image, so the border pixels extend outwards."""
     n, c, h, w = batch.shape
-    src_y = np.clip(src_y, 0, h - 1)
-    src_x = np.clip(src_x, 0, w - 1)
-    y0 = np.minimum(np.floor(src_y).astype(np.int64), h - 2)
-    x0 = np.minimum(np.floor(src_x).astype(np.int64), w - 2)
-    wy = (src_y - y0)[:, None]
+    src_y = np.clip(np.asarray(src_y, np.float32), 0, h - 1)
+    src_x = np.clip(np.asarray(src_x, np.float32), 0, w - 1)
+    # The top-left neighbour. Capped at h-2 / w-2 so that its right and lower neighbours
+    # exist; on the last row/column the weight then goes fully to them (wy or wx = 1).
+    # (Kept in float32 until the index is made: float32 weights against float32 pixels
+    # run several times faster than the float64 that mixing in integers would give.)
+    y0 = np.minimum(np.floor(src_y), h - 2)
+    x0 = np.minimum(np.floor(src_x), w - 2)
+    wy = (src_y - y0)[:, None]  # (N, 1, H', W'): the same weights for every channel
     wx = (src_x - x0)[:, None]
-    index = np.arange(n)[:, None, None]
-    flat = batch.transpose(0, 2, 3, 1)  # gather (N, H', W', C), then back to channels first
+    y0, x0 = y0.astype(np.intp), x0.astype(np.intp)
 
-    def at(yy, xx):
-        return flat[index, yy, xx].transpose(0, 3, 1, 2)
+    # Gather from the whole batch as one flat array: image i, channel k, pixel (y, x) sits at
+    # (i * C + k) * H * W + y * W + x. One np.take per neighbour, no loop over images.
+    image_start = (np.arange(n)[:, None, None] * c + np.arange(c)[None, :, None]) * (h * w)
+    top_left = image_start + (y0 * w + x0).reshape(n, 1, -1)  # (N, C, H'*W')
+    flat = np.ascontiguousarray(batch, dtype=np.float32).ravel()
 
-    top = at(y0, x0) * (1 - wx) + at(y0, x0 + 1) * wx
-    bottom = at(y0 + 1, x0) * (1 - wx) + at(y0 + 1, x0 + 1) * wx
-    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+    def at(offset):  # the neighbour `offset` flat positions after the top-left one
+        return flat.take(top_left + offset).reshape(n, c, *src_y.shape[1:])
+
+    tl, tr, bl, br = at(0), at(1), at(w), at(w + 1)  # top-left, top-right, bottom-left, -right
+    # Interpolate along x on the upper and lower rows, then along y. (Written as
+    # a * (1 - t) + b * t rather than a + t * (b - a): exact at t = 0 and t = 1, so an
+    # identity transform or a whole-pixel shift copies pixels unchanged.)
+    top = tl * (1 - wx) + tr * wx
+    bottom = bl * (1 - wx) + br * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32, copy=False)
 
 
-def random_erase(batch, rng, prob, area):
-    """Set one random rectangle of each chosen image to 0 (the mean after normalization)."""
+def random_erase(batch, rng, prob, area, value=0.0) -> np.ndarray:
+    """Set one random rectangle of each chosen image (chosen with probability `prob`) to
+    `value`. The rectangle covers a uniform `area` fraction of the image with an aspect ratio
+    between 1:2 and 2:1. batch (N, C, H, W) -> new float32 (N, C, H, W)."""
     n, _, h, w = batch.shape
     chosen = rng.random(n) < prob
     fraction = rng.uniform(area[0], area[1], n)
-    aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0), n))
+    aspect = np.exp(rng.uniform(np.log(0.5), np.log(2.0), n))  # log-uniform: 1:2 as likely as 2:1
     eh = np.clip(np.sqrt(fraction * h * w * aspect), 1, h).astype(int)
     ew = np.clip(np.sqrt(fraction * h * w / aspect), 1, w).astype(int)
     top = (rng.random(n) * (h - eh + 1)).astype(int)
     left = (rng.random(n) * (w - ew + 1)).astype(int)
+    # A per-image rectangle mask built by broadcasting (N, H, 1) against (N, 1, W)
     rows = np.arange(h)[None, :, None]
     cols = np.arange(w)[None, None, :]
     inside = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
               & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
     mask = inside & chosen[:, None, None]
-    return np.where(mask[:, None], np.float32(0), batch).astype(np.float32)
+    return np.where(mask[:, None], np.float32(value), batch).astype(np.float32, copy=False)
 
 
-def flip_tta(batch):
-    """The two views averaged by --tta flip: the images and their mirror images."""
-    return [batch, np.ascontiguousarray(batch[..., ::-1])]
+# -- test-time augmentation --------------------------------------------------------------------
+def flip_tta(batch) -> np.ndarray:
+    """The two views averaged by --tta flip: (2, N, C, H, W) = the images and their mirror
+    images. The model's probabilities are averaged over the views."""
+    return np.stack([batch, batch[..., ::-1]])
 
 
-def ten_crop(batch, shift=2):
-    """The ten views averaged by --tta tencrop: the image shifted to the four corners by
-    `shift` pixels, the centre, and the mirror image of each. Shifting with edge padding
-    (instead of cropping 44x44 and resizing) keeps the 48x48 input the network expects."""
+def ten_crop(batch, size=44) -> np.ndarray:
+    """The ten views averaged by --tta tencrop: (10, N, C, H, W).
+
+    The classic ten-crop takes five size x size crops (the four corners and the centre) and
+    their mirror images. Our models take 48x48 inputs, so instead of cropping and resizing
+    back up (which would also zoom the face by 48/44) each "crop" is the image shifted by
+    (48 - size) / 2 = 2 pixels towards one corner, with the edge pixels repeated: the same
+    picture as the corner crop placed back in the centre of a 48x48 frame, at the scale the
+    model was trained on. The centre view is the image itself.
+    """
     n, c, h, w = batch.shape
-    padded = np.pad(batch, ((0, 0), (0, 0), (shift, shift), (shift, shift)), mode="edge")
-    offsets = [(shift, shift), (0, 0), (0, 2 * shift), (2 * shift, 0), (2 * shift, 2 * shift)]
-    views = [np.ascontiguousarray(padded[:, :, dy : dy + h, dx : dx + w]) for dy, dx in offsets]
-    return views + [np.ascontiguousarray(v[..., ::-1]) for v in views]
+    if not 0 < size <= min(h, w):
+        raise ValueError(f"crop size must be in 1..{min(h, w)}, got {size}")
+    s = (min(h, w) - size) // 2
+    padded = np.pad(batch, ((0, 0), (0, 0), (s, s), (s, s)), mode="edge")
+    # Offsets into the padded image: centre, then the corner crops top-left, top-right,
+    # bottom-left, bottom-right (the top-left crop, re-centred, appears shifted down-right).
+    offsets = [(s, s), (0, 0), (0, 2 * s), (2 * s, 0), (2 * s, 2 * s)]
+    views = [padded[:, :, dy : dy + h, dx : dx + w] for dy, dx in offsets]
+    return np.stack(views + [v[..., ::-1] for v in views])
