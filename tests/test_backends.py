@@ -1,0 +1,231 @@
+"""One suite for every backend: each kernel against the NumPy specification, and every op's
+gradient check, on numpy, numba and (when a GPU is usable) cuda.
+
+The NumPy kernels are the specification, so for the numpy backend the parity tests compare
+the reference with itself: they still assert shapes and dtypes, and they keep the suite
+identical across backends.
+"""
+
+import numpy as np
+import pytest
+
+import nnlite
+from nnlite import backends
+from nnlite.backends import numpy_kernels as reference
+from nnlite.gradcheck import check_all
+
+# "numba-parallel" is the numba backend with every kernel forced onto its parallel twin
+# (small calls otherwise run the serial one; see numba_kernels.PARALLEL_MIN).
+BACKENDS = [
+    pytest.param(name, marks=pytest.mark.skipif(reason is not None, reason=str(reason)))
+    for name, reason in backends.available().items()
+]
+BACKENDS.insert(2, pytest.param("numba-parallel", marks=BACKENDS[1].marks))
+TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}  # relative to the largest |value|
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, monkeypatch):
+    """Select the backend for one test and restore the previous one afterwards."""
+    name = request.param
+    if name == "numba-parallel":
+        from nnlite.backends import numba_kernels
+
+        monkeypatch.setattr(numba_kernels, "PARALLEL_MIN", 0)
+        name = "numba"
+    previous = nnlite.current()
+    nnlite.use(name)
+    yield name
+    nnlite.use(previous)
+
+
+def kernels(backend):
+    return backends.kernels_for(on(backend, np.zeros(1)))
+
+
+def on(backend, array):
+    return backends.to_device(array, "cuda" if backend == "cuda" else "cpu")
+
+
+def assert_matches(expected, got, dtype):
+    got_host = backends.to_numpy(got)
+    assert got_host.dtype == np.dtype(dtype), f"dtype {got_host.dtype}, expected {np.dtype(dtype)}"
+    assert got_host.shape == expected.shape
+    scale = max(float(np.max(np.abs(expected))), 1e-30) if expected.size else 1.0
+    np.testing.assert_allclose(got_host, expected, rtol=0, atol=TOLERANCE[dtype] * scale)
+
+
+# (x shape, kh, kw, stride, pad): odd sizes, strides, asymmetric "same" pads, k3 s2
+WINDOWS = [
+    ((2, 3, 7, 9), 3, 3, (1, 1), (1, 1, 1, 1)),
+    ((3, 2, 8, 8), 4, 4, (1, 1), (1, 2, 1, 2)),       # 'same' for an even kernel
+    ((2, 4, 9, 7), 3, 3, (2, 2), (0, 1, 1, 1)),       # 'same' k3 s2 on odd sizes
+    ((1, 3, 6, 5), 3, 2, (2, 1), (1, 1, 0, 0)),
+    ((2, 1, 5, 5), 5, 5, (1, 1), (2, 2, 2, 2)),
+    ((2, 2, 6, 6), 2, 2, (2, 2), (0, 0, 0, 0)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kh,kw,stride,pad", WINDOWS)
+def test_im2col_col2im(backend, dtype, shape, kh, kw, stride, pad):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(dtype)
+    k = kernels(backend)
+    col = reference.im2col(x, kh, kw, stride, pad)
+    assert_matches(col, k.im2col(on(backend, x), kh, kw, stride, pad), dtype)
+    gcol = rng.standard_normal(col.shape).astype(dtype)
+    assert_matches(reference.col2im(gcol, shape, kh, kw, stride, pad),
+                   k.col2im(on(backend, gcol), shape, kh, kw, stride, pad), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kh,kw,stride,pad", WINDOWS)
+def test_max_pool(backend, dtype, shape, kh, kw, stride, pad):
+    rng = np.random.default_rng(1)
+    x = rng.permutation(np.linspace(-1, 1, int(np.prod(shape)))).reshape(shape).astype(dtype)
+    k = kernels(backend)
+    y, argmax = reference.max_pool_forward(x, kh, kw, stride, pad)
+    y_got, argmax_got = k.max_pool_forward(on(backend, x), kh, kw, stride, pad)
+    assert_matches(y, y_got, dtype)
+    np.testing.assert_array_equal(backends.to_numpy(argmax_got), argmax)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    assert_matches(reference.max_pool_backward(gy, argmax, shape, kh, kw, stride, pad),
+                   k.max_pool_backward(on(backend, gy), argmax_got, shape, kh, kw, stride, pad),
+                   dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,size,alpha,beta,bias", [
+    ((2, 7, 3, 3), 5, 0.1, 0.75, 2.0),
+    ((2, 13, 2, 5), 11, 1.1e-1, 0.75, 1.0),   # TFLearn's defaults, scaled up to matter
+    ((1, 5, 4, 3), 2, 0.2, 0.6, 1.5),         # even size: an asymmetric window
+    ((3, 3, 33, 33), 7, 0.3, 0.75, 1.0),      # window wider than the channels; many pixels
+])
+def test_lrn(backend, dtype, shape, size, alpha, beta, bias):
+    rng = np.random.default_rng(2)
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    k = kernels(backend)
+    y, scale = reference.lrn_forward(x, size, alpha, beta, bias)
+    y_got, scale_got = k.lrn_forward(on(backend, x), size, alpha, beta, bias)
+    assert_matches(y, y_got, dtype)
+    assert_matches(scale, scale_got, dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    assert_matches(reference.lrn_backward(x, y, scale, gy, size, alpha, beta, bias),
+                   k.lrn_backward(*(on(backend, a) for a in (x, y, scale, gy)), size, alpha,
+                                  beta, bias), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5), (64, 8, 9, 9)])
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm(backend, dtype, shape, train):
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    gamma = rng.uniform(0.5, 1.5, shape[1]).astype(dtype)
+    beta = rng.standard_normal(shape[1]).astype(dtype)
+    k = kernels(backend)
+    mean, var = reference.batch_norm_stats(x)
+    for want, got in zip((mean, var), k.batch_norm_stats(on(backend, x))):
+        assert_matches(want, got, dtype)
+    forward = reference.batch_norm_forward(x, gamma, beta, mean, var, 1e-5)
+    got = k.batch_norm_forward(*(on(backend, a) for a in (x, gamma, beta, mean, var)), 1e-5)
+    for want, g in zip(forward, got):
+        assert_matches(want, g, dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    _, xhat, inv_std = forward
+    want = reference.batch_norm_backward(gy, xhat, gamma, inv_std, train)
+    got = k.batch_norm_backward(*(on(backend, a) for a in (gy, xhat, gamma, inv_std)), train)
+    for w, g in zip(want, got):
+        assert_matches(w, g, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("smoothing,weighted", [(0.0, False), (0.1, True)])
+def test_softmax_cross_entropy(backend, dtype, smoothing, weighted):
+    rng = np.random.default_rng(4)
+    logits = (rng.standard_normal((6, 7)) * 3).astype(dtype)
+    labels = rng.integers(0, 7, 6)
+    weights = (rng.uniform(0.5, 2.0, 6) if weighted else np.ones(6)).astype(dtype)
+    k = kernels(backend)
+    assert_matches(reference.log_softmax(logits), k.log_softmax(on(backend, logits)), dtype)
+    loss, probs = reference.softmax_cross_entropy_forward(logits, labels, weights, smoothing)
+    loss_got, probs_got = k.softmax_cross_entropy_forward(
+        on(backend, logits), on(backend, labels), on(backend, weights), smoothing)
+    assert_matches(loss, loss_got, dtype)
+    assert_matches(probs, probs_got, dtype)
+    gloss = np.asarray(1.7, dtype=dtype)
+    assert_matches(
+        reference.softmax_cross_entropy_backward(probs, labels, weights, smoothing, gloss),
+        k.softmax_cross_entropy_backward(probs_got, on(backend, labels), on(backend, weights),
+                                         smoothing, on(backend, gloss)), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_mask(backend, dtype):
+    like = on(backend, np.zeros(1, dtype))
+    nnlite.seed(5)
+    mask = backends.to_numpy(kernels(backend).dropout_mask((50, 40), 0.3, dtype, like))
+    assert mask.dtype == np.dtype(dtype) and mask.shape == (50, 40)
+    scale = np.asarray(1 / 0.7, dtype=dtype)
+    assert np.isin(mask, [0, scale]).all()
+    assert abs((mask == 0).mean() - 0.3) < 0.05
+    if backend != "cuda":  # the host stream: the same seed gives NumPy's mask exactly
+        nnlite.seed(5)
+        np.testing.assert_array_equal(mask, reference.dropout_mask((50, 40), 0.3, dtype, like))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nesterov,weight_decay", [(False, 0.0), (True, 1e-2)])
+def test_optimizer_updates(backend, dtype, nesterov, weight_decay):
+    rng = np.random.default_rng(6)
+    p, g, v = (rng.standard_normal((5, 7)).astype(dtype) for _ in range(3))
+    k = kernels(backend)
+    want_p, want_v = p.copy(), v.copy()
+    reference.sgd_update(want_p, g, want_v, 0.1, 0.9, weight_decay, nesterov)
+    got_p, got_v = on(backend, p.copy()), on(backend, v.copy())
+    k.sgd_update(got_p, on(backend, g), got_v, 0.1, 0.9, weight_decay, nesterov)
+    assert_matches(want_p, got_p, dtype)
+    assert_matches(want_v, got_v, dtype)
+
+    m, s = np.abs(v), np.abs(g)
+    want = [p.copy(), m.copy(), s.copy()]
+    reference.adam_update(want[0], g, want[1], want[2], 1e-2, 0.9, 0.999, 1e-8, weight_decay, 3)
+    got = [on(backend, a.copy()) for a in (p, m, s)]
+    k.adam_update(got[0], on(backend, g), got[1], got[2], 1e-2, 0.9, 0.999, 1e-8, weight_decay, 3)
+    for w, g_ in zip(want, got):
+        assert_matches(w, g_, dtype)
+
+
+def test_output_size(backend):
+    assert kernels(backend).output_size(48, 3, 2, 0, 1) == reference.output_size(48, 3, 2, 0, 1) == 24
+
+
+def test_float32_network_stays_float32(backend):
+    """A small net of every layer kind: float32 in, float32 out, float32 gradients."""
+    from nnlite import layers as L
+    import nnlite.functional as F
+
+    nnlite.seed(0)
+    model = L.Sequential(
+        L.Conv2d(1, 4, 3, pad="same"), L.BatchNorm2d(4), L.ReLU(),
+        L.LocalResponseNorm(3, 0.1, 0.75, 2.0), L.MaxPool2d(3, 2, pad="same"),
+        L.Conv2d(4, 6, 4, stride=2, pad="same"), L.ReLU(), L.Dropout(0.5), L.Flatten(),
+        L.Linear(6 * 2 * 2, 3),
+    ).to(backends.default_device())
+    x = on(backend, np.random.default_rng(7).standard_normal((3, 1, 7, 7)).astype(np.float32))
+    logits = model(nnlite.Tensor(x))
+    assert logits.dtype == np.float32 and logits.shape == (3, 3)
+    loss = F.softmax_cross_entropy(logits, on(backend, np.array([0, 1, 2])))
+    assert loss.dtype == np.float32
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.dtype == np.float32, name
+
+
+def test_gradcheck_every_op(backend):
+    """Every case of nnlite.gradcheck.op_cases(), float64 central differences."""
+    failures = [f"{name}: {result}" for name, result in check_all(backends.default_device())
+                if not result.ok]
+    assert not failures, "\n".join(failures)
