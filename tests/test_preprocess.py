@@ -78,7 +78,7 @@ def test_gaussian_kernel_and_blur_match_opencv():
 
 def test_equalization_is_opencvs_histogram_equalization():
     images = (faces(4) // 3 + 40).astype(np.uint8)  # low contrast: levels 40..125
-    config = PreprocessConfig(gaussian_sigma=0, equalize=True, normalize="none")
+    config = PreprocessConfig(gamma=1.0, gaussian_sigma=0, equalize=True, normalize="none")
     out = preprocess(images, config)[:, 0] * 255
     expected = np.stack([cv2.equalizeHist(i) for i in images])
     np.testing.assert_allclose(out, expected, atol=1e-3)
@@ -87,13 +87,13 @@ def test_equalization_is_opencvs_histogram_equalization():
 
 def test_per_image_normalization():
     images = faces(4).astype(np.float32) * np.array([0.2, 0.5, 1.0, 0.1])[:, None, None]
-    out = preprocess(images, PreprocessConfig(gaussian_sigma=0))
+    linear = PreprocessConfig(gamma=1.0, gaussian_sigma=0)
+    out = preprocess(images, linear)
     np.testing.assert_allclose(out.mean(axis=(1, 2, 3)), 0, atol=1e-5)
     np.testing.assert_allclose(out.std(axis=(1, 2, 3)), 1, atol=1e-4)
-    # Brightness and contrast changes do not change the result.
-    np.testing.assert_allclose(out[0], preprocess(images[:1] * 3 + 20,
-                                                  PreprocessConfig(gaussian_sigma=0))[0],
-                               atol=1e-4)
+    # Linear brightness and contrast changes do not change the result.
+    np.testing.assert_allclose(out[0], preprocess(images[:1] * 3 + 20, linear)[0], atol=1e-4)
+    assert preprocess(images, PreprocessConfig()).std(axis=(1, 2, 3)) == pytest.approx(1, abs=1e-4)
     flat = preprocess(np.full((1, 48, 48), 77, np.uint8))
     assert np.isfinite(flat).all() and np.abs(flat).max() == 0
 
