@@ -362,7 +362,10 @@ def write_metrics(out: Path, history):
         writer.writeheader()
         writer.writerows(history)
     tmp.replace(path)
-    plot_curves(history, out / "curves.png")
+    try:
+        plot_curves(history, out / "curves.png")
+    except Exception as err:  # a plotting problem must never stop a training run
+        print(f"warning: could not draw {out / 'curves.png'}: {type(err).__name__}: {err}")
 
 
 def plot_curves(history, path):
