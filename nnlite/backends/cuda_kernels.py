@@ -33,7 +33,14 @@ import sys
 import warnings
 
 import numpy as np
-from numba import cuda
+
+# numba-cuda (seen with numba-cuda on NumPy 2.5, on the H100 test machine) still registers an
+# overload for np.row_stack, which NumPy 2.5 removed, and its kernel machinery then fails to
+# import. np.row_stack was always an alias of np.vstack, so restoring the alias is exact.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
+from numba import cuda  # noqa: E402  (after the compatibility alias above)
 
 from nnlite.backends import get_array_module
 from nnlite.backends import numpy_kernels as _reference
@@ -41,7 +48,8 @@ from nnlite import random as nnrandom
 
 # A small grid on a big GPU is expected for small layers: Numba's low-occupancy warning
 # ("Grid size N will likely result in GPU under-utilization") is noise here.
-warnings.filterwarnings("ignore", message="Grid size")
+# The message starts with a terminal colour code, hence the leading ".*".
+warnings.filterwarnings("ignore", message=".*Grid size")
 
 THREADS = 256  # threads per block
 MAX_BLOCKS = 8192  # enough to fill any current GPU; the grid-stride loop covers the rest
