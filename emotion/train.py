@@ -40,16 +40,17 @@ def add_arguments(parser):
     parser.add_argument("--data", help="FER2013 csv(.gz), image folder, or .npz (default: "
                         "$EMOTION_DATA, then data/)")
     parser.add_argument("--model", default=models.DEFAULT_MODEL, choices=sorted(models.MODELS))
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate")
+    # The defaults are the recipe of the shipped weights (see the README).
+    parser.add_argument("--epochs", type=int, default=22)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
     parser.add_argument("--momentum", type=float, default=0.9)
     parser.add_argument("--nesterov", action="store_true")
     parser.add_argument("--weight-decay", type=float, default=5e-4)
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "step", "plateau", "none"])
     parser.add_argument("--warmup", type=int, default=1, help="warm-up epochs (cosine schedule)")
-    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--class-weights", action="store_true",
                         help="weight the loss by inverse class frequency (helps 'disgust')")
     parser.add_argument("--no-augment", action="store_true")

@@ -41,6 +41,9 @@ def save_arrays(path, arrays: dict, meta=None, dtype=None) -> Path:
     payload["__meta__"] = np.array(json.dumps(meta or {}))
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal rights
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
             f.flush()
