@@ -71,8 +71,9 @@ def main(argv=None):
     classifier = pipeline.load_classifier(args.weights, args.backend)
     import nnlite
 
-    latency = per_face_latency(classifier)
-    result = run_clip(classifier, args.video, args.detect_every)
+    with pipeline.one_blas_thread():  # as the video/live commands run
+        latency = per_face_latency(classifier)
+        result = run_clip(classifier, args.video, args.detect_every)
     result.update(
         video=str(args.video), model=classifier.model_name, backend=nnlite.current(),
         detect_every=args.detect_every, per_face_classify_ms=round(latency * 1000, 3),

@@ -43,7 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="also write the annotated frames to this .mp4 file")
     parser.add_argument("--jsonl", help="write one JSON line per face per frame to this file")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    parser.add_argument("--weights", help="weight file (default: the shipped weights)")
+    parser.add_argument("--weights", default="compact",
+                        help="weight file, or a shipped model name: 'compact' (default: 61 "
+                             "frames/s, 67.3%% on PrivateTest) or 'default' (38 frames/s, 69.5%%)")
     parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
     parser.add_argument("--detect-every", type=int, default=2, metavar="K",
                         help="run the face detector on every K-th frame (default 2)")
@@ -83,6 +85,11 @@ def summary_line(timestamp: float, results) -> str:
 
 
 def run(args) -> int:
+    with pipeline.one_blas_thread():
+        return _run(args)
+
+
+def _run(args) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be 1 or more")
     if args.detect_every < 1:

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print one JSON object per image (JSON lines) instead of a table")
     parser.add_argument("--annotate", metavar="DIR",
                         help="write annotated copies of the images into this folder")
-    parser.add_argument("--weights", help="weight file (default: the shipped weights)")
+    parser.add_argument("--weights", help="weight file, or a shipped model name: 'default' (the "
+                        "most accurate, used when omitted) or 'compact' (faster)")
     parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
 
 
@@ -63,6 +64,11 @@ def annotated_path(folder: Path, path: Path) -> Path:
 
 
 def run(args) -> int:
+    with pipeline.one_blas_thread():
+        return _run(args)
+
+
+def _run(args) -> int:
     out = sys.stdout
     annotate = Path(args.annotate) if args.annotate else None
     if annotate is not None:

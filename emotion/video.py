@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="annotated video to write (.mp4, mp4v codec)")
     parser.add_argument("--csv", help="write one row per face per frame to this CSV file")
     parser.add_argument("--jsonl", help="write the same rows as JSON lines to this file")
-    parser.add_argument("--weights", help="weight file (default: the shipped weights)")
+    parser.add_argument("--weights", default="compact",
+                        help="weight file, or a shipped model name: 'compact' (default: 61 "
+                             "frames/s, 67.3%% on PrivateTest) or 'default' (38 frames/s, 69.5%%)")
     parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
     parser.add_argument("--detect-every", type=int, default=2, metavar="K",
                         help="run the face detector on every K-th frame (default 2); boxes "
@@ -93,6 +95,11 @@ class RowWriter:
 
 
 def run(args) -> int:
+    with pipeline.one_blas_thread():
+        return _run(args)
+
+
+def _run(args) -> int:
     if not (args.out or args.csv or args.jsonl):
         raise UserError("nothing to write: give --out VIDEO and/or --csv FILE / --jsonl FILE")
     if args.detect_every < 1:
