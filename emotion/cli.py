@@ -43,18 +43,30 @@ def main(argv=None) -> int:
         parser.parse_args(argv)  # prints usage and exits 2 for an unknown command
         return 2
     name, rest = argv[0], argv[1:]
-    module = importlib.import_module(COMMANDS[name][0])
-    parser = argparse.ArgumentParser(prog=f"emotion {name}", description=COMMANDS[name][1])
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
     try:
+        # Importing nnlite applies NNLITE_BACKEND, which fails cleanly if that backend cannot run.
+        module = importlib.import_module(COMMANDS[name][0])
+        parser = argparse.ArgumentParser(prog=f"emotion {name}", description=COMMANDS[name][1])
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
         return int(module.run(args) or 0)
     except UserError as err:
         print(f"emotion {name}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except _backend_errors() as err:
+        print(f"emotion {name}: error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"emotion {name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _backend_errors():
+    """nnlite's errors that are the user's to fix (a backend that cannot run, a bad weight file)."""
+    from nnlite.backends import BackendError, DeviceMismatchError
+    from nnlite.serialization import WeightFileError
+
+    return (BackendError, DeviceMismatchError, WeightFileError)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ and saves preprocessing every image every epoch.
 
 import csv
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -69,9 +70,10 @@ def add_arguments(parser):
 
 
 def choose_backend(name=None) -> str:
-    """The requested backend, or the fastest CPU one that works here."""
+    """The requested backend, else $NNLITE_BACKEND, else the fastest CPU one that works here."""
     if name is None:
-        name = "numba" if nnlite.available()["numba"] is None else "numpy"
+        name = os.environ.get("NNLITE_BACKEND", "").strip().lower() or (
+            "numba" if nnlite.available()["numba"] is None else "numpy")
     try:
         nnlite.use(name)
     except nnlite.backends.BackendError as err:

@@ -111,3 +111,14 @@ def test_unknown_backend_is_a_clear_error():
 def test_accuracy_metric():
     logits = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert F.accuracy(logits, np.array([1, 0, 0])) == pytest.approx(2 / 3)
+
+
+def test_an_unusable_nnlite_backend_env_is_a_clean_cli_error():
+    import subprocess
+    import sys
+
+    env = {**__import__("os").environ, "NNLITE_BACKEND": "tpu"}
+    done = subprocess.run([sys.executable, "-m", "emotion", "gradcheck"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "unknown backend 'tpu'" in done.stderr and "Traceback" not in done.stderr

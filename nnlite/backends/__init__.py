@@ -89,20 +89,22 @@ def available() -> dict:
 
 def use(name: str) -> None:
     """Select the backend for new work: "numpy", "numba" or "cuda"."""
-    global _current
+    global _current, _environment_error
     reason = _why_unavailable(name)
     if reason is not None:
         raise BackendError(f"backend {name!r} is not available: {reason}")
-    _current = name
+    _current, _environment_error = name, None
 
 
 def current() -> str:
+    if _environment_error is not None:
+        raise _environment_error
     return _current
 
 
 def default_device() -> str:
     """Where new models and data go under the current backend: "cuda" or "cpu"."""
-    return "cuda" if _current == "cuda" else "cpu"
+    return "cuda" if current() == "cuda" else "cpu"
 
 
 # -- arrays and devices ----------------------------------------------------------------------
@@ -161,7 +163,7 @@ def kernels_for(array):
     if device_of(array) == "cuda":
         name = "cuda"
     else:
-        name = "numba" if _current == "numba" else "numpy"
+        name = "numba" if current() == "numba" else "numpy"
     module = _kernel_modules.get(name)
     if module is None:
         module = importlib.import_module(f"nnlite.backends.{name}_kernels")
@@ -169,10 +171,19 @@ def kernels_for(array):
     return module
 
 
+_environment_error = None  # a NNLITE_BACKEND that cannot run here, reported at first use
+
+
 def _use_from_environment():
+    """Apply NNLITE_BACKEND. If it cannot run here, importing nnlite still works (so a program
+    can catch the error and say so cleanly); the first op raises the BackendError instead."""
+    global _environment_error
     name = os.environ.get("NNLITE_BACKEND")
     if name:
-        use(name.strip().lower())
+        try:
+            use(name.strip().lower())
+        except BackendError as err:
+            _environment_error = BackendError(f"NNLITE_BACKEND={name}: {err}")
 
 
 _use_from_environment()
