@@ -5,7 +5,21 @@ from nnlite.backends import get_array_module, kernels_for
 from nnlite.functions.conv import _pair, resolve_padding
 
 
-class MaxPool2d(Function):
+class _Pool2d(Function):
+    """What every windowed pooling op holds: window size, stride (default: the window, so
+    windows do not overlap) and padding (resolved against the input's size in forward)."""
+
+    def __init__(self, kernel_size, stride=None, pad=0):
+        self.kernel = _pair(kernel_size)
+        self.stride = _pair(stride if stride is not None else kernel_size)
+        self.pad = pad
+
+    def _resolve(self, x):
+        self.pad = resolve_padding(self.pad, x.shape[2:], self.kernel, self.stride)
+        self.x_shape = x.shape
+
+
+class MaxPool2d(_Pool2d):
     """y[n, c, i, j] = max over the window (i*SH .. i*SH+KH-1, j*SW .. j*SW+KW-1) of x_pad.
 
     Shapes: x (N, C, H, W) -> y (N, C, OH, OW). Padding is -inf, so it never wins (which is
@@ -13,14 +27,8 @@ class MaxPool2d(Function):
     sends each gradient to that one pixel. Ties go to the first position in the window.
     """
 
-    def __init__(self, kernel_size, stride=None, pad=0):
-        self.kernel = _pair(kernel_size)
-        self.stride = _pair(stride if stride is not None else kernel_size)
-        self.pad = pad
-
     def forward(self, x):
-        self.pad = resolve_padding(self.pad, x.shape[2:], self.kernel, self.stride)
-        self.x_shape = x.shape
+        self._resolve(x)
         y, self.argmax = kernels_for(x).max_pool_forward(x, *self.kernel, self.stride, self.pad)
         return y
 
@@ -30,21 +38,15 @@ class MaxPool2d(Function):
         )
 
 
-class AvgPool2d(Function):
+class AvgPool2d(_Pool2d):
     """y = mean of each window (zero padding counts in the mean, like PyTorch's default).
 
     Built from im2col/col2im: forward is the mean of each column, backward spreads gy / (KH*KW)
     back over the window.
     """
 
-    def __init__(self, kernel_size, stride=None, pad=0):
-        self.kernel = _pair(kernel_size)
-        self.stride = _pair(stride if stride is not None else kernel_size)
-        self.pad = pad
-
     def forward(self, x):
-        self.pad = resolve_padding(self.pad, x.shape[2:], self.kernel, self.stride)
-        self.x_shape = x.shape
+        self._resolve(x)
         n, c, h, w = x.shape
         kh, kw = self.kernel
         col = kernels_for(x).im2col(x.reshape(n * c, 1, h, w), kh, kw, self.stride, self.pad)
