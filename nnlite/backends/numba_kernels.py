@@ -98,33 +98,14 @@ def _pick(kernels, work):
 
 
 # -- convolution as a matrix product ---------------------------------------------------------
-@_serial_and_parallel()
-def _im2col(x, kh, kw, sh, sw, pt, pl, oh, ow, fill, col):
-    n, c, h, w = x.shape
-    for row in prange(c * kh * kw):
-        ci, i, j = row // (kh * kw), (row // kw) % kh, row % kw
-        q_lo, q_hi = _valid_range_jit(ow, sw, j - pl, w)
-        for b in range(n):
-            for p in range(oh):
-                y = p * sh + i - pt
-                start = (b * oh + p) * ow
-                if y < 0 or y >= h:
-                    col[row, start : start + ow] = fill
-                    continue
-                col[row, start : start + q_lo] = fill
-                for q in range(q_lo, q_hi):
-                    col[row, start + q] = x[b, ci, y, q * sw + j - pl]
-                col[row, start + q_hi : start + ow] = fill
-
-
 def im2col(x, kh, kw, stride, pad, fill=0.0):
-    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW); see numpy_kernels.im2col."""
-    (sh, sw), (pt, pb, pl, pr) = stride, pad
-    n, c, h, w = x.shape
-    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
-    col = np.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    _pick(_im2col, col.size)(x, kh, kw, sh, sw, pt, pl, oh, ow, _scalar(fill, x), col)
-    return col
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW); see numpy_kernels.im2col.
+
+    This is NumPy's version: its copy out of a strided view was as fast as a compiled Numba
+    loop at batch 64 and 2-3x faster at batch 1 (measured on the 2-core EPYC: 0.18 vs 0.52 ms
+    for (1, 32, 48, 48), 3x3), the live demo's case, so the loop was dropped.
+    """
+    return _reference.im2col(x, kh, kw, stride, pad, fill)
 
 
 @_serial_and_parallel()
