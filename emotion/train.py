@@ -88,7 +88,7 @@ def run(args) -> int:
     trainer = Trainer(config, out, backend)
     result = trainer.fit(resume=args.resume, progress=not args.quiet)
     print(json.dumps(result))
-    return 0
+    return 130 if result["interrupted"] else 0  # 130: the shell's code for "stopped by Ctrl-C"
 
 
 # -- data ------------------------------------------------------------------------------------
