@@ -105,7 +105,10 @@ class Tensor:
         return backends.to_numpy(self.data)
 
     def item(self) -> float:
-        return float(self.numpy().reshape(-1)[0]) if self.size == 1 else float("nan")
+        """The value of a one-element tensor as a Python float (e.g. a loss)."""
+        if self.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has shape {self.shape}")
+        return float(self.numpy().reshape(-1)[0])
 
     def to(self, device: str) -> "Tensor":
         """A copy of this tensor on `device` ("cpu" or "cuda"); the tensor itself if already there."""
