@@ -69,7 +69,6 @@ class Tensor:
         self.grad = None
         self.requires_grad = requires_grad
         self.creator = None
-        self.generation = 0  # depth in the graph: parents are processed after children
         self.name = name
 
     # -- array-like properties -------------------------------------------------------------
@@ -126,7 +125,6 @@ class Tensor:
 
     def set_creator(self, function):
         self.creator = function
-        self.generation = function.generation + 1
 
     # -- backpropagation -------------------------------------------------------------------
     def backward(self, grad=None):
@@ -221,7 +219,6 @@ class Function:
             outputs = (outputs,)
         outputs = [Tensor(y) for y in outputs]
         if _grad_enabled and any(x.requires_grad for x in inputs):
-            self.generation = max(x.generation for x in inputs)
             self.inputs = inputs
             self.outputs = outputs
             for y in outputs:
