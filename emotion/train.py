@@ -35,6 +35,11 @@ from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 
 CHECKPOINT_VERSION = 1
+# What a resumed run must share with the run it continues (anything else may change, e.g.
+# --early-stopping, --quiet or the --data path of the same file moved elsewhere).
+RESUME_MUST_MATCH = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov",
+                     "weight_decay", "schedule", "warmup", "label_smoothing", "class_weights",
+                     "no_augment", "seed", "limit", "ferplus")
 
 
 def add_arguments(parser):
@@ -191,9 +196,15 @@ class Trainer:
             arrays, meta = load_arrays(path)
         except WeightFileError as err:
             raise UserError(f"cannot resume: {err}") from None
-        if meta.get("config", {}).get("model") != self.config["model"]:
-            raise UserError(f"cannot resume: {path} is a {meta.get('config', {}).get('model')!r} "
-                            f"run, not {self.config['model']!r}")
+        if meta.get("checkpoint_version") != CHECKPOINT_VERSION:
+            raise UserError(f"cannot resume: {path} is checkpoint version "
+                            f"{meta.get('checkpoint_version')}, this version reads {CHECKPOINT_VERSION}")
+        saved = meta.get("config", {})
+        changed = [f"--{k.replace('_', '-')} {self.config.get(k)!r} (the run used {saved.get(k)!r})"
+                   for k in RESUME_MUST_MATCH if saved.get(k) != self.config.get(k)]
+        if changed:
+            raise UserError(f"cannot resume {path} with different settings: {'; '.join(changed)}. "
+                            "Resume with the run's settings, or start a new run with another --out")
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")},
                                    source=str(path))
         optimizer_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
@@ -233,58 +244,64 @@ class Trainer:
         augment = None if c.get("no_augment") else Augmenter()
         n, bs = len(x_train), c["batch_size"]
         steps_per_epoch = -(-n // bs)
-        interrupted = False
-        while self.state["epoch"] < c["epochs"]:
-            epoch = self.state["epoch"] + 1
-            if self.order is None or self.state["batch"] == 0:
-                self.order = self.rng.permutation(n)
-                self.running = {"loss": 0.0, "correct": 0, "seen": 0}
-            bar = _progress(steps_per_epoch, self.state["batch"], f"epoch {epoch}/{c['epochs']}",
-                            enabled=progress)
-            start = time.perf_counter()
-            seen_at_start = self.running["seen"]
-            self.model.train()
-            self.stop_requested = False
-            previous_handler = _install_sigint_handler(self)
-            try:
-                for b in range(self.state["batch"], steps_per_epoch):
-                    if self.stop_requested:
-                        raise KeyboardInterrupt
-                    idx = self.order[b * bs : (b + 1) * bs]
-                    images = x_train[idx]
-                    if augment is not None:
-                        images = augment(images, self.rng)
-                    self._step(images, y_train[idx], weights)
-                    self.state["batch"] = b + 1
-                    if bar is not None:
-                        seen = self.running["seen"]
-                        rate = (seen - seen_at_start) / max(time.perf_counter() - start, 1e-9)
-                        bar.set_postfix(loss=f"{self.running['loss'] / max(seen, 1):.3f}",
-                                        acc=f"{self.running['correct'] / max(seen, 1):.3f}",
-                                        img_s=f"{rate:.0f}", refresh=False)
-                        bar.update(1)
-            except KeyboardInterrupt:
-                interrupted = True
-            finally:
-                if previous_handler is not None:
-                    signal.signal(signal.SIGINT, previous_handler)
-                if bar is not None:
-                    bar.close()
-            if interrupted:
-                self.save_checkpoint()
-                print(f"interrupted: checkpoint saved to {self.out / 'last.npz'}; "
-                      "continue with --resume")
-                break
-            seconds = time.perf_counter() - start
-            self._end_epoch(epoch, seconds, x_val, y_val)
-            if c.get("early_stopping") and self.state["bad_epochs"] >= c["early_stopping"]:
-                print(f"early stopping: no better PublicTest accuracy for {c['early_stopping']} epochs")
-                break
+        self.stop_requested = False
+        # First Ctrl-C: finish the step (and the epoch's validation if it is under way), save,
+        # stop. A second Ctrl-C stops at once and keeps the last complete checkpoint.
+        previous_handler = _install_sigint_handler(self)
+        try:
+            while self.state["epoch"] < c["epochs"] and not self.stop_requested:
+                self._run_epoch(x_train, y_train, x_val, y_val, weights, augment, n, bs,
+                                steps_per_epoch, progress)
+                if c.get("early_stopping") and self.state["bad_epochs"] >= c["early_stopping"]:
+                    print(f"early stopping: no better PublicTest accuracy for "
+                          f"{c['early_stopping']} epochs")
+                    break
+        finally:
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        if self.stop_requested:
+            print(f"interrupted: checkpoint saved to {self.out / 'last.npz'}; continue with --resume")
         return {"out": str(self.out), "best_publictest_accuracy": self.state["best_accuracy"],
                 "best_epoch": self.state["best_epoch"], "epochs_done": self.state["epoch"],
-                "interrupted": interrupted}
+                "interrupted": self.stop_requested}
+
+    def _run_epoch(self, x_train, y_train, x_val, y_val, weights, augment, n, bs,
+                   steps_per_epoch, progress):
+        epoch = self.state["epoch"] + 1
+        if self.order is None:  # a new epoch (a resumed one keeps its saved order)
+            self.order = self.rng.permutation(n)
+            self.running = {"loss": 0.0, "correct": 0, "seen": 0}
+        bar = _progress(steps_per_epoch, self.state["batch"], f"epoch {epoch}/{self.config['epochs']}",
+                        enabled=progress)
+        start = time.perf_counter()
+        seen_at_start = self.running["seen"]
+        self.model.train()
+        try:
+            for b in range(self.state["batch"], steps_per_epoch):
+                if self.stop_requested:  # between two steps: the state is consistent
+                    self.save_checkpoint()
+                    return
+                idx = self.order[b * bs : (b + 1) * bs]
+                images = x_train[idx]
+                if augment is not None:
+                    images = augment(images, self.rng)
+                self._step(images, y_train[idx], weights)
+                self.state["batch"] = b + 1
+                if bar is not None:
+                    seen = self.running["seen"]
+                    rate = (seen - seen_at_start) / max(time.perf_counter() - start, 1e-9)
+                    bar.set_postfix(loss=f"{self.running['loss'] / max(seen, 1):.3f}",
+                                    acc=f"{self.running['correct'] / max(seen, 1):.3f}",
+                                    img_s=f"{rate:.0f}", refresh=False)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        self._end_epoch(epoch, time.perf_counter() - start, x_val, y_val)
 
     def _step(self, images, labels, weights):
+        if self.device == "cuda":  # see nnrandom.seed_device: keeps a resumed GPU run exact
+            nnrandom.seed_device(self.config.get("seed", 0) * 1_000_003 + self.optimizer.steps)
         x = nnlite.Tensor(nnlite.to_device(images, self.device))
         y = nnlite.to_device(labels, self.device)
         logits = self.model(x)
@@ -310,6 +327,7 @@ class Trainer:
                "seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
         self.state["history"].append(row)
         self.state["epoch"], self.state["batch"] = epoch, 0
+        self.order = None  # the next epoch draws a new order (after a resume too)
         if val_acc > self.state["best_accuracy"]:
             self.state.update(best_accuracy=val_acc, best_epoch=epoch, bad_epochs=0)
             self.save_best(val_acc)
@@ -327,7 +345,8 @@ class Trainer:
 
 def _install_sigint_handler(trainer):
     """First Ctrl-C: finish the current step, save a checkpoint and stop. A second one stops at
-    once. Finishing the step keeps the checkpoint exact: no half-applied optimizer update."""
+    once (KeyboardInterrupt) without saving, so last.npz stays the last consistent state:
+    never a half-applied optimizer update."""
     def request_stop(signum, frame):
         if trainer.stop_requested:
             raise KeyboardInterrupt

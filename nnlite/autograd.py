@@ -43,10 +43,10 @@ def _as_array(value, like=None):
     """
     if backends.is_array(value):
         return value
+    if like is not None:  # a Python or NumPy scalar next to a tensor takes the tensor's dtype
+        return backends.get_array_module(like).asarray(value, dtype=like.dtype)
     if isinstance(value, np.generic):  # a NumPy scalar (e.g. a reduction's result) keeps its dtype
         return np.asarray(value)
-    if like is not None:
-        return backends.get_array_module(like).asarray(value, dtype=like.dtype)
     return np.asarray(value, dtype=np.float32)
 
 

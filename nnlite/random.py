@@ -9,15 +9,23 @@ from nnlite import backends
 
 _host = np.random.default_rng(0)
 _device = None  # a CuPy generator, created on first use
-_seed = 0
+_device_seed = 0
 
 
 def seed(n: int) -> None:
     """Reset every stream nnlite draws from (host and GPU) to a known state."""
-    global _host, _device, _seed
-    _seed = int(n)
-    _host = np.random.default_rng(_seed)
+    global _host, _device, _device_seed
+    _device_seed = int(n)
+    _host = np.random.default_rng(_device_seed)
     _device = None
+
+
+def seed_device(n: int) -> None:
+    """Reset only the GPU stream. CuPy's generator state cannot be saved in a checkpoint, so a
+    training loop that reseeds it from (seed, step) makes a resumed GPU run draw the same
+    dropout masks as an uninterrupted one."""
+    global _device, _device_seed
+    _device, _device_seed = None, int(n)
 
 
 def host_rng() -> np.random.Generator:
@@ -42,7 +50,7 @@ def uniform(shape, like):
     if _device is None:
         import cupy
 
-        _device = cupy.random.default_rng(_seed)
+        _device = cupy.random.default_rng(_device_seed)
     return _device.random(shape, dtype=dtype)
 
 

@@ -122,3 +122,18 @@ def test_an_unusable_nnlite_backend_env_is_a_clean_cli_error():
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "unknown backend 'tpu'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_numpy_scalars_take_the_tensor_dtype():
+    x = Tensor(np.ones(3, np.float32), requires_grad=True)
+    y = (x * np.float64(0.5)).sum()
+    assert y.dtype == np.float32
+    y.backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_labels_out_of_range_and_one_value_batch_norm_are_clear_errors():
+    with pytest.raises(ValueError, match="labels must be in 0..6"):
+        F.softmax_cross_entropy(np.zeros((2, 7), np.float32), np.array([0, 7]))
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        F.batch_norm(np.ones((1, 3), np.float32), np.ones(3, np.float32), np.zeros(3, np.float32))

@@ -108,3 +108,12 @@ def test_shipped_classifier_loads_without_flags():
     probs = classifier.predict_faces([np.full((60, 50), 128, np.uint8)])
     assert probs.shape == (1, 7) and probs.dtype == np.float32
     assert abs(float(probs.sum()) - 1.0) < 1e-4
+
+
+@needs_fer2013
+def test_resume_with_other_settings_is_a_clear_error(tmp_path):
+    config = train_config(tmp_path, epochs=1, limit=64)
+    run_trainer(tmp_path, config)
+    changed = dict(config, batch_size=32, lr=0.2)
+    with pytest.raises(train.UserError, match="--batch-size 32 .*the run used 64"):
+        run_trainer(tmp_path, changed, resume=True)

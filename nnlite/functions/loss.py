@@ -1,5 +1,7 @@
 """Softmax cross-entropy: the loss of a classifier, fused with its softmax for stability."""
 
+import numpy as np
+
 from nnlite.autograd import Function, Tensor
 from nnlite.backends import check_same_device, get_array_module, kernels_for
 
@@ -46,6 +48,11 @@ def softmax_cross_entropy(logits, labels, class_weights=None, label_smoothing=0.
         raise ValueError(f"labels must have shape ({data.shape[0]},), got {labels.shape}")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must be integers, got {labels.dtype}")
+    num_classes = data.shape[1]
+    # Checked on the host only: on the GPU the check would cost a device-to-host sync per step.
+    if isinstance(labels, np.ndarray) and len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels must be in 0..{num_classes - 1}, got values from "
+                         f"{labels.min()} to {labels.max()}")
 
     check_same_device([data, labels] + ([class_weights] if class_weights is not None else []),
                       op="softmax_cross_entropy")

@@ -22,6 +22,9 @@ class BatchNorm(Function):
     def forward(self, x, gamma, beta):
         kernels = kernels_for(x)
         if self.train:
+            if x.size // x.shape[1] < 2:
+                raise ValueError(f"batch_norm in training needs more than one value per channel, "
+                                 f"got input of shape {x.shape} (use a batch of 2 or more)")
             mean, var = kernels.batch_norm_stats(x)
             if self.running_mean is not None:
                 m = x.size // x.shape[1]
