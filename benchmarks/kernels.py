@@ -27,7 +27,6 @@ def cases(batch, rng):
     col = arr(288, batch * 48 * 48)
     gy24 = arr(batch, 64, 24, 24)
     params = [arr(3072, 18432 // 8), arr(3072, 18432 // 8), arr(3072, 18432 // 8)]
-    y, scale = None, None
     pooled = np.random.default_rng(0).permutation(x64.size).reshape(x64.shape).astype(np.float32)
     argmax = backends.kernels_for(pooled).max_pool_forward(pooled, 3, 3, (2, 2), (0, 1, 0, 1))[1]
     lrn_y, lrn_scale = backends.kernels_for(x64).lrn_forward(x64, 11, 1.1e-3, 0.75, 1.0)

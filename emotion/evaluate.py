@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 
 
@@ -150,5 +149,3 @@ def run(args) -> int:
             print(f"report: {args.json}")
     return 0
 
-
-__all__ = ["classification_report", "evaluate", "run", "add_arguments", "UserError"]

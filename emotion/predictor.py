@@ -16,9 +16,6 @@ from emotion import models
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 
-SHIPPED_WEIGHTS = "default.npz"
-
-
 def shipped_weights_path(name: str = "default") -> Path:
     """A weight file shipped inside the package: "default" (the most accurate) or "compact"
     (about 4x less compute per face, a few points less accurate)."""

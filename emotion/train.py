@@ -28,6 +28,7 @@ import nnlite
 import nnlite.functional as F
 from nnlite import optim
 from nnlite import random as nnrandom
+from nnlite.backends import numpy_kernels
 from nnlite.serialization import WeightFileError, load_arrays, save_arrays
 
 from emotion import models
@@ -360,8 +361,8 @@ def _install_sigint_handler(trainer):
 
 
 def _cross_entropy(logits, labels):
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    """Mean cross-entropy of host logits (the validation loss), with nnlite's own log-softmax."""
+    logp = numpy_kernels.log_softmax(logits)
     return -logp[np.arange(len(labels)), labels].mean()
 
 
