@@ -91,6 +91,16 @@ for case in CONV_CASES:
             assert_close(ck.col2im(view, shape, kh, kw, stride, pad), nk.col2im(view, shape, kh, kw, stride, pad),
                          dtype, "col2im of a broadcast view")
 
+        @check(f"conv2d forward/backward {tag}")
+        def _(shape=shape, kh=kh, kw=kw, stride=stride, pad=pad, dtype=dtype):
+            x = rng(2).standard_normal(shape).astype(dtype)
+            W = rng(3).standard_normal((3, shape[1], kh, kw)).astype(dtype)
+            y = nk.conv2d_forward(x, W, stride, pad)
+            assert_close(ck.conv2d_forward(x, W, stride, pad), y, dtype, "conv2d_forward")
+            gy = rng(4).standard_normal(y.shape).astype(dtype)
+            for got, want in zip(ck.conv2d_backward(gy, x, W, stride, pad), nk.conv2d_backward(gy, x, W, stride, pad)):
+                assert_close(got, want, dtype, "conv2d_backward")
+
 
 # Pooling geometries: (x shape, kh, kw, stride, pad).
 POOL_CASES = [

@@ -81,6 +81,28 @@ def test_im2col_col2im(backend, dtype, shape, kh, kw, stride, pad):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,kh,kw,stride,pad", WINDOWS + [
+    ((1, 3, 9, 6), 3, 3, (1, 1), (1, 1, 1, 1)),    # batch 1: the Numba forward splits the rows
+    ((5, 2, 4, 4), 3, 3, (1, 1), (3, 0, 0, 2)),    # more images than threads, odd pads
+    ((3, 2, 5, 5), 1, 1, (1, 1), (1, 1, 1, 1)),    # 1x1 kernel with padding
+])
+def test_conv2d(backend, dtype, shape, kh, kw, stride, pad):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(dtype)
+    W = rng.standard_normal((4, shape[1], kh, kw)).astype(dtype)
+    k = kernels(backend)
+    y = reference.conv2d_forward(x, W, stride, pad)
+    # The specification itself, against im2col written out by hand for one output pixel.
+    col = reference.im2col(x, kh, kw, stride, pad)
+    assert np.allclose(y[0, :, 0, 0], W.reshape(4, -1) @ col[:, 0])
+    assert_matches(y, k.conv2d_forward(on(backend, x), on(backend, W), stride, pad), dtype)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    for want, got in zip(reference.conv2d_backward(gy, x, W, stride, pad),
+                         k.conv2d_backward(*(on(backend, a) for a in (gy, x, W)), stride, pad)):
+        assert_matches(want, got, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,kh,kw,stride,pad", WINDOWS)
 def test_max_pool(backend, dtype, shape, kh, kw, stride, pad):
     rng = np.random.default_rng(1)

@@ -1,8 +1,9 @@
 """CUDA kernels: CuPy arrays in and out, the hot loops as Numba CUDA kernels.
 
-Same names and signatures as `numpy_kernels.py` (the specification). GEMMs are not here: the
-ops call `W @ col` on CuPy arrays, which is cuBLAS. What is here:
+Same names and signatures as `numpy_kernels.py` (the specification). GEMMs are CuPy's
+`W @ col`, which is cuBLAS. What is here:
 
+    conv2d_forward/backward      im2col + one cuBLAS GEMM for the whole batch (as NumPy does)
     im2col, col2im               one thread per col element / per input pixel (col2im is a
                                  GATHER: each pixel sums the columns that touch it, so there
                                  are no atomics and the result is deterministic)
@@ -171,6 +172,17 @@ def col2im(col, x_shape, kh, kw, stride, pad):
         return x
     _launch(_col2im_kernel, x.size, col, x, kh, kw, sh, sw, pt, pl, oh, ow, col.dtype.type(0))
     return x
+
+
+
+def conv2d_forward(x, W, stride, pad):
+    """im2col above + one cuBLAS GEMM for the whole batch; see numpy_kernels.conv2d_forward."""
+    return _reference._gemm_conv2d_forward(im2col, x, W, stride, pad)
+
+
+def conv2d_backward(gy, x, W, stride, pad):
+    """See numpy_kernels.conv2d_backward: im2col again, two cuBLAS GEMMs and col2im."""
+    return _reference._gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad)
 
 
 # -- pooling -----------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Conventions:
     pad    = (top, bottom, left, right)   # asymmetric, for TensorFlow's "same"
     col    = (C*KH*KW, N*OH*OW)           # im2col layout: the whole batch side by side, so a
                                           # convolution is ONE large GEMM W(OC, K) @ col(K, N*P),
-                                          # which BLAS runs far faster than N small ones.
+                                          # the simplest fast form (the Numba backend instead
+                                          # runs one cache-sized GEMM per image, in parallel).
 """
 
 import numpy as np
@@ -66,6 +67,46 @@ def col2im(col, x_shape, kh, kw, stride, pad):
         for j in range(kw):
             padded[:, :, i : i + sh * oh : sh, j : j + sw * ow : sw] += col[:, i, j].transpose(1, 0, 2, 3)
     return xp.ascontiguousarray(padded[:, :, pt : pt + h, pl : pl + w])
+
+
+
+def conv2d_forward(x, W, stride, pad):
+    """Convolution (no bias) as im2col + ONE GEMM over the whole batch.
+
+    x (N, C, H, W), W (OC, C, KH, KW) -> y (N, OC, OH, OW), with
+        y[n, o, i, j] = sum_{c,u,v} W[o, c, u, v] * x_padded[n, c, i*SH + u, j*SW + v]
+    """
+    return _gemm_conv2d_forward(im2col, x, W, stride, pad)
+
+
+def conv2d_backward(gy, x, W, stride, pad):
+    """Gradients of conv2d_forward: gy (N, OC, OH, OW) -> gx (N, C, H, W), gW (OC, C, KH, KW).
+
+    im2col is run again rather than kept from the forward pass: the col matrix is KH*KW times
+    the size of x (170 MB for one layer of the compact net at batch 64), and recomputing it
+    costs less than one of the two GEMMs below.
+    """
+    return _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad)
+
+
+def _gemm_conv2d_forward(im2col, x, W, stride, pad):
+    # Shared with the CUDA backend, which passes its own im2col (the GEMM is then cuBLAS).
+    xp = get_array_module(x)
+    n, oc, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
+    col = im2col(x, kh, kw, stride, pad)  # (K, N*P), K = C*KH*KW
+    oh = output_size(x.shape[2], kh, stride[0], pad[0], pad[1])
+    ow = output_size(x.shape[3], kw, stride[1], pad[2], pad[3])
+    y = W.reshape(oc, -1) @ col  # (OC, K) @ (K, N*P) -> (OC, N*P)
+    return xp.ascontiguousarray(y.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3))
+
+
+def _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad):
+    oc, kh, kw = W.shape[0], W.shape[2], W.shape[3]
+    col = im2col(x, kh, kw, stride, pad)
+    gy = gy.transpose(1, 0, 2, 3).reshape(oc, -1)  # (OC, N*P), the layout of y above
+    gW = (gy @ col.T).reshape(W.shape)  # dW[o, k] = sum_p gy[o, p] col[k, p]
+    gcol = W.reshape(oc, -1).T @ gy  # (K, OC) @ (OC, N*P) -> (K, N*P)
+    return col2im(gcol, x.shape, kh, kw, stride, pad), gW
 
 
 # -- pooling ---------------------------------------------------------------------------------

@@ -1,13 +1,14 @@
-"""2-D convolution as im2col + one batched matrix product.
+"""2-D convolution as im2col + matrix products.
 
 Each KHxKW window of the input is unfolded into a column (im2col); the convolution is then
-one matrix product W(OC, C*KH*KW) @ col(C*KH*KW, N*OH*OW), which is exactly what BLAS and
-cuBLAS are fastest at.
-Backward is two more products and col2im, the adjoint of im2col.
+the matrix product W(OC, C*KH*KW) @ col(C*KH*KW, OH*OW), which is exactly what BLAS and
+cuBLAS are fastest at. Backward is two more products and col2im, the adjoint of im2col.
+The kernels (numpy_kernels.conv2d_forward/backward) decide how to cut the work: the NumPy and
+CUDA backends run one GEMM for the whole batch, the Numba backend one per image.
 """
 
 from nnlite.autograd import Function
-from nnlite.backends import get_array_module, kernels_for
+from nnlite.backends import kernels_for
 
 
 def _pair(v):
@@ -48,38 +49,28 @@ class Conv2d(Function):
     Shapes: x (N, C, H, W), W (OC, C, KH, KW), b (OC,) -> y (N, OC, OH, OW),
             OH = (H + top + bottom - KH) // SH + 1 (likewise OW).
     Formula: y[n, o, i, j] = b[o] + sum_{c,u,v} W[o, c, u, v] * x_pad[n, c, i*SH + u, j*SW + v]
-    Saved for backward: the im2col matrix `col` and W.
+    Backward: gb = sum of gy over (n, i, j); gW and gx are the two other products of the
+    GEMM (see numpy_kernels.conv2d_backward).
+    Saved for backward: x and W (the kernels rebuild the im2col matrix from x).
     """
 
     def __init__(self, stride=1, pad=0):
         self.stride, self.pad = _pair(stride), pad
 
     def forward(self, x, W, b=None):
-        kernels = kernels_for(x)
-        n, c, h, w = x.shape
-        oc, wc, kh, kw = W.shape
+        c, (oc, wc, kh, kw) = x.shape[1], W.shape
         if wc != c:
             raise ValueError(f"conv2d: input has {c} channels, weights expect {wc}")
-        self.pad = resolve_padding(self.pad, (h, w), (kh, kw), self.stride)
-        self.x_shape = x.shape
-        self.col = kernels.im2col(x, kh, kw, self.stride, self.pad)  # (K, N*P)
-        self.W = W
-        oh = (h + self.pad[0] + self.pad[1] - kh) // self.stride[0] + 1
-        ow = (w + self.pad[2] + self.pad[3] - kw) // self.stride[1] + 1
-        y = W.reshape(oc, -1) @ self.col  # (OC, K) @ (K, N*P) -> (OC, N*P)
-        y = y.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3)  # -> (N, OC, OH, OW)
+        self.pad = resolve_padding(self.pad, x.shape[2:], (kh, kw), self.stride)
+        self.x, self.W = x, W
+        y = kernels_for(x).conv2d_forward(x, W, self.stride, self.pad)  # a new array
         if b is not None:
-            y = y + b.reshape(1, oc, 1, 1)  # the add also makes y contiguous again
-        return get_array_module(y).ascontiguousarray(y)
+            y += b.reshape(1, oc, 1, 1)
+        return y
 
     def backward(self, gy):
-        oc, kh, kw = self.W.shape[0], self.W.shape[2], self.W.shape[3]
-        gb = gy.sum(axis=(0, 2, 3))
-        gy = gy.transpose(1, 0, 2, 3).reshape(oc, -1)  # (OC, N*P), the layout of y above
-        gW = (gy @ self.col.T).reshape(self.W.shape)  # dW[o, k] = sum_p gy[o, p] col[k, p]
-        gcol = self.W.reshape(oc, -1).T @ gy  # (K, OC) @ (OC, N*P) -> (K, N*P)
-        gx = kernels_for(gy).col2im(gcol, self.x_shape, kh, kw, self.stride, self.pad)
-        return gx, gW, gb
+        gx, gW = kernels_for(gy).conv2d_backward(gy, self.x, self.W, self.stride, self.pad)
+        return gx, gW, gy.sum(axis=(0, 2, 3))
 
 
 def conv2d(x, W, b=None, stride=1, pad=0):
