@@ -30,9 +30,13 @@ def cases(batch, rng):
     pooled = np.random.default_rng(0).permutation(x64.size).reshape(x64.shape).astype(np.float32)
     argmax = backends.kernels_for(pooled).max_pool_forward(pooled, 3, 3, (2, 2), (0, 1, 0, 1))[1]
     lrn_y, lrn_scale = backends.kernels_for(x64).lrn_forward(x64, 11, 1.1e-3, 0.75, 1.0)
-    _, xhat, inv_std = backends.kernels_for(x32).batch_norm_forward(
-        x32, np.ones(32, np.float32), np.zeros(32, np.float32), *backends.kernels_for(x32).batch_norm_stats(x32), 1e-5)
+    mean, var = backends.kernels_for(x32).batch_norm_stats(x32)
+    inv_std = backends.kernels_for(x32).batch_norm_forward(x32, np.ones(32, np.float32), np.zeros(32, np.float32),
+                                                           mean, var, 1e-5)[1]
+    w32 = arr(32, 32, 3, 3)
     return [
+        ("conv2d fwd 3x3 32->32 (N,32,48,48)", lambda k, d: lambda: k.conv2d_forward(d(x32), d(w32), (1, 1), (1, 1, 1, 1))),
+        ("conv2d bwd 3x3 32->32", lambda k, d: lambda: k.conv2d_backward(d(x32), d(x32), d(w32), (1, 1), (1, 1, 1, 1))),
         ("im2col 3x3 (N,32,48,48)", lambda k, d: lambda: k.im2col(d(x32), 3, 3, (1, 1), (1, 1, 1, 1))),
         ("col2im 3x3 (N,32,48,48)", lambda k, d: lambda: k.col2im(d(col), x32.shape, 3, 3, (1, 1), (1, 1, 1, 1))),
         ("max_pool fwd 2x2 (N,32,48,48)", lambda k, d: lambda: k.max_pool_forward(d(x32), 2, 2, (2, 2), (0, 0, 0, 0))),
@@ -42,7 +46,9 @@ def cases(batch, rng):
         ("lrn bwd size 11", lambda k, d: lambda: k.lrn_backward(d(x64), d(lrn_y), d(lrn_scale), d(x64), 11, 1.1e-3, 0.75, 1.0)),
         ("batch_norm stats (N,32,48,48)", lambda k, d: lambda: k.batch_norm_stats(d(x32))),
         ("batch_norm fwd", lambda k, d: lambda: k.batch_norm_forward(d(x32), *(d(np.full(32, v, np.float32)) for v in (1, 0, 0, 1)), 1e-5)),
-        ("batch_norm bwd (train)", lambda k, d: lambda: k.batch_norm_backward(d(x32), d(xhat), d(np.ones(32, np.float32)), d(inv_std), True)),
+        ("batch_norm bwd (train)", lambda k, d: lambda: k.batch_norm_backward(d(x32), d(x32), d(mean), d(np.ones(32, np.float32)), d(inv_std), True)),
+        ("relu fwd (N,32,48,48)", lambda k, d: lambda: k.relu_forward(d(x32))),
+        ("relu bwd", lambda k, d: lambda: k.relu_backward(d(x32), d(x32))),
         ("softmax CE fwd (N,7)", lambda k, d: lambda: k.softmax_cross_entropy_forward(d(arr(batch, 7)), d(np.zeros(batch, np.int64)), d(np.ones(batch, np.float32)), 0.0)),
         ("dropout mask (N,128,12,12)", lambda k, d: lambda: k.dropout_mask((batch, 128, 12, 12), 0.7, np.float32, d(x32))),
         ("sgd update 7.1M params", lambda k, d: lambda: k.sgd_update(d(params[0]), d(params[1]), d(params[2]), 1e-3, 0.9, 0.0, False)),

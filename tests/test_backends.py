@@ -156,11 +156,26 @@ def test_batch_norm(backend, dtype, shape, train):
     for want, g in zip(forward, got):
         assert_matches(want, g, dtype)
     gy = rng.standard_normal(shape).astype(dtype)
-    _, xhat, inv_std = forward
-    want = reference.batch_norm_backward(gy, xhat, gamma, inv_std, train)
-    got = k.batch_norm_backward(*(on(backend, a) for a in (gy, xhat, gamma, inv_std)), train)
+    inv_std = forward[1]
+    want = reference.batch_norm_backward(gy, x, mean, gamma, inv_std, train)
+    got = k.batch_norm_backward(*(on(backend, a) for a in (gy, x, mean, gamma, inv_std)), train)
     for w, g in zip(want, got):
         assert_matches(w, g, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(3, 4, 5, 6), (64, 32, 33, 33)])  # the second runs in parallel
+def test_relu(backend, dtype, shape):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(dtype)
+    x.flat[:3] = (0.0, np.nan, -np.inf)  # the kink itself, and values that must pass through
+    k = kernels(backend)
+    y = reference.relu_forward(x)
+    assert np.isnan(y.flat[1]) and y.flat[0] == 0 and y.flat[2] == 0
+    assert_matches(np.nan_to_num(y), np.nan_to_num(backends.to_numpy(k.relu_forward(on(backend, x)))), dtype)
+    gy = rng.standard_normal(shape).astype(dtype)
+    y = np.nan_to_num(y)
+    assert_matches(reference.relu_backward(gy, y), k.relu_backward(on(backend, gy), on(backend, y)), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

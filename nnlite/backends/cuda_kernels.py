@@ -12,8 +12,8 @@ Same names and signatures as `numpy_kernels.py` (the specification). GEMMs are C
     dropout_mask                 cuRAND uniforms (nnlite.random) then one fused threshold+scale
     sgd_update, adam_update      one fused elementwise launch per parameter, in place
 
-Batch-norm statistics, log-softmax and softmax cross-entropy on (N, 7) logits gain nothing
-from a custom kernel: they are the `xp` code of numpy_kernels, run on CuPy's reductions.
+Batch-norm statistics, ReLU, log-softmax and softmax cross-entropy on (N, 7) logits gain
+nothing from a custom kernel: they are the `xp` code of numpy_kernels, run on CuPy's reductions.
 
 Every kernel is one 1-D grid of 256-thread blocks with a grid-stride loop, and is
 dtype-generic: Numba compiles one specialization per dtype (float32, float64).
@@ -320,10 +320,12 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
     return gx
 
 
-# -- batch normalization and softmax cross-entropy: CuPy reductions, no custom kernel -----------
+# -- batch normalization, ReLU, softmax cross-entropy: CuPy's own kernels, no custom one -----------
 batch_norm_stats = _reference.batch_norm_stats
 batch_norm_forward = _reference.batch_norm_forward
 batch_norm_backward = _reference.batch_norm_backward
+relu_forward = _reference.relu_forward
+relu_backward = _reference.relu_backward
 log_softmax = _reference.log_softmax
 softmax_cross_entropy_forward = _reference.softmax_cross_entropy_forward
 softmax_cross_entropy_backward = _reference.softmax_cross_entropy_backward

@@ -18,7 +18,9 @@ How each kernel is organised, and why:
     lrn_forward/backward a running sum along the channel axis (add the channel entering the
                          window, subtract the one leaving it): O(C) per pixel, not O(C*size)
     batch_norm_*         one pass per channel for the statistics (sum and sum of squares in
-                         float64) and for the backward reductions, fused with the output
+                         float64) and for the backward reductions, fused with the output;
+                         xhat is recomputed in the backward pass, never stored
+    relu_forward/backward one pass each (NumPy's x * mask takes two and a bool array)
     softmax CE           one fused loop over the (N, K) logits: tiny, so serial (starting
                          threads would cost more than the work)
     dropout_mask         the same uniforms as NumPy (nnlite.random, so a seed gives the same
@@ -154,16 +156,16 @@ def col2im(col, x_shape, kh, kw, stride, pad):
 @njit(nogil=True, cache=True)
 def _im2col_rows(x, kh, kw, sh, sw, pt, pl, r0, r1, ow, col):
     # One image x (C, H, W), output rows r0..r1-1 -> col (C*KH*KW, (r1-r0)*OW), laid out as
-    # numpy_kernels.im2col lays out one image. The bounds test stays in the innermost loop:
-    # written this way LLVM vectorizes the copy (splitting each row into zero / copy / zero
-    # ranges ran 7x slower, measured).
+    # numpy_kernels.im2col lays out one image. Written this way LLVM vectorizes the copy; two
+    # innocent-looking variants ran 4-7x slower (measured): splitting each row into zero /
+    # copy / zero ranges, and a row loop running from r0 instead of from 0.
     c, h, w = x.shape
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
                 row = (ci * kh + i) * kw + j
-                for p in range(r0, r1):
-                    base, y = (p - r0) * ow, p * sh + i - pt
+                for p in range(r1 - r0):  # counted from 0: from r0, LLVM did not vectorize
+                    base, y = p * ow, (r0 + p) * sh + i - pt
                     if y < 0 or y >= h:
                         for q in range(ow):
                             col[row, base + q] = 0
@@ -256,17 +258,19 @@ def conv2d_backward(gy, x, W, stride, pad):
         # This thread's images; their weight gradients are summed into its own gW, and the
         # per-thread sums added at the end, so no two threads write the same memory.
         col, gcol = np.empty((2, W2.shape[1], oh * ow), dtype=x.dtype)
-        gW, part = np.zeros((2,) + W2.shape, dtype=x.dtype)
+        gWT, part = np.zeros((2, W2.shape[1], oc), dtype=x.dtype)
         for b in range(t, n, threads):
             _im2col_rows(x[b], kh, kw, sh, sw, pt, pl, 0, oh, ow, col)
-            np.matmul(gy[b], col.T, out=part)  # dW[o, k] = sum_p gy[o, p] col[k, p]
-            gW += part
+            # dW[o, k] = sum_p gy[o, p] col[k, p], computed transposed: col @ gy^T ran 1.5x
+            # faster than gy @ col^T for the compact net's (32, 2304) @ (2304, 288) (measured)
+            np.matmul(col, gy[b].T, out=part)
+            gWT += part
             np.matmul(W2.T, gy[b], out=gcol)  # dcol = W^T gy
             _col2im_image(gcol, kh, kw, sh, sw, pt, pl, oh, ow, gx[b])
-        return gW
+        return gWT
 
-    gW = sum(_on_threads(work))
-    return gx, gW.reshape(W.shape)
+    gWT = sum(_on_threads(work))
+    return gx, np.ascontiguousarray(gWT.T).reshape(W.shape)
 
 
 # -- pooling ---------------------------------------------------------------------------------
@@ -449,58 +453,90 @@ def batch_norm_stats(x):
 
 
 @_serial_and_parallel(fastmath=FAST)
-def _batch_norm_forward(x, gamma, beta, mean, inv_std, y, xhat):
+def _batch_norm_forward(x, gamma, beta, mean, inv_std, y):
     n, c, hw = x.shape
     for plane in prange(n * c):
         b, ci = plane // c, plane % c
-        mu, s, g, bt = mean[ci], inv_std[ci], gamma[ci], beta[ci]
+        # y = a*x + d with a = gamma*inv_std, d = beta - a*mean: one multiply-add per value
+        a = gamma[ci] * inv_std[ci]
+        d = beta[ci] - a * mean[ci]
         for t in range(hw):
-            xh = (x[b, ci, t] - mu) * s
-            xhat[b, ci, t] = xh
-            y[b, ci, t] = g * xh + bt
+            y[b, ci, t] = a * x[b, ci, t] + d
 
 
 def batch_norm_forward(x, gamma, beta, mean, var, eps):
-    """y = gamma * xhat + beta, xhat = (x - mean) * inv_std. Returns y, xhat, inv_std."""
+    """y = gamma * xhat + beta, xhat = (x - mean) * inv_std. Returns y, inv_std."""
     inv_std = (1.0 / (var + eps) ** 0.5).astype(x.dtype, copy=False)
-    y, xhat = np.empty(x.shape, x.dtype), np.empty(x.shape, x.dtype)
-    _pick(_batch_norm_forward, x.size)(_as_nchw(x), gamma, beta, mean.astype(x.dtype, copy=False), inv_std,
-                        y.reshape(_as_nchw(x).shape), xhat.reshape(_as_nchw(x).shape))
-    return y, xhat, inv_std
+    x3 = _as_nchw(x)
+    y = np.empty(x3.shape, x.dtype)
+    _pick(_batch_norm_forward, x.size)(x3, gamma, beta, mean.astype(x.dtype, copy=False), inv_std, y)
+    return y.reshape(x.shape), inv_std
 
 
 @_serial_and_parallel(fastmath=FAST)
-def _batch_norm_backward(gy, xhat, gamma, inv_std, train, gx, ggamma, gbeta):
+def _batch_norm_backward(gy, x, mean, gamma, inv_std, train, gx, ggamma, gbeta):
     n, c, hw = gy.shape
     m = n * hw
     for ci in prange(c):
+        mu, s = mean[ci], inv_std[ci]
         sum_gy, sum_gy_xhat = 0.0, 0.0  # float64 accumulators
         for b in range(n):
             for t in range(hw):
                 sum_gy += gy[b, ci, t]
-                sum_gy_xhat += gy[b, ci, t] * np.float64(xhat[b, ci, t])
+                sum_gy_xhat += gy[b, ci, t] * np.float64((x[b, ci, t] - mu) * s)
         gbeta[ci], ggamma[ci] = sum_gy, sum_gy_xhat
-        scale = gamma[ci] * inv_std[ci]
+        scale = gamma[ci] * s
         if train:
-            # gx = scale / m * (m*gy - sum(gy) - xhat * sum(gy*xhat)), written as a*gy + b*xhat + c
+            # gx = scale / m * (m*gy - sum(gy) - xhat * sum(gy*xhat)), xhat recomputed from x
             mean_gy, mean_gy_xhat = sum_gy / m, sum_gy_xhat / m
             for b in range(n):
                 for t in range(hw):
-                    gx[b, ci, t] = scale * (gy[b, ci, t] - mean_gy - xhat[b, ci, t] * mean_gy_xhat)
+                    xhat = (x[b, ci, t] - mu) * s
+                    gx[b, ci, t] = scale * (gy[b, ci, t] - mean_gy - xhat * mean_gy_xhat)
         else:
             for b in range(n):
                 for t in range(hw):
                     gx[b, ci, t] = scale * gy[b, ci, t]
 
 
-def batch_norm_backward(gy, xhat, gamma, inv_std, train):
+def batch_norm_backward(gy, x, mean, gamma, inv_std, train):
     """Returns gx, ggamma, gbeta; see numpy_kernels.batch_norm_backward for the formula."""
     c = gy.shape[1]
-    gx = np.empty(gy.shape, gy.dtype)
+    gy3 = _as_nchw(gy)
+    gx = np.empty(gy3.shape, gy.dtype)
     ggamma, gbeta = np.empty(c, gy.dtype), np.empty(c, gy.dtype)
-    _pick(_batch_norm_backward, gy.size)(_as_nchw(gy), _as_nchw(xhat), gamma, inv_std, bool(train),
-                         gx.reshape(_as_nchw(gy).shape), ggamma, gbeta)
-    return gx, ggamma, gbeta
+    _pick(_batch_norm_backward, gy.size)(gy3, _as_nchw(x), mean.astype(gy.dtype, copy=False), gamma,
+                                         inv_std, bool(train), gx, ggamma, gbeta)
+    return gx.reshape(gy.shape), ggamma, gbeta
+
+
+# -- ReLU ------------------------------------------------------------------------------------
+@_serial_and_parallel()
+def _relu_forward(x, y):
+    for i in prange(x.size):
+        y[i] = 0 if x[i] < 0 else x[i]  # written so that a NaN passes through, as in NumPy
+
+
+@_serial_and_parallel()
+def _relu_backward(gy, y, gx):
+    for i in prange(gy.size):
+        gx[i] = gy[i] if y[i] > 0 else 0
+
+
+def relu_forward(x):
+    """y = max(x, 0), one pass."""
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _pick(_relu_forward, x.size)(x.reshape(-1), y.reshape(-1))
+    return y
+
+
+def relu_backward(gy, y):
+    """gx = gy where y > 0, else 0, one pass."""
+    gy, y = np.ascontiguousarray(gy), np.ascontiguousarray(y)
+    gx = np.empty_like(gy)
+    _pick(_relu_backward, gy.size)(gy.reshape(-1), y.reshape(-1), gx.reshape(-1))
+    return gx
 
 
 # -- softmax cross-entropy -------------------------------------------------------------------

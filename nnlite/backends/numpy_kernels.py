@@ -197,21 +197,27 @@ def batch_norm_stats(x):
 
 
 def batch_norm_forward(x, gamma, beta, mean, var, eps):
-    """y = gamma * (x - mean) / sqrt(var + eps) + beta. Returns y, xhat, inv_std."""
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta. Returns y and inv_std = 1/sqrt(var + eps).
+
+    xhat = (x - mean) * inv_std is not returned: the backward pass recomputes it from x,
+    which the graph keeps anyway, instead of a second array of x's size being kept.
+    """
     inv_std = 1.0 / (var + eps) ** 0.5
     xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
     y = _per_channel(gamma, x.ndim) * xhat + _per_channel(beta, x.ndim)
-    return y, xhat, inv_std
+    return y, inv_std
 
 
-def batch_norm_backward(gy, xhat, gamma, inv_std, train):
+def batch_norm_backward(gy, x, mean, gamma, inv_std, train):
     """Gradients of batch norm. Returns gx, ggamma, gbeta.
 
-    In training mean and var depend on x, which gives the classic
+    With xhat = (x - mean) * inv_std: in training mean and var depend on x, which gives the
+    classic
         gx = gamma * inv_std / m * (m*gy - sum(gy) - xhat * sum(gy * xhat))
     over the m = N*H*W values of a channel; in eval they are constants: gx = gamma*inv_std*gy.
     """
     axes = _reduce_axes(gy)
+    xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
     gbeta = gy.sum(axis=axes)
     ggamma = (gy * xhat).sum(axis=axes)
     scale = _per_channel(gamma * inv_std, gy.ndim)
@@ -222,6 +228,18 @@ def batch_norm_backward(gy, xhat, gamma, inv_std, train):
         m * gy - _per_channel(gbeta, gy.ndim) - xhat * _per_channel(ggamma, gy.ndim)
     )
     return gx, ggamma, gbeta
+
+
+# -- ReLU ------------------------------------------------------------------------------------
+def relu_forward(x):
+    """y = max(x, 0)."""
+    xp = get_array_module(x)
+    return xp.maximum(x, 0)
+
+
+def relu_backward(gy, y):
+    """gx = gy where y > 0, else 0 (y > 0 exactly where x > 0, so y is all that is saved)."""
+    return gy * (y > 0)
 
 
 # -- softmax cross-entropy -------------------------------------------------------------------

@@ -5,14 +5,14 @@ from nnlite.backends import get_array_module, kernels_for
 
 
 class ReLU(Function):
-    """y = max(x, 0). Saves the mask x > 0 (the gradient passes only where x was positive)."""
+    """y = max(x, 0). Saves y: the gradient passes only where y > 0, i.e. where x was positive."""
 
     def forward(self, x):
-        self.mask = x > 0
-        return x * self.mask
+        self.y = kernels_for(x).relu_forward(x)
+        return self.y
 
     def backward(self, gy):
-        return gy * self.mask
+        return kernels_for(gy).relu_backward(gy, self.y)
 
 
 class LogSoftmax(Function):

@@ -12,7 +12,7 @@ class BatchNorm(Function):
     towards them: running = (1 - momentum) * running + momentum * batch (unbiased var, as in
     PyTorch). Eval: the running statistics are used instead.
         y = gamma * (x - mean) / sqrt(var + eps) + beta
-    Saved: xhat = (x - mean) / sqrt(var + eps) and 1 / sqrt(var + eps).
+    Saved: x, the mean used and 1 / sqrt(var + eps) (the backward recomputes xhat from them).
     """
 
     def __init__(self, running_mean, running_var, train, momentum=0.1, eps=1e-5):
@@ -35,12 +35,13 @@ class BatchNorm(Function):
                 self.running_var += self.momentum * unbiased
         else:
             mean, var = self.running_mean, self.running_var
-        y, self.xhat, self.inv_std = kernels.batch_norm_forward(x, gamma, beta, mean, var, self.eps)
-        self.gamma = gamma
+        y, self.inv_std = kernels.batch_norm_forward(x, gamma, beta, mean, var, self.eps)
+        self.x, self.mean, self.gamma = x, mean, gamma
         return y
 
     def backward(self, gy):
-        return kernels_for(gy).batch_norm_backward(gy, self.xhat, self.gamma, self.inv_std, self.train)
+        return kernels_for(gy).batch_norm_backward(gy, self.x, self.mean, self.gamma, self.inv_std,
+                                                   self.train)
 
 
 class LocalResponseNorm(Function):
