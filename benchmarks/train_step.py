@@ -104,6 +104,7 @@ def main(argv=None):
     if torch is None and not args.no_torch:
         print("PyTorch is not installed: timing nnlite only (pip install torch for the comparison)")
     threads = set_threads(args.threads, torch)
+    nnlite.keep_freed_memory()  # what emotion train does; PyTorch's tensors (malloc too) gain alike
     backends = (args.backends or ("cuda" if args.device == "cuda" else "numpy,numba")).split(",")
     sync = None
     if args.device == "cuda":

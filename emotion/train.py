@@ -232,6 +232,7 @@ class Trainer:
         from emotion.data import class_weights
 
         c = self.config
+        nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
         x_train, y_train, x_val, y_val, self.preprocess_config = load_splits(c)
         self._build()
         self.out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from nnlite.autograd import Function, Tensor, is_grad_enabled, no_grad
 from nnlite.backends import available, current, to_device, use
 from nnlite.backends import to_numpy as _array_to_numpy
 from nnlite.gradcheck import GradcheckError, gradcheck
+from nnlite.memory import keep_freed_memory
 from nnlite.random import seed
 from nnlite.serialization import WeightFileError, load, read_meta, save
 
@@ -29,5 +30,5 @@ def to_numpy(x):
 __all__ = [
     "Tensor", "Function", "no_grad", "is_grad_enabled", "functional", "layers", "optim",
     "use", "current", "available", "to_device", "to_numpy", "seed", "save", "load",
-    "read_meta", "WeightFileError", "gradcheck", "GradcheckError",
+    "read_meta", "WeightFileError", "gradcheck", "GradcheckError", "keep_freed_memory",
 ]

@@ -229,15 +229,21 @@ def conv2d_forward(x, W, stride, pad):
     W2 = W.reshape(oc, -1)  # (OC, K)
     y = np.empty((n, oc, oh * ow), dtype=x.dtype)
     threads = numba.get_num_threads()
-    rows = -(-oh // -(-threads // n)) if 0 < n < threads else oh  # output rows per task
-    tasks = [(b, r0, min(oh, r0 + rows)) for b in range(n) for r0 in range(0, oh, rows)]
+    if n < threads:
+        # Fewer images than threads (batch 1, the live demo): unfold each image whole and let
+        # BLAS spread its GEMM over the cores itself, which costs less than a hand-off to our
+        # threads per layer.
+        col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)
+        for b in range(n):
+            _im2col_rows(x[b], kh, kw, sh, sw, pt, pl, 0, oh, ow, col)
+            np.matmul(W2, col, out=y[b])
+        return y.reshape(n, oc, oh, ow)
 
     def work(t):
-        col = np.empty(W2.shape[1] * rows * ow, dtype=x.dtype)  # this thread's buffer
-        for b, r0, r1 in tasks[t::threads]:
-            task_col = col[: W2.shape[1] * (r1 - r0) * ow].reshape(W2.shape[1], -1)
-            _im2col_rows(x[b], kh, kw, sh, sw, pt, pl, r0, r1, ow, task_col)
-            np.matmul(W2, task_col, out=y[b, :, r0 * ow : r1 * ow])  # (OC, K) @ (K, rows*OW)
+        col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)  # this thread's buffer
+        for b in range(t, n, threads):
+            _im2col_rows(x[b], kh, kw, sh, sw, pt, pl, 0, oh, ow, col)
+            np.matmul(W2, col, out=y[b])  # (OC, K) @ (K, OH*OW), straight into y[b]
 
     _on_threads(work)
     return y.reshape(n, oc, oh, ow)
