@@ -70,6 +70,8 @@ class Conv2d(Function):
 
     def backward(self, gy):
         gx, gW = kernels_for(gy).conv2d_backward(gy, self.x, self.W, self.stride, self.pad)
+        if len(self.inputs) == 2:  # no bias (e.g. a conv followed by batch norm)
+            return gx, gW
         return gx, gW, gy.sum(axis=(0, 2, 3))
 
 
