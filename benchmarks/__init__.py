@@ -64,10 +64,16 @@ def set_threads(n: int, torch=None) -> dict:
     return got
 
 
-def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None) -> dict:
+def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, settle: float = 0.0) -> dict:
     """Median seconds of each function, run alternately (a, b, a, b, ...) so that the noise of
     a shared machine lands on all of them alike. `sync` is called before reading the clock
-    (a GPU is asynchronous)."""
+    (a GPU is asynchronous).
+
+    `settle`: seconds to sleep before each timed call. After a call, OpenMP's (PyTorch's) and
+    OpenBLAS's worker threads spin-wait for a while before they sleep, and on a small CPU they
+    take the cores from whatever runs next: without a pause, each side is timed partly
+    against the other's spinning threads.
+    """
     sync = sync or (lambda: None)
     for _ in range(warmup):
         for fn in functions.values():
@@ -77,6 +83,8 @@ def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None) -> 
     for _ in range(reps):
         for name, fn in functions.items():
             sync()
+            if settle:
+                time.sleep(settle)
             start = time.perf_counter()
             fn()
             sync()

@@ -1,7 +1,8 @@
 """Inference and training-step time of the emotion nets, per backend, against PyTorch.
 
     python -m benchmarks.train_step [--backends numpy,numba] [--nets compact,seed]
-                                    [--reps 10] [--threads 2] [--json PATH] [--device cuda]
+                                    [--reps 10] [--threads 2] [--settle 0.2] [--json PATH]
+                                    [--device cuda]
 
 For each net and backend:
     infer b1    forward of one image, eval mode, no graph (the live-camera case)
@@ -9,8 +10,10 @@ For each net and backend:
     train b64   forward (train mode), softmax cross-entropy, backward, MomentumSGD step
 When PyTorch is installed the same net (benchmarks/torch_nets.py, same weights) runs in the
 same process, interleaved with ours rep by rep, with the same number of threads; the table
-gives our median time / PyTorch's median time. With --device cuda our "cuda" backend runs
-against PyTorch on the GPU (cuDNN), both synchronized before the clock is read.
+gives our median time / PyTorch's median time. On the CPU each timed call starts after a
+--settle pause (0.2 s), so that neither side is timed against the other's still-spinning
+worker threads. With --device cuda our "cuda" backend runs against PyTorch on the GPU
+(cuDNN), both synchronized before the clock is read.
 """
 
 import argparse
@@ -97,8 +100,13 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds of pause before each timed call, so that the other side's "
+                             "spinning worker threads have gone to sleep (default 0.2 on the CPU, "
+                             "0 on the GPU; 0 = back to back)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
+    settle = args.settle if args.settle is not None else (0.2 if args.device == "cpu" else 0.0)
 
     torch = None if args.no_torch else optional_torch()
     if torch is None and not args.no_torch:
@@ -114,7 +122,7 @@ def main(argv=None):
             cupy.cuda.Device().synchronize()
             if torch is not None:
                 torch.cuda.synchronize()
-    print(f"threads: {threads}   device: {args.device}   machine: {machine()}")
+    print(f"threads: {threads}   device: {args.device}   settle: {settle} s   machine: {machine()}")
 
     rows = []
     for name in args.nets.split(","):
@@ -131,7 +139,8 @@ def main(argv=None):
                     candidates["torch"] = theirs[case]
                 slow = backend == "numpy" and case != "infer b1"
                 reps = args.numpy_reps if slow else args.reps
-                medians = time_interleaved(candidates, reps, warmup=1 if slow else 2, sync=sync)
+                medians = time_interleaved(candidates, reps, warmup=1 if slow else 2, sync=sync,
+                                           settle=settle)
                 row = {"net": name, "backend": backend, "case": case, "reps": reps,
                        "ours_ms": medians["ours"] * 1e3}
                 if "torch" in medians:
@@ -150,6 +159,7 @@ def main(argv=None):
     print_table(rows, COLUMNS)
     if args.json:
         write_json(args.json, {"machine": machine(), "threads": threads, "device": args.device,
+                               "settle_s": settle,
                                "torch": torch.__version__ if torch else None,
                                "command": " ".join(sys.argv), "rows": rows})
     return 0

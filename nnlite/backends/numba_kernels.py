@@ -147,25 +147,24 @@ def col2im(col, x_shape, kh, kw, stride, pad):
 # net's second layer at batch 64, so the copy and every GEMM stream it from main memory (40-70
 # GFLOPS measured on the 2-core EPYC). Here each thread takes whole images, unfolds one image
 # into its own buffer, which stays in cache, and multiplies it at once with NumPy's BLAS,
-# single-threaded: 70-120 GFLOPS on the same layers. The threads are plain Python threads:
-# the im2col/col2im kernels are compiled with nogil=True and BLAS releases the GIL too, so
-# they run side by side. (Calling BLAS from inside a parallel Numba loop was tried: it needs
-# SciPy's BLAS, which ran up to 25% slower here than NumPy's.)
-# With fewer images than threads (batch 1, the live demo) the forward pass splits an image
-# into blocks of output rows instead, so that every core works on it.
+# single-threaded: 110-170 GFLOPS on the compact net's layers (measured alone, both cores).
+# The threads are plain Python threads: the im2col/col2im kernels are compiled with
+# nogil=True and BLAS releases the GIL too, so they run side by side. (BLAS called from
+# inside a parallel Numba loop was tried: Numba's np.dot needs SciPy's BLAS, which ran up to
+# 25% slower here than NumPy's.)
 @njit(nogil=True, cache=True)
-def _im2col_rows(x, kh, kw, sh, sw, pt, pl, r0, r1, ow, col):
-    # One image x (C, H, W), output rows r0..r1-1 -> col (C*KH*KW, (r1-r0)*OW), laid out as
-    # numpy_kernels.im2col lays out one image. Written this way LLVM vectorizes the copy; two
-    # innocent-looking variants ran 4-7x slower (measured): splitting each row into zero /
-    # copy / zero ranges, and a row loop running from r0 instead of from 0.
+def _im2col_image(x, kh, kw, sh, sw, pt, pl, oh, ow, col):
+    # One image x (C, H, W) -> col (C*KH*KW, OH*OW), numpy_kernels.im2col's layout for one
+    # image. Written this way LLVM vectorizes the copy; two innocent-looking variants ran 4-7x
+    # slower (measured): splitting each row into zero / copy / zero ranges, and output rows
+    # counted from a start row r0 instead of from 0.
     c, h, w = x.shape
     for ci in range(c):
         for i in range(kh):
             for j in range(kw):
                 row = (ci * kh + i) * kw + j
-                for p in range(r1 - r0):  # counted from 0: from r0, LLVM did not vectorize
-                    base, y = p * ow, (r0 + p) * sh + i - pt
+                for p in range(oh):
+                    base, y = p * ow, p * sh + i - pt
                     if y < 0 or y >= h:
                         for q in range(ow):
                             col[row, base + q] = 0
@@ -177,7 +176,7 @@ def _im2col_rows(x, kh, kw, sh, sw, pt, pl, r0, r1, ow, col):
 
 @njit(nogil=True, cache=True)
 def _col2im_image(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
-    # The adjoint of _im2col_rows for a whole image: x (C, H, W) = the windows in col, added.
+    # The adjoint of _im2col_image: x (C, H, W) = the windows in col, added up.
     c, h, w = x.shape
     x[:] = 0
     for ci in range(c):
@@ -235,14 +234,14 @@ def conv2d_forward(x, W, stride, pad):
         # threads per layer.
         col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)
         for b in range(n):
-            _im2col_rows(x[b], kh, kw, sh, sw, pt, pl, 0, oh, ow, col)
+            _im2col_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
             np.matmul(W2, col, out=y[b])
         return y.reshape(n, oc, oh, ow)
 
     def work(t):
         col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)  # this thread's buffer
         for b in range(t, n, threads):
-            _im2col_rows(x[b], kh, kw, sh, sw, pt, pl, 0, oh, ow, col)
+            _im2col_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
             np.matmul(W2, col, out=y[b])  # (OC, K) @ (K, OH*OW), straight into y[b]
 
     _on_threads(work)
@@ -266,7 +265,7 @@ def conv2d_backward(gy, x, W, stride, pad):
         col, gcol = np.empty((2, W2.shape[1], oh * ow), dtype=x.dtype)
         gWT, part = np.zeros((2, W2.shape[1], oc), dtype=x.dtype)
         for b in range(t, n, threads):
-            _im2col_rows(x[b], kh, kw, sh, sw, pt, pl, 0, oh, ow, col)
+            _im2col_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
             # dW[o, k] = sum_p gy[o, p] col[k, p], computed transposed: col @ gy^T ran 1.5x
             # faster than gy @ col^T for the compact net's (32, 2304) @ (2304, 288) (measured)
             np.matmul(col, gy[b].T, out=part)
