@@ -266,3 +266,29 @@ def test_gradcheck_every_op(backend):
     failures = [f"{name}: {result}" for name, result in check_all(backends.default_device())
                 if not result.ok]
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+def test_numba_conv_follows_numba_thread_count():
+    # The Numba convolution runs its images on as many threads as numba.get_num_threads();
+    # changing that between calls must give the same result (and use a pool of the new size).
+    import numba
+    from nnlite.backends import numba_kernels
+
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 3, 8, 8)).astype(np.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((5, 4, 8, 8)).astype(np.float32)
+    want = (reference.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)),
+            *reference.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)))
+    previous = numba.get_num_threads()
+    try:
+        for threads in sorted({1, previous}):
+            numba.set_num_threads(threads)
+            got = (numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)),
+                   *numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)))
+            for w, g in zip(want, got):
+                assert_matches(w, g, np.float32)
+            assert numba_kernels._pool_threads == threads
+    finally:
+        numba.set_num_threads(previous)

@@ -195,10 +195,12 @@ def _col2im_image(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
 def _on_threads(work):
     """Run work(t) for t = 0..threads-1 on a pool of Python threads, BLAS single-threaded
     meanwhile; returns the results in order. Exceptions are raised here, in the caller."""
-    global _pool
-    threads = numba.get_num_threads()
-    if _pool is None or _pool._max_workers != threads:
-        _pool = ThreadPoolExecutor(threads, thread_name_prefix="nnlite")
+    global _pool, _pool_threads
+    threads = numba.get_num_threads()  # numba.set_num_threads(k) limits these threads too
+    if _pool is None or _pool_threads != threads:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+        _pool, _pool_threads = ThreadPoolExecutor(threads, thread_name_prefix="nnlite"), threads
     with _one_blas_thread():
         return list(_pool.map(work, range(threads)))
 
@@ -210,7 +212,7 @@ def _one_blas_thread():
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-_pool = None
+_pool, _pool_threads = None, 0
 _blas_controller = None
 
 
