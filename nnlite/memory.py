@@ -22,8 +22,9 @@ M_MMAP_THRESHOLD = -3
 
 
 def keep_freed_memory() -> bool:
-    """Ask glibc's malloc to keep freed memory for reuse. Returns False (and changes nothing)
-    where that is not possible: not Linux, or a C library without mallopt (musl)."""
+    """Ask glibc's malloc to keep freed memory for reuse. Returns True if both settings took,
+    False where that is not possible (not Linux, or a C library without mallopt, e.g. musl;
+    nothing is changed then) or if glibc refused one of them."""
     if not sys.platform.startswith("linux"):
         return False
     try:

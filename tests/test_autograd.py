@@ -137,3 +137,38 @@ def test_labels_out_of_range_and_one_value_batch_norm_are_clear_errors():
         F.softmax_cross_entropy(np.zeros((2, 7), np.float32), np.array([0, 7]))
     with pytest.raises(ValueError, match="more than one value per channel"):
         F.batch_norm(np.ones((1, 3), np.float32), np.ones(3, np.float32), np.zeros(3, np.float32))
+
+
+def test_eval_batch_norm_backward_uses_the_statistics_of_its_forward():
+    # The backward pass recomputes xhat from the mean its forward used; a training-mode call
+    # of the same layer in between (which moves the running statistics in place) must not
+    # change the gradient of the earlier eval-mode call.
+    import numpy as np
+
+    from nnlite import layers, Tensor
+
+    rng = np.random.default_rng(0)
+    layer = layers.BatchNorm2d(3)
+    running_mean, running_var = layer._buffers["running_mean"], layer._buffers["running_var"]
+    running_mean[...] = rng.standard_normal(3).astype(np.float32)
+    x = Tensor(rng.standard_normal((4, 3, 5, 5)).astype(np.float32), requires_grad=True)
+    gy = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+
+    def eval_gradients(run_between):
+        for p in layer.parameters():
+            p.zero_grad()
+        x.zero_grad()
+        layer.eval()
+        y = layer(x)
+        if run_between:
+            layer.train()
+            layer(Tensor(rng.standard_normal((4, 3, 5, 5)).astype(np.float32) * 5 + 3))
+        y.backward(gy)
+        return [g.copy() for g in (x.grad, layer.gamma.grad)]
+
+    saved = (running_mean.copy(), running_var.copy())
+    want = eval_gradients(run_between=False)
+    running_mean[...], running_var[...] = saved
+    got = eval_gradients(run_between=True)
+    for w, g in zip(want, got):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)

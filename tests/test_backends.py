@@ -292,3 +292,70 @@ def test_numba_conv_follows_numba_thread_count():
             assert numba_kernels._pool_threads == threads
     finally:
         numba.set_num_threads(previous)
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None or not hasattr(__import__("os"), "fork"),
+                    reason="needs the numba backend and os.fork")
+def test_numba_conv_works_in_a_forked_child():
+    # The child of os.fork() inherits the pool object but not its threads; it must make its own
+    # instead of waiting forever. Run in a subprocess so that the fork does not touch pytest.
+    import subprocess
+    import sys
+
+    code = """if True:
+        import os, signal, numpy as np
+        from nnlite.backends import numba_kernels as k
+        x, W = np.ones((4, 2, 6, 6), np.float32), np.ones((3, 2, 3, 3), np.float32)
+        want = k.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(60)  # a hang ends the child with SIGALRM instead of forever
+            got = k.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
+            os._exit(0 if np.array_equal(got, want) else 3)
+        _, status = os.waitpid(pid, 0)
+        raise SystemExit(os.waitstatus_to_exitcode(status))
+    """
+    result = subprocess.run([sys.executable, "-c", code], timeout=240, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+def test_numba_conv_from_two_python_threads():
+    # Two threads convolving at once (numba's thread count is per thread, so they also ask for
+    # different pool sizes): both results right, and BLAS's thread count restored afterwards.
+    import threading
+
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from nnlite.backends import numba_kernels
+
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 3, 10, 10)).astype(np.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((6, 4, 10, 10)).astype(np.float32)
+    want = (reference.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)),
+            *reference.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)))
+    before, errors = blas_threads(), []
+
+    def run(threads):
+        try:
+            numba.set_num_threads(threads)
+            for _ in range(20):
+                got = (numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)),
+                       *numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)))
+                for w, g in zip(want, got):
+                    assert_matches(w, g, np.float32)
+        except BaseException as err:  # reported by the main thread below
+            errors.append(err)
+
+    workers = [threading.Thread(target=run, args=(t,)) for t in (1, numba.config.NUMBA_NUM_THREADS)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert not errors, errors
+    assert blas_threads() == before

@@ -34,7 +34,9 @@ class BatchNorm(Function):
                 self.running_var *= 1.0 - self.momentum
                 self.running_var += self.momentum * unbiased
         else:
-            mean, var = self.running_mean, self.running_var
+            # copies: backward recomputes xhat from this mean, and the buffers can change
+            # before it runs (a training-mode call of the same layer updates them in place)
+            mean, var = self.running_mean.copy(), self.running_var.copy()
         y, self.inv_std = kernels.batch_norm_forward(x, gamma, beta, mean, var, self.eps)
         self.x, self.mean, self.gamma = x, mean, gamma
         return y
