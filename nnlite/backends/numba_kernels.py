@@ -9,9 +9,9 @@ How each kernel is organised, and why:
     conv2d_backward      a cache-sized im2col buffer and multiplies it at once with a
                          single-threaded BLAS GEMM (Python threads around nogil kernels)
     im2col               NumPy's (used by average pooling; the convolution has its own above)
-    col2im               parallel over input planes (n, c): each plane is owned by one thread,
-                         which adds its KH*KW rows of col into it; no two threads write the
-                         same pixel, so there are no races and no atomics
+    col2im               parallel over images, each added up by the convolution's per-image
+                         adjoint: each image is owned by one thread, so there are no races
+                         and no atomics
     max_pool_forward     the window max and its position computed directly (no im2col, no
                          -inf padded copy): padding is simply never visited
     max_pool_backward    one plane per thread again: the gradient goes to the saved winner
@@ -68,16 +68,6 @@ def _scalar(value, like):
     return like.dtype.type(value)
 
 
-def _valid_range(n_out, stride, offset, size):
-    """The output indices q with 0 <= q*stride + offset < size, as [lo, hi)."""
-    lo = max(0, (-offset + stride - 1) // stride)
-    hi = min(n_out, (size - 1 - offset) // stride + 1)
-    return lo, max(lo, hi)
-
-
-_valid_range_jit = njit(cache=True)(_valid_range)
-
-
 # Starting the worker threads costs little on an idle machine but up to a scheduler time slice
 # on a busy one (a worker that is not running must be woken and scheduled), and small layers
 # (batch 1, the late 6x6 maps) are many and cheap. So each parallel kernel is compiled twice,
@@ -100,47 +90,6 @@ def _serial_and_parallel(fastmath=False):
 
 def _pick(kernels, work):
     return kernels[1] if work >= PARALLEL_MIN else kernels[0]
-
-
-# -- convolution as a matrix product ---------------------------------------------------------
-def im2col(x, kh, kw, stride, pad, fill=0.0):
-    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW); see numpy_kernels.im2col.
-
-    This is NumPy's version: its copy out of a strided view was as fast as a compiled Numba
-    loop at batch 64 and 2-3x faster at batch 1 (measured on the 2-core EPYC: 0.18 vs 0.52 ms
-    for (1, 32, 48, 48), 3x3), the live demo's case, so the loop was dropped.
-    """
-    return _reference.im2col(x, kh, kw, stride, pad, fill)
-
-
-@_serial_and_parallel()
-def _col2im(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
-    n, c, h, w = x.shape
-    for plane in prange(n * c):
-        b, ci = plane // c, plane % c
-        x[b, ci] = 0
-        for i in range(kh):
-            for j in range(kw):
-                row = (ci * kh + i) * kw + j
-                q_lo, q_hi = _valid_range_jit(ow, sw, j - pl, w)
-                for p in range(oh):
-                    y = p * sh + i - pt
-                    if y < 0 or y >= h:
-                        continue
-                    start = (b * oh + p) * ow
-                    for q in range(q_lo, q_hi):
-                        x[b, ci, y, q * sw + j - pl] += col[row, start + q]
-
-
-def col2im(col, x_shape, kh, kw, stride, pad):
-    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W), overlapping windows added up."""
-    (sh, sw), (pt, pb, pl, pr) = stride, pad
-    n, c, h, w = x_shape
-    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
-    x = np.empty(x_shape, dtype=col.dtype)
-    _pick(_col2im, col.size)(col, kh, kw, sh, sw, pt, pl, oh, ow, x)
-    return x
-
 
 
 # -- convolution: im2col + GEMM one image at a time, the images spread over threads --------
@@ -193,12 +142,11 @@ def _col2im_image(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
                                 x[ci, y, xx] += col[row, p * ow + q]
 
 
-def _on_threads(work):
+def _on_threads(work, threads):
     """Run work(t) for t = 0..threads-1 on a pool of Python threads, BLAS single-threaded
     meanwhile; returns the results in order. An exception in any of them is raised here, after
     all have stopped (none still writes into the caller's arrays)."""
     global _pool, _pool_threads
-    threads = numba.get_num_threads()  # numba.set_num_threads(k) limits these threads too
     # One call at a time: two Python threads running convolutions would otherwise replace each
     # other's pool, and interleave the BLAS limit's save/restore (leaving BLAS at 1 thread).
     with _pool_lock:
@@ -244,7 +192,7 @@ def conv2d_forward(x, W, stride, pad):
     x, W = _conv_operands(x, W)
     W2 = W.reshape(oc, -1)  # (OC, K)
     y = np.empty((n, oc, oh * ow), dtype=x.dtype)
-    threads = numba.get_num_threads()
+    threads = numba.get_num_threads()  # numba.set_num_threads(k) limits our threads too
     if n < threads:
         # Fewer images than threads (batch 1, the live demo): unfold each image whole and let
         # BLAS spread its GEMM over the cores itself, which costs less than a hand-off to our
@@ -261,7 +209,7 @@ def conv2d_forward(x, W, stride, pad):
             _im2col_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
             np.matmul(W2, col, out=y[b])  # (OC, K) @ (K, OH*OW), straight into y[b]
 
-    _on_threads(work)
+    _on_threads(work, threads)
     return y.reshape(n, oc, oh, ow)
 
 
@@ -291,8 +239,38 @@ def conv2d_backward(gy, x, W, stride, pad):
             _col2im_image(gcol, kh, kw, sh, sw, pt, pl, oh, ow, gx[b])
         return gWT
 
-    gWT = sum(_on_threads(work))
+    gWT = sum(_on_threads(work, threads))
     return gx, np.ascontiguousarray(gWT.T).reshape(W.shape)
+
+
+# -- im2col / col2im for the whole batch (average pooling, and the parity tests) -------------
+def im2col(x, kh, kw, stride, pad, fill=0.0):
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW); see numpy_kernels.im2col.
+
+    This is NumPy's version: its copy out of a strided view was as fast as a compiled Numba
+    loop at batch 64 and 2-3x faster at batch 1 (measured on the 2-core EPYC: 0.18 vs 0.52 ms
+    for (1, 32, 48, 48), 3x3), the live demo's case, so the loop was dropped.
+    """
+    return _reference.im2col(x, kh, kw, stride, pad, fill)
+
+
+@_serial_and_parallel()
+def _col2im(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
+    # Image b's windows are columns b*OH*OW .. (b+1)*OH*OW of col; each image is owned by one
+    # thread, so no two threads add into the same pixel.
+    p = oh * ow
+    for b in prange(x.shape[0]):
+        _col2im_image(col[:, b * p : (b + 1) * p], kh, kw, sh, sw, pt, pl, oh, ow, x[b])
+
+
+def col2im(col, x_shape, kh, kw, stride, pad):
+    """col (C*KH*KW, N*OH*OW) -> (N, C, H, W), overlapping windows added up."""
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    n, c, h, w = x_shape
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    x = np.empty(x_shape, dtype=col.dtype)
+    _pick(_col2im, col.size)(col, kh, kw, sh, sw, pt, pl, oh, ow, x)
+    return x
 
 
 # -- pooling ---------------------------------------------------------------------------------
