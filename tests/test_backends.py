@@ -85,6 +85,7 @@ def test_im2col_col2im(backend, dtype, shape, kh, kw, stride, pad):
     ((1, 3, 9, 6), 3, 3, (1, 1), (1, 1, 1, 1)),    # batch 1: the Numba forward splits the rows
     ((5, 2, 4, 4), 3, 3, (1, 1), (3, 0, 0, 2)),    # more images than threads, odd pads
     ((3, 2, 5, 5), 1, 1, (1, 1), (1, 1, 1, 1)),    # 1x1 kernel with padding
+    ((4, 16, 13, 12), 3, 3, (1, 1), (1, 1, 1, 1)),  # Numba: Winograd F(2x2, 3x3), odd height
 ])
 def test_conv2d(backend, dtype, shape, kh, kw, stride, pad):
     rng = np.random.default_rng(2)
@@ -266,6 +267,68 @@ def test_gradcheck_every_op(backend):
     failures = [f"{name}: {result}" for name, result in check_all(backends.default_device())
                 if not result.ok]
     assert not failures, "\n".join(failures)
+
+
+def _force_winograd(monkeypatch, chunk_bytes):
+    """Send every 3x3 stride-1 'same' convolution of the Numba backend through Winograd F(2x2, 3x3)
+    (by default only images of 12x12 and more with 16 channels or more take it), and count the
+    calls."""
+    from nnlite.backends import numba_kernels
+
+    monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_PIXELS", 0)
+    monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_CHANNELS", 0)
+    monkeypatch.setattr(numba_kernels, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
+    calls = []
+    for name in ("_winograd_forward", "_winograd_backward"):
+        original = getattr(numba_kernels, name)
+        monkeypatch.setattr(numba_kernels, name,
+                            lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args))
+    return calls
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+@pytest.mark.parametrize("chunk_bytes", [1, 1 << 20])  # one image per chunk; the whole batch
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(2, 3, 5, 7), (3, 2, 6, 6), (2, 1, 1, 1), (2, 2, 2, 3),
+                                   (3, 4, 9, 4), (5, 2, 7, 5), (2, 3, 4, 11)])
+def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
+    # Odd and even sizes (a last tile half outside the image), one-pixel images, and chunks that
+    # split the batch unevenly, against the NumPy specification.
+    import numba
+    from nnlite.backends import numba_kernels
+
+    calls = _force_winograd(monkeypatch, chunk_bytes)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((max(shape[0], numba.get_num_threads()), *shape[1:])).astype(dtype)
+    W = rng.standard_normal((3, shape[1], 3, 3)).astype(dtype)
+    y = reference.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    assert_matches(y, numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)), dtype)
+    for want, got in zip(reference.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)),
+                         numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1))):
+        assert_matches(want, got, dtype)
+    assert calls == ["_winograd_forward", "_winograd_backward"]
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+def test_numba_winograd_conv_gradcheck(monkeypatch):
+    # The conv2d op through the Winograd kernels, float64 central differences.
+    import numba
+    import nnlite.functional as F
+    from nnlite.gradcheck import gradcheck
+
+    calls = _force_winograd(monkeypatch, 1)
+    previous = nnlite.current()
+    nnlite.use("numba")
+    try:
+        rng = np.random.default_rng(9)
+        inputs = [rng.standard_normal((max(2, numba.get_num_threads()), 2, 5, 4)),
+                  rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)]
+        result = gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride=1, pad=1), inputs)
+    finally:
+        nnlite.use(previous)
+    assert result.ok, result
+    assert "_winograd_backward" in calls
 
 
 @pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
