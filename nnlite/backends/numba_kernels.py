@@ -162,6 +162,23 @@ def _on_threads(work, threads):
     return [f.result() for f in futures]
 
 
+class _Shared:
+    """Items that several threads draw from together, each item going to whichever thread asks
+    first: a thread that the machine slows down takes fewer, where a fixed split would make
+    everyone wait for it."""
+
+    def __init__(self, items):
+        self._items, self._lock = iter(items), threading.Lock()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            return next(self._items)
+
+
+
 def _one_blas_thread():
     global _blas_controller
     if _blas_controller is None:
@@ -207,9 +224,11 @@ def conv2d_forward(x, W, stride, pad):
             np.matmul(W2, col, out=y[b])
         return y.reshape(n, oc, oh, ow)
 
+    images = _Shared(range(n))  # each image to whichever thread is free
+
     def work(t):
         col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)  # this thread's buffer
-        for b in range(t, n, threads):
+        for b in images:
             _im2col_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
             np.matmul(W2, col, out=y[b])  # (OC, K) @ (K, OH*OW), straight into y[b]
 
@@ -230,12 +249,14 @@ def conv2d_backward(gy, x, W, stride, pad):
     gx = np.empty(x.shape, dtype=x.dtype)
     threads = numba.get_num_threads()
 
+    images = _Shared(range(n))
+
     def work(t):
-        # This thread's images; their weight gradients are summed into its own gW, and the
+        # The images this thread draws; their weight gradients are summed into its own gW, and the
         # per-thread sums added at the end, so no two threads write the same memory.
         col, gcol = np.empty((2, W2.shape[1], oh * ow), dtype=x.dtype)
         gWT, part = np.zeros((2, W2.shape[1], oc), dtype=x.dtype)
-        for b in range(t, n, threads):
+        for b in images:
             _im2col_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
             # dW[o, k] = sum_p gy[o, p] col[k, p], computed transposed: col @ gy^T ran 1.5x
             # faster than gy @ col^T for the compact net's (32, 2304) @ (2304, 288) (measured)
@@ -477,6 +498,7 @@ def _winograd_forward(x, W):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (c + k))
+    chunks = _Shared(chunks)
     U = _winograd_filters(W)
     y = np.empty((n, k, h, w), dtype=x.dtype)
     threads = numba.get_num_threads()
@@ -486,7 +508,7 @@ def _winograd_forward(x, W):
         M = np.empty((16, k, per, th * tw), dtype=x.dtype)
         E, R, S = np.empty((2, tw + 1), x.dtype), np.empty((4, 4, th, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
         V2, M2 = V.reshape(16, c, -1), M.reshape(16, k, -1)  # (16, C, tiles), tiles image by image
-        for b0, b1 in chunks[t::threads]:
+        for b0, b1 in chunks:
             tiles = (b1 - b0) * th * tw
             _winograd_input(x, b0, b1, E, R, V)
             np.matmul(U, V2[:, :, :tiles], out=M2[:, :, :tiles])  # 16 GEMMs: (K, C) @ (C, tiles)
@@ -500,6 +522,7 @@ def _winograd_backward(gy, x, W):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (2 * c + k))
+    chunks = _Shared(chunks)
     UT = np.ascontiguousarray(_winograd_filters(W).transpose(0, 2, 1))  # (16, C, K)
     gx = np.empty(x.shape, dtype=x.dtype)
     threads = numba.get_num_threads()
@@ -510,7 +533,7 @@ def _winograd_backward(gy, x, W):
         E, R, S = np.empty((2, tw + 1), x.dtype), np.empty((4, 4, th, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
         V2, gV2, gM2 = V.reshape(16, c, -1), gV.reshape(16, c, -1), gM.reshape(16, k, -1)
         gUT, part = np.zeros((2, 16, c, k), dtype=x.dtype)  # this thread's sum of gU^T
-        for b0, b1 in chunks[t::threads]:
+        for b0, b1 in chunks:
             tiles = (b1 - b0) * th * tw
             _winograd_input(x, b0, b1, E, R, V)  # V again: cheaper than keeping it from forward
             _winograd_grad_output(gy, b0, b1, S, gM)
