@@ -100,6 +100,9 @@ for case in CONV_CASES:
             gy = rng(4).standard_normal(y.shape).astype(dtype)
             for got, want in zip(ck.conv2d_backward(gy, x, W, stride, pad), nk.conv2d_backward(gy, x, W, stride, pad)):
                 assert_close(got, want, dtype, "conv2d_backward")
+            gx, gW = ck.conv2d_backward(gy, x, W, stride, pad, input_grad=False)
+            assert gx is None, "conv2d_backward(input_grad=False) returned a gx"
+            assert_close(gW, nk.conv2d_backward(gy, x, W, stride, pad)[1], dtype, "conv2d_backward gW alone")
 
 
 # Pooling geometries: (x shape, kh, kw, stride, pad).

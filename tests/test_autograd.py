@@ -172,3 +172,19 @@ def test_eval_batch_norm_backward_uses_the_statistics_of_its_forward():
     got = eval_gradients(run_between=True)
     for w, g in zip(want, got):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_conv2d_weight_gradient_without_the_input_gradient():
+    # An input that takes no gradient (the images) makes Conv2d skip gx; gW must not change.
+    import nnlite.functional as F
+
+    rng = np.random.default_rng(3)
+    x, W = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    gy = rng.standard_normal((2, 4, 6, 5))
+    grads = []
+    for x_takes_grad in (True, False):
+        xt, Wt = Tensor(x, requires_grad=x_takes_grad), Tensor(W, requires_grad=True)
+        (F.conv2d(xt, Wt, pad=1) * Tensor(gy)).sum().backward()
+        assert (xt.grad is not None) == x_takes_grad
+        grads.append(Wt.grad)
+    np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12)

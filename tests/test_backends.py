@@ -98,9 +98,14 @@ def test_conv2d(backend, dtype, shape, kh, kw, stride, pad):
     assert np.allclose(y[0, :, 0, 0], W.reshape(4, -1) @ col[:, 0])
     assert_matches(y, k.conv2d_forward(on(backend, x), on(backend, W), stride, pad), dtype)
     gy = rng.standard_normal(y.shape).astype(dtype)
-    for want, got in zip(reference.conv2d_backward(gy, x, W, stride, pad),
+    want_gx, want_gW = reference.conv2d_backward(gy, x, W, stride, pad)
+    for want, got in zip((want_gx, want_gW),
                          k.conv2d_backward(*(on(backend, a) for a in (gy, x, W)), stride, pad)):
         assert_matches(want, got, dtype)
+    # Without the input's gradient (a first layer): gW alone, the same
+    gx, gW = k.conv2d_backward(*(on(backend, a) for a in (gy, x, W)), stride, pad, input_grad=False)
+    assert gx is None
+    assert_matches(want_gW, gW, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -304,10 +309,14 @@ def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
     y = reference.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
     gy = rng.standard_normal(y.shape).astype(dtype)
     assert_matches(y, numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)), dtype)
-    for want, got in zip(reference.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)),
+    want_gx, want_gW = reference.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1))
+    for want, got in zip((want_gx, want_gW),
                          numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1))):
         assert_matches(want, got, dtype)
-    assert calls == ["_winograd_forward", "_winograd_backward"]
+    gx, gW = numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1), input_grad=False)
+    assert gx is None
+    assert_matches(want_gW, gW, dtype)
+    assert calls == ["_winograd_forward", "_winograd_backward", "_winograd_backward"]
 
 
 @pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")

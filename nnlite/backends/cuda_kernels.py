@@ -180,9 +180,9 @@ def conv2d_forward(x, W, stride, pad):
     return _reference._gemm_conv2d_forward(im2col, x, W, stride, pad)
 
 
-def conv2d_backward(gy, x, W, stride, pad):
+def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
     """See numpy_kernels.conv2d_backward: im2col again, two cuBLAS GEMMs and col2im."""
-    return _reference._gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad)
+    return _reference._gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad)
 
 
 # -- pooling -----------------------------------------------------------------------------------

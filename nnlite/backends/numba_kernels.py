@@ -236,17 +236,17 @@ def conv2d_forward(x, W, stride, pad):
     return y.reshape(n, oc, oh, ow)
 
 
-def conv2d_backward(gy, x, W, stride, pad):
-    """gx (N, C, H, W), gW (OC, C, KH, KW); see numpy_kernels.conv2d_backward."""
+def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
+    """gx (N, C, H, W) or None, gW (OC, C, KH, KW); see numpy_kernels.conv2d_backward."""
     (sh, sw), (pt, pb, pl, pr) = stride, pad
     (n, c, h, w), (oc, _, kh, kw) = x.shape, W.shape
     oh, ow = gy.shape[2], gy.shape[3]
     x, W = _conv_operands(x, W)
     if _winograd_applies(x, W, stride, pad):
-        return _winograd_backward(np.ascontiguousarray(gy, dtype=x.dtype), x, W)
+        return _winograd_backward(np.ascontiguousarray(gy, dtype=x.dtype), x, W, input_grad)
     W2 = W.reshape(oc, -1)
     gy = np.ascontiguousarray(gy, dtype=x.dtype).reshape(n, oc, oh * ow)
-    gx = np.empty(x.shape, dtype=x.dtype)
+    gx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     threads = numba.get_num_threads()
 
     images = _Shared(range(n))
@@ -262,8 +262,9 @@ def conv2d_backward(gy, x, W, stride, pad):
             # faster than gy @ col^T for the compact net's (32, 2304) @ (2304, 288) (measured)
             np.matmul(col, gy[b].T, out=part)
             gWT += part
-            np.matmul(W2.T, gy[b], out=gcol)  # dcol = W^T gy
-            _col2im_image(gcol, kh, kw, sh, sw, pt, pl, oh, ow, gx[b])
+            if input_grad:
+                np.matmul(W2.T, gy[b], out=gcol)  # dcol = W^T gy
+                _col2im_image(gcol, kh, kw, sh, sw, pt, pl, oh, ow, gx[b])
         return gWT
 
     gWT = sum(_on_threads(work, threads))
@@ -294,10 +295,10 @@ def conv2d_backward(gy, x, W, stride, pad):
 # Rounding: ~1e-6 of the largest output in float32 (measured), the order of the GEMM's own.
 #
 # Each thread transforms a chunk of images into V, multiplies, and transforms back; the chunk
-# is sized so that its V and M (or V, gV and gM) stay in a core's cache. At 6x6 the transforms
-# cost more than the multiplications they save, so small images keep im2col (measured on the
-# compact net: F(2,3) was 1.4-1.7x faster forward and 1.1-1.5x backward from 12x12 up, and
-# 0.6-0.9x at 6x6).
+# is sized so that its V and M (or V, gV and gM) stay in a core's cache. Where the transforms
+# cost more than the multiplications they save, im2col stays (measured per layer of the compact
+# net at batch 64: Winograd 1.2-1.5x faster forward and 1.1-1.5x backward from 12x12 up, but
+# 0.8x / 0.6x at 6x6, and 0.2x forward for the 1-channel input layer, whose GEMM is tiny).
 WINOGRAD_MIN_PIXELS = 144
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_CHUNK_BYTES = 1 << 20  # of transformed tiles per thread; 0.5 and 2 MiB were slower
@@ -306,6 +307,8 @@ _WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
 
 
 def _winograd_applies(x, W, stride, pad):
+    # Fewer images than threads (batch 1, the live demo) stay with im2col too, whose single
+    # GEMM BLAS spreads over the cores (see conv2d_forward).
     n, _, h, w = x.shape
     return (W.shape[2:] == (3, 3) and W.shape[1] >= WINOGRAD_MIN_CHANNELS and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
             and h * w >= WINOGRAD_MIN_PIXELS and n >= numba.get_num_threads())
@@ -518,13 +521,13 @@ def _winograd_forward(x, W):
     return y
 
 
-def _winograd_backward(gy, x, W):
+def _winograd_backward(gy, x, W, input_grad):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (2 * c + k))
     chunks = _Shared(chunks)
     UT = np.ascontiguousarray(_winograd_filters(W).transpose(0, 2, 1))  # (16, C, K)
-    gx = np.empty(x.shape, dtype=x.dtype)
+    gx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     threads = numba.get_num_threads()
 
     def work(t):
@@ -540,8 +543,9 @@ def _winograd_backward(gy, x, W):
             # gU^T = V gM^T: measured up to 8% faster than gM V^T for these shapes
             np.matmul(V2[:, :, :tiles], gM2[:, :, :tiles].transpose(0, 2, 1), out=part)
             gUT += part
-            np.matmul(UT, gM2[:, :, :tiles], out=gV2[:, :, :tiles])  # gV = U^T gM
-            _winograd_grad_input(gV, b0, b1, R, gx)
+            if input_grad:
+                np.matmul(UT, gM2[:, :, :tiles], out=gV2[:, :, :tiles])  # gV = U^T gM
+                _winograd_grad_input(gV, b0, b1, R, gx)
         return gUT
 
     gU = sum(_on_threads(work, threads)).transpose(0, 2, 1)

@@ -79,14 +79,16 @@ def conv2d_forward(x, W, stride, pad):
     return _gemm_conv2d_forward(im2col, x, W, stride, pad)
 
 
-def conv2d_backward(gy, x, W, stride, pad):
+def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
     """Gradients of conv2d_forward: gy (N, OC, OH, OW) -> gx (N, C, H, W), gW (OC, C, KH, KW).
 
+    input_grad=False skips gx (returned as None): the first layer's input is the image, which
+    needs no gradient, and gx is half of the work.
     im2col is run again rather than kept from the forward pass: the col matrix is KH*KW times
     the size of x (170 MB for one layer of the compact net at batch 64), and recomputing it
     costs less than one of the two GEMMs below.
     """
-    return _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad)
+    return _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad)
 
 
 def _gemm_conv2d_forward(im2col, x, W, stride, pad):
@@ -100,11 +102,13 @@ def _gemm_conv2d_forward(im2col, x, W, stride, pad):
     return xp.ascontiguousarray(y.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3))
 
 
-def _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad):
+def _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad):
     oc, kh, kw = W.shape[0], W.shape[2], W.shape[3]
     col = im2col(x, kh, kw, stride, pad)
     gy = gy.transpose(1, 0, 2, 3).reshape(oc, -1)  # (OC, N*P), the layout of y above
     gW = (gy @ col.T).reshape(W.shape)  # dW[o, k] = sum_p gy[o, p] col[k, p]
+    if not input_grad:
+        return None, gW
     gcol = W.reshape(oc, -1).T @ gy  # (K, OC) @ (OC, N*P) -> (K, N*P)
     return col2im(gcol, x.shape, kh, kw, stride, pad), gW
 

@@ -50,7 +50,7 @@ class Conv2d(Function):
             OH = (H + top + bottom - KH) // SH + 1 (likewise OW).
     Formula: y[n, o, i, j] = b[o] + sum_{c,u,v} W[o, c, u, v] * x_pad[n, c, i*SH + u, j*SW + v]
     Backward: gb = sum of gy over (n, i, j); gW and gx are the two other products of the
-    GEMM (see numpy_kernels.conv2d_backward).
+    GEMM (see numpy_kernels.conv2d_backward); gx only when x takes a gradient.
     Saved for backward: x and W (the kernels rebuild the im2col matrix from x).
     """
 
@@ -69,7 +69,10 @@ class Conv2d(Function):
         return y
 
     def backward(self, gy):
-        gx, gW = kernels_for(gy).conv2d_backward(gy, self.x, self.W, self.stride, self.pad)
+        # The network's input (the images) needs no gradient: skip gx, half of the work.
+        input_grad = self.inputs[0].requires_grad
+        gx, gW = kernels_for(gy).conv2d_backward(gy, self.x, self.W, self.stride, self.pad,
+                                                 input_grad)
         if len(self.inputs) == 2:  # no bias (e.g. a conv followed by batch norm)
             return gx, gW
         return gx, gW, gy.sum(axis=(0, 2, 3))
