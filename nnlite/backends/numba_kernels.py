@@ -303,9 +303,6 @@ WINOGRAD_MIN_PIXELS = 144
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_CHUNK_BYTES = 1 << 20  # of transformed tiles per thread; 0.5 and 2 MiB were slower
 
-_WINOGRAD_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-
-
 def _winograd_applies(x, W, stride, pad):
     # Fewer images than threads (batch 1, the live demo) stay with im2col too, whose single
     # GEMM BLAS spreads over the cores (see conv2d_forward).
@@ -314,17 +311,67 @@ def _winograd_applies(x, W, stride, pad):
             and h * w >= WINOGRAD_MIN_PIXELS and n >= numba.get_num_threads())
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _g_times(v0, v1, v2, half):
+    # G v for a column v of 3 (G's rows: 1 0 0 / 1/2 1/2 1/2 / 1/2 -1/2 1/2 / 0 0 1); half is
+    # 0.5 in the arrays' dtype (a Python 0.5 would turn float32 arithmetic into float64)
+    return v0, (v0 + v1 + v2) * half, (v0 - v1 + v2) * half, v2
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _gt_times(u0, u1, u2, u3, half):
+    # G^T u for a column u of 4: the adjoint of _g_times
+    return u0 + (u1 + u2) * half, (u1 - u2) * half, (u1 + u2) * half + u3
+
+
+@njit(nogil=True, cache=True)
+def _winograd_filters_kernel(W, U):
+    # U[4a+b, k, c] = (G g G^T)[a, b] for every filter g = W[k, c]. A loop, not BLAS: a GEMM
+    # here, outside the convolution's threads, left BLAS's workers spinning on the cores the
+    # threads then needed (the training step took 36 ms longer, measured).
+    half = W.dtype.type(0.5)
+    for k in range(W.shape[0]):
+        for c in range(W.shape[1]):
+            g = W[k, c]
+            c0 = _g_times(g[0, 0], g[1, 0], g[2, 0], half)  # G g, column by column
+            c1 = _g_times(g[0, 1], g[1, 1], g[2, 1], half)
+            c2 = _g_times(g[0, 2], g[1, 2], g[2, 2], half)
+            u = U[:, k, c]
+            u[0], u[1], u[2], u[3] = _g_times(c0[0], c1[0], c2[0], half)  # (G g) G^T, row by row
+            u[4], u[5], u[6], u[7] = _g_times(c0[1], c1[1], c2[1], half)
+            u[8], u[9], u[10], u[11] = _g_times(c0[2], c1[2], c2[2], half)
+            u[12], u[13], u[14], u[15] = _g_times(c0[3], c1[3], c2[3], half)
+
+
+@njit(nogil=True, cache=True)
+def _winograd_filters_backward_kernel(gU, gW):
+    # gW[k, c] = G^T gU[:, k, c] G, the adjoint of _winograd_filters_kernel
+    half = gW.dtype.type(0.5)
+    for k in range(gW.shape[0]):
+        for c in range(gW.shape[1]):
+            u = gU[:, k, c]
+            r0 = _gt_times(u[0], u[1], u[2], u[3], half)  # gU G, row by row
+            r1 = _gt_times(u[4], u[5], u[6], u[7], half)
+            r2 = _gt_times(u[8], u[9], u[10], u[11], half)
+            r3 = _gt_times(u[12], u[13], u[14], u[15], half)
+            g = gW[k, c]
+            g[0, 0], g[1, 0], g[2, 0] = _gt_times(r0[0], r1[0], r2[0], r3[0], half)  # G^T (gU G)
+            g[0, 1], g[1, 1], g[2, 1] = _gt_times(r0[1], r1[1], r2[1], r3[1], half)
+            g[0, 2], g[1, 2], g[2, 2] = _gt_times(r0[2], r1[2], r2[2], r3[2], half)
+
+
 def _winograd_filters(W):
     """W (K, C, 3, 3) -> U (16, K, C): G g G^T for every filter, position xi first."""
-    G = _WINOGRAD_G.astype(W.dtype)
-    U = np.einsum("ai,kcij,bj->abkc", G, W, G)
-    return np.ascontiguousarray(U.reshape(16, W.shape[0], W.shape[1]))
+    U = np.empty((16, W.shape[0], W.shape[1]), dtype=W.dtype)
+    _winograd_filters_kernel(W, U)
+    return U
 
 
 def _winograd_filters_backward(gU, W_shape):
     """The adjoint of _winograd_filters: gU (16, K, C) -> gW (K, C, 3, 3) = G^T gU G."""
-    G = _WINOGRAD_G.astype(gU.dtype)
-    return np.einsum("ai,abkc,bj->kcij", G, gU.reshape(4, 4, *W_shape[:2]), G)
+    gW = np.empty(W_shape, dtype=gU.dtype)
+    _winograd_filters_backward_kernel(gU, gW)
+    return gW
 
 
 @njit(nogil=True, cache=True)
@@ -549,7 +596,7 @@ def _winograd_backward(gy, x, W, input_grad):
         return gUT
 
     gU = sum(_on_threads(work, threads)).transpose(0, 2, 1)
-    return gx, np.ascontiguousarray(_winograd_filters_backward(gU, W.shape))
+    return gx, _winograd_filters_backward(np.ascontiguousarray(gU), W.shape)
 
 
 # -- im2col / col2im for the whole batch (average pooling, and the parity tests) -------------
