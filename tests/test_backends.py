@@ -366,6 +366,33 @@ def test_numba_conv_follows_numba_thread_count():
         numba.set_num_threads(previous)
 
 
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+@pytest.mark.parametrize("winograd", [False, True])
+def test_numba_conv_weight_gradient_is_repeatable(monkeypatch, winograd):
+    # Threads draw images from a shared queue, so which thread sums which image changes from
+    # call to call; the weight gradient must not change by a single bit (a resumed training
+    # run matches an uninterrupted one), on 1 or 2 threads alike.
+    import numba
+    from nnlite.backends import numba_kernels
+
+    if winograd:
+        _force_winograd(monkeypatch, 1)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((13, 3, 8, 8)).astype(np.float32)
+    W = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((13, 4, 8, 8)).astype(np.float32)
+    previous = numba.get_num_threads()
+    try:
+        results = []
+        for threads in [1] + [min(2, numba.config.NUMBA_NUM_THREADS)] * 6:
+            numba.set_num_threads(threads)
+            results.append(numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1))[1])
+    finally:
+        numba.set_num_threads(previous)
+    for gW in results[1:]:
+        np.testing.assert_array_equal(gW, results[0])
+
+
 @pytest.mark.skipif(backends.available()["numba"] is not None or not hasattr(__import__("os"), "fork"),
                     reason="needs the numba backend and os.fork")
 def test_numba_conv_works_in_a_forked_child():
