@@ -276,7 +276,7 @@ def test_gradcheck_every_op(backend):
 
 def _force_winograd(monkeypatch, chunk_bytes):
     """Send every 3x3 stride-1 'same' convolution of the Numba backend through Winograd F(2x2, 3x3)
-    (by default only images of 12x12 and more with 16 channels or more take it), and count the
+    (by default only images of 6x6 and more with 16 channels or more take it), and count the
     calls."""
     from nnlite.backends import numba_kernels
 

@@ -306,10 +306,11 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
 #
 # Each thread transforms a chunk of images into V, multiplies, and transforms back; the chunk
 # is sized so that its V and M (or V, gV and gM) stay in a core's cache. Where the transforms
-# cost more than the multiplications they save, im2col stays (measured per layer of the compact
-# net at batch 64: Winograd 1.2-1.5x faster forward and 1.1-1.5x backward from 12x12 up, but
-# 0.8x / 0.6x at 6x6, and 0.2x forward for the 1-channel input layer, whose GEMM is tiny).
-WINOGRAD_MIN_PIXELS = 144
+# cost more than the multiplications they save, im2col stays (measured per layer shape of the
+# compact and wide nets at batch 64: Winograd 1.3-1.8x faster forward and 1.15-1.55x backward
+# from 6x6 to 48x48 images with 32 to 256 channels, level with im2col at 3x3, and 0.16x
+# forward for the 1-channel input layer, whose GEMM is tiny).
+WINOGRAD_MIN_PIXELS = 36
 WINOGRAD_MIN_CHANNELS = 16
 WINOGRAD_CHUNK_BYTES = 1 << 20  # of transformed tiles per thread; 0.5 and 2 MiB were slower
 
@@ -317,8 +318,9 @@ def _winograd_applies(x, W, stride, pad):
     # Fewer images than threads (batch 1, the live demo) stay with im2col too, whose single
     # GEMM BLAS spreads over the cores (see conv2d_forward).
     n, _, h, w = x.shape
-    return (W.shape[2:] == (3, 3) and W.shape[1] >= WINOGRAD_MIN_CHANNELS and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
-            and h * w >= WINOGRAD_MIN_PIXELS and n >= numba.get_num_threads())
+    return (W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
+            and W.shape[1] >= WINOGRAD_MIN_CHANNELS and h * w >= WINOGRAD_MIN_PIXELS
+            and n >= numba.get_num_threads())
 
 
 @njit(nogil=True, cache=True, inline="always")
