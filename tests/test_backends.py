@@ -276,13 +276,14 @@ def test_gradcheck_every_op(backend):
 
 def _force_winograd(monkeypatch, chunk_bytes):
     """Send every 3x3 stride-1 'same' convolution of the Numba backend through Winograd F(2x2, 3x3)
-    (by default only images of 6x6 and more with 16 channels or more take it), and count the
-    calls."""
+    (by default only batches of 4 or more images of 6x6 and more with 16 channels or more take
+    it), and count the calls."""
     from nnlite.backends import numba_kernels
 
     monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_PIXELS", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_CHANNELS", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_IMAGES", 1)
     calls = []
     for name in ("_winograd_forward", "_winograd_backward"):
         original = getattr(numba_kernels, name)
