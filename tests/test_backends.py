@@ -321,6 +321,33 @@ def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
 
 
 @pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+@pytest.mark.parametrize("winograd", [False, True])
+def test_numba_conv_backward_rejects_a_wrong_gy(monkeypatch, winograd):
+    # The Numba loops index gy by the shapes of x and W: a gy of another shape must be an
+    # error, not a read past its end.
+    from nnlite.backends import numba_kernels
+
+    if winograd:
+        _force_winograd(monkeypatch, 1)
+    x, W = np.ones((4, 3, 6, 6), np.float32), np.ones((2, 3, 3, 3), np.float32)
+    for shape in [(2, 2, 6, 6), (4, 1, 6, 6), (4, 2, 5, 6)]:
+        with pytest.raises(ValueError, match="gy has shape"):
+            numba_kernels.conv2d_backward(np.ones(shape, np.float32), x, W, (1, 1), (1, 1, 1, 1))
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+def test_numba_conv_of_integers_is_exact(monkeypatch):
+    # Winograd's transforms halve values, so integer arrays must not take that path.
+    from nnlite.backends import numba_kernels
+
+    _force_winograd(monkeypatch, 1 << 20)
+    rng = np.random.default_rng(11)
+    x, W = rng.integers(-3, 4, (4, 16, 6, 6)), rng.integers(-3, 4, (2, 16, 3, 3))
+    np.testing.assert_array_equal(numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)),
+                                  reference.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)))
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
 def test_numba_winograd_conv_gradcheck(monkeypatch):
     # The conv2d op through the Winograd kernels, float64 central differences.
     import numba

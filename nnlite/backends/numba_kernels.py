@@ -9,7 +9,8 @@ How each kernel is organised, and why:
     conv2d_backward      a cache-sized im2col buffer and multiplies it at once with a
                          single-threaded BLAS GEMM (Python threads around nogil kernels);
                          3x3 stride-1 'same' layers on large enough images use Winograd's
-                         F(2x2, 3x3) instead: 2.25x fewer multiplications, same result
+                         F(2x2, 3x3) instead: 2.25x fewer multiplications, the same result
+                         up to rounding
     im2col               NumPy's (used by average pooling; the convolution has its own above)
     col2im               parallel over images, each added up by the convolution's per-image
                          adjoint: each image is owned by one thread, so there are no races
@@ -184,7 +185,9 @@ def _blocks(items, threads):
     their results must be summed: one sum per run, the runs' sums added in order at the end.
     Which thread took which run then changes nothing, not even the last bit (float addition is
     not associative), so a training run is repeatable, and a resumed one matches an
-    uninterrupted one. 8 runs for up to 4 threads: the same floats on 1, 2 or 4 threads."""
+    uninterrupted one on the same number of threads. 8 runs for up to 4 threads: the same
+    floats on 1, 2 or 4 threads (as long as the batch takes the same path, im2col or Winograd,
+    on each: see _winograd_applies)."""
     items = list(items)
     count = max(1, min(len(items), max(8, 2 * threads)))
     return [items[len(items) * i // count : len(items) * (i + 1) // count] for i in range(count)]
@@ -251,7 +254,10 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
     """gx (N, C, H, W) or None, gW (OC, C, KH, KW); see numpy_kernels.conv2d_backward."""
     (sh, sw), (pt, pb, pl, pr) = stride, pad
     (n, c, h, w), (oc, _, kh, kw) = x.shape, W.shape
-    oh, ow = gy.shape[2], gy.shape[3]
+    oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
+    if gy.shape != (n, oc, oh, ow):  # the loops below would read past gy's end, not fail
+        raise ValueError(f"conv2d_backward: gy has shape {gy.shape}, "
+                         f"the convolution's output has {(n, oc, oh, ow)}")
     x, W = _conv_operands(x, W)
     if _winograd_applies(x, W, stride, pad):
         return _winograd_backward(np.ascontiguousarray(gy, dtype=x.dtype), x, W, input_grad)
@@ -295,7 +301,7 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
 #           [0  1  0 -1]          [ 0    0    1 ]
 #
 # The transforms are linear, so the sum over input channels can be taken between them: for
-# each of the 16 positions xi = 4*row + column of the 4x4, one GEMM over the channels,
+# each of the 16 positions xi = 4a + s (row a, column s) of the 4x4, one GEMM over the channels,
 #     M[xi] (K, T) = U[xi] (K, C) @ V[xi] (C, T),   U = G g G^T per filter, V = B^T d B per tile,
 # that is 16 GEMMs of K x C x T where im2col runs one of K x 9C x 4T: 2.25x fewer multiply-adds,
 # and the transforms in between are additions only. The backward pass is the adjoint of each
@@ -303,6 +309,8 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
 #     gM = A gy A^T  ->  gV = U^T gM  ->  gx = B gV B^T (overlapping patches added up)
 #                        gU = gM V^T  ->  gW = G^T gU G
 # Rounding: ~1e-6 of the largest output in float32 (measured), the order of the GEMM's own.
+# Non-finite inputs: an inf can turn into NaN in the outputs of its own tile, where im2col
+# gives inf, because the transforms subtract neighbouring values.
 #
 # Each thread transforms a chunk of images into V, multiplies, and transforms back; the chunk
 # is sized so that its V and M (or V, gV and gM) stay in a core's cache. Where the transforms
@@ -316,7 +324,7 @@ WINOGRAD_MIN_CHANNELS = 16
 # thread, compact net inference, im2col against Winograd: 5.1 / 6.5 ms at batch 1, 14.6 / 12.4
 # ms at batch 4).
 WINOGRAD_MIN_IMAGES = 4
-WINOGRAD_CHUNK_BYTES = 1 << 20  # of transformed tiles per thread; 0.5 and 2 MiB were slower
+WINOGRAD_CHUNK_BYTES = 1 << 20  # per thread, for its V and M (V, gV, gM); 0.5, 2 MiB were slower
 
 
 def _winograd_applies(x, W, stride, pad):
@@ -324,7 +332,8 @@ def _winograd_applies(x, W, stride, pad):
     # GEMM BLAS spreads over the cores (see conv2d_forward).
     n, _, h, w = x.shape
     threads = numba.get_num_threads()
-    return (W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
+    return (x.dtype.kind == "f"  # the transforms halve: integers would round
+            and W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
             and W.shape[1] >= WINOGRAD_MIN_CHANNELS and h * w >= WINOGRAD_MIN_PIXELS
             and n >= max(threads, WINOGRAD_MIN_IMAGES))
 
@@ -344,7 +353,7 @@ def _gt_times(u0, u1, u2, u3, half):
 
 @njit(nogil=True, cache=True)
 def _winograd_filters_kernel(W, U):
-    # U[4a+b, k, c] = (G g G^T)[a, b] for every filter g = W[k, c]. A loop, not BLAS: a GEMM
+    # U[4a+s, k, c] = (G g G^T)[a, s] for every filter g = W[k, c]. A loop, not BLAS: a GEMM
     # here, outside the convolution's threads, left BLAS's workers spinning on the cores the
     # threads then needed (the training step took 36 ms longer, measured).
     half = W.dtype.type(0.5)
@@ -402,18 +411,20 @@ def _winograd_input(x, b0, b1, E, R, V):
     th, tw = R.shape[2], R.shape[3]
     nt = th * tw
     Rf = R.reshape(4, 4, nt)
-    ne, no = min(tw, w // 2), min(tw, (w - 1) // 2)  # the last E[0, j], E[1, j] inside the image
+    # E[0, j] is padded column 2j (image column 2j - 1), E[1, j] padded column 2j + 1 (image
+    # column 2j); beyond j_even and j_odd those fall outside the image
+    j_even, j_odd = min(tw, w // 2), min(tw, (w - 1) // 2)
     for b in range(b0, b1):
         for ci in range(c):
             for p in range(2 * th + 2):
-                # Padded row p is image row p - 1. E holds its even and odd columns (image
-                # columns 2j-1 and 2j), so that the column half below reads contiguous memory.
+                # Padded row p is image row p - 1. E holds its even and odd padded columns
+                # apart, so that the column half below reads contiguous memory.
                 y = p - 1
                 E[:, :] = 0
                 if 0 <= y < h:
-                    for j in range(1, ne + 1):
+                    for j in range(1, j_even + 1):
                         E[0, j] = x[b, ci, y, 2 * j - 1]
-                    for j in range(no + 1):
+                    for j in range(j_odd + 1):
                         E[1, j] = x[b, ci, y, 2 * j]
                 # It is row r = p & 1 of tile row p >> 1, and row r + 2 of the tile row above.
                 for r in (p & 1, (p & 1) + 2):
@@ -457,12 +468,12 @@ def _winograd_output(M, b0, b1, S, y):
                 for m in range(nt):
                     Sf[1, s, m] = M[4 + s, ki, b - b0, m] - M[8 + s, ki, b - b0, m] - M[12 + s, ki, b - b0, m]
             for yy in range(h):
-                half, i = yy & 1, yy >> 1
+                tr, i = yy & 1, yy >> 1  # row tr of tile row i
                 for j in range(w // 2):
-                    y[b, ki, yy, 2 * j] = S[half, 0, i, j] + S[half, 1, i, j] + S[half, 2, i, j]
-                    y[b, ki, yy, 2 * j + 1] = S[half, 1, i, j] - S[half, 2, i, j] - S[half, 3, i, j]
+                    y[b, ki, yy, 2 * j] = S[tr, 0, i, j] + S[tr, 1, i, j] + S[tr, 2, i, j]
+                    y[b, ki, yy, 2 * j + 1] = S[tr, 1, i, j] - S[tr, 2, i, j] - S[tr, 3, i, j]
                 if w & 1:  # an odd width: the last tile's second column falls outside
-                    y[b, ki, yy, w - 1] = S[half, 0, i, tw - 1] + S[half, 1, i, tw - 1] + S[half, 2, i, tw - 1]
+                    y[b, ki, yy, w - 1] = S[tr, 0, i, tw - 1] + S[tr, 1, i, tw - 1] + S[tr, 2, i, tw - 1]
 
 
 @njit(nogil=True, cache=True)
@@ -476,22 +487,22 @@ def _winograd_grad_output(gy, b0, b1, S, gM):
     for b in range(b0, b1):
         for ki in range(k):
             for yy in range(2 * th):
-                half, i = yy & 1, yy >> 1
+                tr, i = yy & 1, yy >> 1  # row tr of tile row i
                 if yy >= h:
-                    S[half, :, i, :] = 0
+                    S[tr, :, i, :] = 0
                     continue
                 for j in range(w // 2):
                     g0, g1 = gy[b, ki, yy, 2 * j], gy[b, ki, yy, 2 * j + 1]
-                    S[half, 0, i, j] = g0
-                    S[half, 1, i, j] = g0 + g1
-                    S[half, 2, i, j] = g0 - g1
-                    S[half, 3, i, j] = -g1
+                    S[tr, 0, i, j] = g0
+                    S[tr, 1, i, j] = g0 + g1
+                    S[tr, 2, i, j] = g0 - g1
+                    S[tr, 3, i, j] = -g1
                 if w & 1:
                     g0 = gy[b, ki, yy, w - 1]
-                    S[half, 0, i, tw - 1] = g0
-                    S[half, 1, i, tw - 1] = g0
-                    S[half, 2, i, tw - 1] = g0
-                    S[half, 3, i, tw - 1] = 0
+                    S[tr, 0, i, tw - 1] = g0
+                    S[tr, 1, i, tw - 1] = g0
+                    S[tr, 2, i, tw - 1] = g0
+                    S[tr, 3, i, tw - 1] = 0
             for s in range(4):
                 for m in range(nt):
                     gM[s, ki, b - b0, m] = Sf[0, s, m]
@@ -554,18 +565,18 @@ def _winograd_grad_input(gV, b0, b1, R, gx):
                         gx[b, ci, yy, 2 * j + 1] = d1 + d2 - d0 + right0
 
 
-def _winograd_chunks(n, h, w, floats_per_tile):
-    """(images per chunk, [(b0, b1), ...]): chunks whose transformed tiles fill about
+def _winograd_chunks(n, h, w, bytes_per_tile):
+    """(images per chunk, [(b0, b1), ...]): chunks whose buffers fill about
     WINOGRAD_CHUNK_BYTES."""
     tiles = ((h + 1) // 2) * ((w + 1) // 2)
-    per = max(1, min(n, WINOGRAD_CHUNK_BYTES // (4 * floats_per_tile * tiles)))
+    per = max(1, min(n, WINOGRAD_CHUNK_BYTES // (bytes_per_tile * tiles)))
     return per, [(b, min(n, b + per)) for b in range(0, n, per)]
 
 
 def _winograd_forward(x, W):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
-    per, chunks = _winograd_chunks(n, h, w, 16 * (c + k))
+    per, chunks = _winograd_chunks(n, h, w, 16 * (c + k) * x.itemsize)
     chunks = _Shared(chunks)
     U = _winograd_filters(W)
     y = np.empty((n, k, h, w), dtype=x.dtype)
@@ -589,7 +600,7 @@ def _winograd_forward(x, W):
 def _winograd_backward(gy, x, W, input_grad):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
-    per, chunks = _winograd_chunks(n, h, w, 16 * (2 * c + k))
+    per, chunks = _winograd_chunks(n, h, w, 16 * (c * (1 + input_grad) + k) * x.itemsize)
     UT = np.ascontiguousarray(_winograd_filters(W).transpose(0, 2, 1))  # (16, C, K)
     gx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     threads = numba.get_num_threads()
@@ -598,10 +609,12 @@ def _winograd_backward(gy, x, W, input_grad):
     queue = _Shared(enumerate(blocks))
 
     def work(t):
-        V, gV = np.empty((2, 16, c, per, th * tw), dtype=x.dtype)
+        V = np.empty((16, c, per, th * tw), dtype=x.dtype)
+        gV = np.empty((16, c, per, th * tw), dtype=x.dtype) if input_grad else None
         gM = np.empty((16, k, per, th * tw), dtype=x.dtype)
         E, R, S = np.empty((2, tw + 1), x.dtype), np.empty((4, 4, th, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
-        V2, gV2, gM2 = V.reshape(16, c, -1), gV.reshape(16, c, -1), gM.reshape(16, k, -1)
+        V2, gM2 = V.reshape(16, c, -1), gM.reshape(16, k, -1)
+        gV2 = gV.reshape(16, c, -1) if input_grad else None
         part = np.empty((16, c, k), dtype=x.dtype)
         for i, block in queue:
             for b0, b1 in block:
