@@ -415,6 +415,7 @@ def _winograd_input(x, b0, b1, E, R, V):
     # column 2j); beyond j_even and j_odd those fall outside the image
     j_even, j_odd = min(tw, w // 2), min(tw, (w - 1) // 2)
     for b in range(b0, b1):
+        bl = b - b0  # the image's place in the chunk
         for ci in range(c):
             for p in range(2 * th + 2):
                 # Padded row p is image row p - 1. E holds its even and odd padded columns
@@ -443,13 +444,13 @@ def _winograd_input(x, b0, b1, E, R, V):
             # loop over tiles writing all 16).
             for s in range(4):
                 for m in range(nt):
-                    V[s, ci, b - b0, m] = Rf[0, s, m] - Rf[2, s, m]
+                    V[s, ci, bl, m] = Rf[0, s, m] - Rf[2, s, m]
                 for m in range(nt):
-                    V[4 + s, ci, b - b0, m] = Rf[1, s, m] + Rf[2, s, m]
+                    V[4 + s, ci, bl, m] = Rf[1, s, m] + Rf[2, s, m]
                 for m in range(nt):
-                    V[8 + s, ci, b - b0, m] = Rf[2, s, m] - Rf[1, s, m]
+                    V[8 + s, ci, bl, m] = Rf[2, s, m] - Rf[1, s, m]
                 for m in range(nt):
-                    V[12 + s, ci, b - b0, m] = Rf[1, s, m] - Rf[3, s, m]
+                    V[12 + s, ci, bl, m] = Rf[1, s, m] - Rf[3, s, m]
 
 
 @njit(nogil=True, cache=True)
@@ -461,19 +462,21 @@ def _winograd_output(M, b0, b1, S, y):
     nt = th * tw
     Sf = S.reshape(2, 4, nt)
     for b in range(b0, b1):
+        bl = b - b0  # the image's place in the chunk
         for ki in range(k):
             for s in range(4):
                 for m in range(nt):
-                    Sf[0, s, m] = M[s, ki, b - b0, m] + M[4 + s, ki, b - b0, m] + M[8 + s, ki, b - b0, m]
+                    Sf[0, s, m] = M[s, ki, bl, m] + M[4 + s, ki, bl, m] + M[8 + s, ki, bl, m]
                 for m in range(nt):
-                    Sf[1, s, m] = M[4 + s, ki, b - b0, m] - M[8 + s, ki, b - b0, m] - M[12 + s, ki, b - b0, m]
+                    Sf[1, s, m] = M[4 + s, ki, bl, m] - M[8 + s, ki, bl, m] - M[12 + s, ki, bl, m]
             for yy in range(h):
                 tr, i = yy & 1, yy >> 1  # row tr of tile row i
                 for j in range(w // 2):
                     y[b, ki, yy, 2 * j] = S[tr, 0, i, j] + S[tr, 1, i, j] + S[tr, 2, i, j]
                     y[b, ki, yy, 2 * j + 1] = S[tr, 1, i, j] - S[tr, 2, i, j] - S[tr, 3, i, j]
                 if w & 1:  # an odd width: the last tile's second column falls outside
-                    y[b, ki, yy, w - 1] = S[tr, 0, i, tw - 1] + S[tr, 1, i, tw - 1] + S[tr, 2, i, tw - 1]
+                    j = tw - 1
+                    y[b, ki, yy, w - 1] = S[tr, 0, i, j] + S[tr, 1, i, j] + S[tr, 2, i, j]
 
 
 @njit(nogil=True, cache=True)
@@ -485,6 +488,7 @@ def _winograd_grad_output(gy, b0, b1, S, gM):
     nt = th * tw
     Sf = S.reshape(2, 4, nt)
     for b in range(b0, b1):
+        bl = b - b0  # the image's place in the chunk
         for ki in range(k):
             for yy in range(2 * th):
                 tr, i = yy & 1, yy >> 1  # row tr of tile row i
@@ -505,13 +509,13 @@ def _winograd_grad_output(gy, b0, b1, S, gM):
                     S[tr, 3, i, tw - 1] = 0
             for s in range(4):
                 for m in range(nt):
-                    gM[s, ki, b - b0, m] = Sf[0, s, m]
+                    gM[s, ki, bl, m] = Sf[0, s, m]
                 for m in range(nt):
-                    gM[4 + s, ki, b - b0, m] = Sf[0, s, m] + Sf[1, s, m]
+                    gM[4 + s, ki, bl, m] = Sf[0, s, m] + Sf[1, s, m]
                 for m in range(nt):
-                    gM[8 + s, ki, b - b0, m] = Sf[0, s, m] - Sf[1, s, m]
+                    gM[8 + s, ki, bl, m] = Sf[0, s, m] - Sf[1, s, m]
                 for m in range(nt):
-                    gM[12 + s, ki, b - b0, m] = -Sf[1, s, m]
+                    gM[12 + s, ki, bl, m] = -Sf[1, s, m]
 
 
 @njit(nogil=True, cache=True)
@@ -525,17 +529,19 @@ def _winograd_grad_input(gV, b0, b1, R, gx):
     Rf = R.reshape(4, 4, nt)
     zero = gx.dtype.type(0)
     for b in range(b0, b1):
+        bl = b - b0  # the image's place in the chunk
         for ci in range(c):
             # The row half, B gV: row r of every patch (the adjoint of the flat loops above)
             for s in range(4):
                 for m in range(nt):
-                    Rf[0, s, m] = gV[s, ci, b - b0, m]
+                    Rf[0, s, m] = gV[s, ci, bl, m]
                 for m in range(nt):
-                    Rf[1, s, m] = gV[4 + s, ci, b - b0, m] - gV[8 + s, ci, b - b0, m] + gV[12 + s, ci, b - b0, m]
+                    Rf[1, s, m] = (gV[4 + s, ci, bl, m] - gV[8 + s, ci, bl, m]
+                                   + gV[12 + s, ci, bl, m])
                 for m in range(nt):
-                    Rf[2, s, m] = gV[4 + s, ci, b - b0, m] + gV[8 + s, ci, b - b0, m] - gV[s, ci, b - b0, m]
+                    Rf[2, s, m] = gV[4 + s, ci, bl, m] + gV[8 + s, ci, bl, m] - gV[s, ci, bl, m]
                 for m in range(nt):
-                    Rf[3, s, m] = -gV[12 + s, ci, b - b0, m]
+                    Rf[3, s, m] = -gV[12 + s, ci, bl, m]
             # The column half, (B gV) B^T, summed per pixel: image row yy is padded row yy + 1,
             # row r = (yy + 1) & 1 of tile row i = (yy + 1) >> 1 and row r + 2 of tile row i - 1;
             # image column 2j is column 1 of tile j and column 3 of tile j - 1, image column
@@ -585,7 +591,8 @@ def _winograd_forward(x, W):
     def work(t):
         V = np.empty((16, c, per, th * tw), dtype=x.dtype)  # this thread's buffers
         M = np.empty((16, k, per, th * tw), dtype=x.dtype)
-        E, R, S = np.empty((2, tw + 1), x.dtype), np.empty((4, 4, th, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
+        E = np.empty((2, tw + 1), x.dtype)  # scratch for the transforms
+        R, S = np.empty((4, 4, th, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
         V2, M2 = V.reshape(16, c, -1), M.reshape(16, k, -1)  # (16, C, tiles), tiles image by image
         for b0, b1 in chunks:
             tiles = (b1 - b0) * th * tw
@@ -612,7 +619,8 @@ def _winograd_backward(gy, x, W, input_grad):
         V = np.empty((16, c, per, th * tw), dtype=x.dtype)
         gV = np.empty((16, c, per, th * tw), dtype=x.dtype) if input_grad else None
         gM = np.empty((16, k, per, th * tw), dtype=x.dtype)
-        E, R, S = np.empty((2, tw + 1), x.dtype), np.empty((4, 4, th, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
+        E = np.empty((2, tw + 1), x.dtype)  # scratch for the transforms
+        R, S = np.empty((4, 4, th, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
         V2, gM2 = V.reshape(16, c, -1), gM.reshape(16, k, -1)
         gV2 = gV.reshape(16, c, -1) if input_grad else None
         part = np.empty((16, c, k), dtype=x.dtype)
