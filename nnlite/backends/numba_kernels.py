@@ -290,7 +290,7 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
 # -- convolution, 3x3 stride 1 'same': Winograd's minimal filtering F(2x2, 3x3) -------------
 # A 3x3 convolution costs 9 multiply-adds per output pixel and input channel. Winograd's
 # algorithm (Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural Networks"; cuDNN and
-# oneDNN use it for these layers) computes a 2x2 tile of outputs from the 4x4 input patch d
+# oneDNN both implement it) computes a 2x2 tile of outputs from the 4x4 input patch d
 # that covers it with 16 multiplications instead of 36:
 #
 #     y = A^T [ (G g G^T) * (B^T d B) ] A        g the 3x3 filter, * elementwise (4x4)
