@@ -174,7 +174,6 @@ def col2im(col, x_shape, kh, kw, stride, pad):
     return x
 
 
-
 def conv2d_forward(x, W, stride, pad):
     """im2col above + one cuBLAS GEMM for the whole batch; see numpy_kernels.conv2d_forward."""
     return _reference._gemm_conv2d_forward(im2col, x, W, stride, pad)

@@ -147,8 +147,8 @@ def _col2im_image(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
 
 def _on_threads(work, threads):
     """Run work(t) for t = 0..threads-1 on a pool of Python threads, BLAS single-threaded
-    meanwhile; returns the results in order. An exception in any of them is raised here, after
-    all have stopped (none still writes into the caller's arrays)."""
+    meanwhile. An exception in any of them is raised here, after all have stopped (none still
+    writes into the caller's arrays)."""
     global _pool, _pool_threads
     # One call at a time: two Python threads running convolutions would otherwise replace each
     # other's pool, and interleave the BLAS limit's save/restore (leaving BLAS at 1 thread).
@@ -160,7 +160,8 @@ def _on_threads(work, threads):
         with _one_blas_thread():
             futures = [_pool.submit(work, t) for t in range(threads)]
             wait(futures)
-    return [f.result() for f in futures]
+    for f in futures:
+        f.result()  # re-raises a worker's exception
 
 
 class _Shared:
@@ -177,7 +178,6 @@ class _Shared:
     def __next__(self):
         with self._lock:
             return next(self._items)
-
 
 
 def _blocks(items, threads):

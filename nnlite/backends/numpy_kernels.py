@@ -69,7 +69,6 @@ def col2im(col, x_shape, kh, kw, stride, pad):
     return xp.ascontiguousarray(padded[:, :, pt : pt + h, pl : pl + w])
 
 
-
 def conv2d_forward(x, W, stride, pad):
     """Convolution (no bias) as im2col + ONE GEMM over the whole batch.
 
