@@ -64,6 +64,7 @@ WINDOWS = [
     ((1, 3, 6, 5), 3, 2, (2, 1), (1, 1, 0, 0)),
     ((2, 1, 5, 5), 5, 5, (1, 1), (2, 2, 2, 2)),
     ((2, 2, 6, 6), 2, 2, (2, 2), (0, 0, 0, 0)),
+    ((2, 3, 7, 5), 2, 2, (2, 2), (0, 0, 0, 0)),       # 2x2 s2 on odd sizes: the last row/column unused
 ]
 
 
@@ -486,3 +487,25 @@ def test_numba_conv_from_two_python_threads():
         worker.join()
     assert not errors, errors
     assert blas_threads() == before
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numba_2x2_pool_matches_the_general_loop(dtype):
+    # The written-out 2x2 stride-2 pool against the general window loop on the values where
+    # the order of comparisons shows: ties (the first maximum wins), -inf, NaN, an all-NaN window.
+    from nnlite.backends import numba_kernels
+
+    x = np.random.default_rng(3).integers(-2, 3, (2, 3, 9, 8)).astype(dtype)  # many ties
+    x[0, 0, 0, :4] = (np.nan, 1.0, np.nan, np.nan)
+    x[0, 0, 1, :4] = (-np.inf, 1.0, np.nan, np.nan)  # windows: NaN first and a tie; all NaN
+    x[1, 2, 2:4, 2:4] = -np.inf
+    general_y = np.empty((2, 3, 4, 4), dtype)
+    general_argmax = np.empty((2, 3, 4, 4), np.int64)
+    numba_kernels._max_pool_forward[0](x, 2, 2, 2, 2, 0, 0, general_y, general_argmax)
+    y, argmax = numba_kernels.max_pool_forward(x, 2, 2, (2, 2), (0, 0, 0, 0))
+    np.testing.assert_array_equal(y, general_y)  # NaN where NaN
+    np.testing.assert_array_equal(argmax, general_argmax)
+    assert y[0, 0, 0, 0] == 1 and argmax[0, 0, 0, 0] == 1  # the first of the tied maxima
+    assert y[0, 0, 0, 1] == -np.inf and argmax[0, 0, 0, 1] == 0  # an all-NaN window: none wins
+    assert y[1, 2, 1, 1] == -np.inf

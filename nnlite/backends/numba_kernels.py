@@ -702,6 +702,38 @@ def _max_pool_forward(x, kh, kw, sh, sw, pt, pl, y, argmax):
                 argmax[b, ci, p, q] = winner
 
 
+@_serial_and_parallel()
+def _max_pool_2x2_forward(x, y, argmax):
+    # The common pool (2x2 windows, stride 2, no padding) written out: the four values of a
+    # window are named, so the loop over a row of windows has no inner loops or bounds tests
+    # and LLVM vectorizes it. 4-5x faster than the general loop on the compact net's pools
+    # (measured at batch 64, 2 threads). Same order and comparisons as the general loop, so
+    # the same winners, ties and NaNs included.
+    n, c = x.shape[0], x.shape[1]
+    oh, ow = y.shape[2], y.shape[3]
+    for plane in prange(n * c):
+        b, ci = plane // c, plane % c
+        for p in range(oh):
+            top, bottom = x[b, ci, 2 * p], x[b, ci, 2 * p + 1]
+            out, arg = y[b, ci, p], argmax[b, ci, p]
+            for q in range(ow):
+                best, winner = -np.inf, 0
+                v = top[2 * q]
+                if v > best:
+                    best = v
+                v = top[2 * q + 1]
+                if v > best:
+                    best, winner = v, 1
+                v = bottom[2 * q]
+                if v > best:
+                    best, winner = v, 2
+                v = bottom[2 * q + 1]
+                if v > best:
+                    best, winner = v, 3
+                out[q] = best
+                arg[q] = winner
+
+
 def max_pool_forward(x, kh, kw, stride, pad):
     """y (N, C, OH, OW) and argmax (position inside the window, row-major, int64)."""
     (sh, sw), (pt, pb, pl, pr) = stride, pad
@@ -709,7 +741,10 @@ def max_pool_forward(x, kh, kw, stride, pad):
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
     y = np.empty((n, c, oh, ow), dtype=x.dtype)
     argmax = np.empty((n, c, oh, ow), dtype=np.int64)
-    _pick(_max_pool_forward, x.size)(x, kh, kw, sh, sw, pt, pl, y, argmax)
+    if (kh, kw, sh, sw) == (2, 2, 2, 2) and tuple(pad) == (0, 0, 0, 0):
+        _pick(_max_pool_2x2_forward, x.size)(x, y, argmax)
+    else:
+        _pick(_max_pool_forward, x.size)(x, kh, kw, sh, sw, pt, pl, y, argmax)
     return y, argmax
 
 
