@@ -8,9 +8,13 @@ For each net and backend:
     infer b1    forward of one image, eval mode, no graph (the live-camera case)
     infer b64   the same for a batch of 64
     train b64   forward (train mode), softmax cross-entropy, backward, MomentumSGD step
-When PyTorch is installed the same net (benchmarks/torch_nets.py, same weights) runs in the
-same process, interleaved with ours rep by rep, with the same number of threads; the table
-gives our median time / PyTorch's median time. On the CPU each timed call starts after a
+Every backend and, when PyTorch is installed, the same net in PyTorch (benchmarks/torch_nets.py,
+same weights, same number of threads) run in the same process, interleaved rep by rep (numpy,
+numba, torch, numpy, numba, torch, ...), so that a machine that speeds up or slows down during
+the run moves all of them alike; the table gives each median time, our time / PyTorch's and the
+speed-up over the numpy backend, all from the same interleaved run. A case in which the numpy
+backend runs a batch of 64 takes it 1-3 s a step, so those cases run --numpy-reps times (all
+sides alike) instead of --reps. On the CPU each timed call starts after a
 --settle pause (0.2 s), so that neither side is timed against the other's still-spinning
 worker threads. With --device cuda our "cuda" backend runs against PyTorch on the GPU
 (cuDNN), both synchronized before the clock is read.
@@ -61,6 +65,15 @@ def our_step_functions(name, backend, device, batch_sizes):
     return model, {"infer b1": infer(1), "infer b64": infer(64), "train b64": train}
 
 
+def on_backend(backend, fn):
+    """fn run with `backend` selected: the backends' functions take turns in one timing loop,
+    and an op on NumPy arrays runs the kernels of whichever of numpy/numba is selected."""
+    def run():
+        nnlite.use(backend)
+        fn()
+    return run
+
+
 def torch_step_functions(torch, name, ours, device):
     from benchmarks import torch_nets
 
@@ -95,8 +108,9 @@ def main(argv=None):
                         help="comma-separated; default numpy,numba (cpu) or cuda (--device cuda)")
     parser.add_argument("--nets", default="compact,seed")
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions (median)")
-    parser.add_argument("--numpy-reps", type=int, default=3,
-                        help="repetitions for the (slow) numpy backend's steps")
+    parser.add_argument("--numpy-reps", type=int, default=5,
+                        help="repetitions of the cases where the numpy backend runs a batch of 64 "
+                             "(every side of such a case runs this many)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
@@ -126,35 +140,37 @@ def main(argv=None):
 
     rows = []
     for name in args.nets.split(","):
+        sides, model = {}, None  # side -> {case: function}, the sides timed against each other
         for backend in backends:
             reason = nnlite.available()[backend]
             if reason is not None:
                 print(f"skipping backend {backend}: {reason}")
                 continue
-            ours, functions = our_step_functions(name, backend, args.device, (1, 64))
-            theirs = torch_step_functions(torch, name, ours, args.device) if torch else {}
-            for case, fn in functions.items():
-                candidates = {"ours": fn}
-                if case in theirs:
-                    candidates["torch"] = theirs[case]
-                slow = backend == "numpy" and case != "infer b1"
-                reps = args.numpy_reps if slow else args.reps
-                medians = time_interleaved(candidates, reps, warmup=1 if slow else 2, sync=sync,
-                                           settle=settle)
+            built, functions = our_step_functions(name, backend, args.device, (1, 64))
+            if model is None:  # every backend's model starts from the same weights (seed 0)
+                model = built
+            sides[backend] = {case: on_backend(backend, fn) for case, fn in functions.items()}
+        if not sides:
+            continue
+        if torch is not None:
+            sides["torch"] = torch_step_functions(torch, name, model, args.device)
+        for case in next(iter(sides.values())):
+            slow = "numpy" in sides and case != "infer b1"
+            reps = args.numpy_reps if slow else args.reps
+            medians = time_interleaved({side: cases[case] for side, cases in sides.items()}, reps,
+                                       warmup=1 if slow else 2, sync=sync, settle=settle)
+            for backend in (side for side in sides if side != "torch"):
                 row = {"net": name, "backend": backend, "case": case, "reps": reps,
-                       "ours_ms": medians["ours"] * 1e3}
+                       "ours_ms": medians[backend] * 1e3}
                 if "torch" in medians:
                     row["torch_ms"] = medians["torch"] * 1e3
-                    row["ratio"] = medians["ours"] / medians["torch"]
+                    row["ratio"] = medians[backend] / medians["torch"]
+                if "numpy" in medians:
+                    row["speedup_vs_numpy"] = medians["numpy"] / medians[backend]
                 rows.append(row)
                 print(f"  {name:8s} {backend:6s} {case:10s} ours {row['ours_ms']:9.2f} ms"
                       + (f"   torch {row['torch_ms']:9.2f} ms   ratio {row['ratio']:.2f}"
                          if "ratio" in row else ""), flush=True)
-    # speed-up of each backend over numpy on the same net and case
-    base = {(r["net"], r["case"]): r["ours_ms"] for r in rows if r["backend"] == "numpy"}
-    for r in rows:
-        if (r["net"], r["case"]) in base:
-            r["speedup_vs_numpy"] = base[(r["net"], r["case"])] / r["ours_ms"]
     print()
     print_table(rows, COLUMNS)
     if args.json:
