@@ -4,6 +4,7 @@ RESULTS.md.
     python -m benchmarks.kernels     per kernel x backend x batch
     python -m benchmarks.train_step  per net x backend: inference and one training step,
                                      against PyTorch in the same run when it is installed
+    python -m benchmarks.profile_step  one training step split by kernel: where the time goes
     python -m benchmarks.pipeline    frames/s of the whole face pipeline
 
 This module holds what they share: thread control (every library gets the same number of

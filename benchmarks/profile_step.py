@@ -1,0 +1,180 @@
+"""Where the time of one training step (or one inference) goes, kernel by kernel.
+
+    python -m benchmarks.profile_step [--net compact] [--backend numba] [--case train]
+                                      [--batch 64] [--reps 10] [--threads 2] [--settle 0.2]
+                                      [--device cuda] [--json PATH]
+
+Every kernel of the backend's kernel module (the names numpy_kernels.py defines: it is the
+specification) is wrapped in a timer for the run, and the step is timed as a whole around them.
+The table gives each kernel's milliseconds per step (the median over --reps steps), its number
+of calls per step and its share of the step; "outside the kernels" is the rest: Python, the
+autograd graph, allocation, and small NumPy expressions in the ops themselves.
+
+A kernel that calls another kernel is counted once, at the outer call. On the GPU each kernel
+call is synchronized before and after, so that its time is its own: that serializes what would
+otherwise overlap, so the step is slower than in benchmarks.train_step, and the table is for
+finding the big items, not for the step's time.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from collections import defaultdict
+
+import numpy as np
+
+import nnlite
+import nnlite.functional as F
+from benchmarks import machine, print_table, set_threads, write_json
+from emotion.models import build
+from nnlite import optim
+from nnlite.autograd import Tensor, no_grad
+from nnlite.backends import kernels_for
+from nnlite.backends import numpy_kernels
+
+
+def kernel_names():
+    """The kernels every backend defines: the public functions of the specification."""
+    return sorted(name for name, value in vars(numpy_kernels).items()
+                  if callable(value) and not name.startswith("_")
+                  and getattr(value, "__module__", None) == numpy_kernels.__name__)
+
+
+class KernelTimer:
+    """Wraps the kernels of `module` while in a `with` block and adds up their time per name."""
+
+    def __init__(self, module, sync=None):
+        self.module, self.sync = module, sync or (lambda: None)
+        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+        self._depth, self._originals = 0, {}
+
+    def _wrap(self, name, kernel):
+        def timed(*args, **kwargs):
+            if self._depth:  # called from inside another kernel: that one is counting
+                return kernel(*args, **kwargs)
+            self._depth += 1
+            try:
+                self.sync()
+                start = time.perf_counter()
+                result = kernel(*args, **kwargs)
+                self.sync()
+                self.seconds[name] += time.perf_counter() - start
+                self.calls[name] += 1
+            finally:
+                self._depth -= 1
+            return result
+        return timed
+
+    def __enter__(self):
+        for name in kernel_names():
+            kernel = getattr(self.module, name, None)
+            if kernel is not None:
+                self._originals[name] = kernel
+                setattr(self.module, name, self._wrap(name, kernel))
+        return self
+
+    def __exit__(self, *exc):
+        for name, kernel in self._originals.items():
+            setattr(self.module, name, kernel)
+        self._originals.clear()
+
+    def reset(self):
+        self.seconds.clear()
+        self.calls.clear()
+
+
+def profile(net, backend, case, batch, reps, device, settle, sync=None):
+    """(step seconds per rep, {kernel: [seconds per rep]}, {kernel: calls per step})."""
+    nnlite.use(backend)
+    nnlite.seed(0)
+    model = build(net).to(device)
+    rng = np.random.default_rng(0)
+    x = nnlite.to_device(rng.standard_normal((batch, 1, 48, 48)).astype(np.float32), device)
+    labels = nnlite.to_device(rng.integers(0, 7, batch), device)
+    optimizer = optim.MomentumSGD(model.parameters(), lr=1e-3, momentum=0.9)
+    sync = sync or (lambda: None)
+
+    def step():
+        if case == "train":
+            model.train()
+            optimizer.zero_grad()
+            F.softmax_cross_entropy(model(Tensor(x)), labels).backward()
+            optimizer.step()
+        else:
+            model.eval()
+            with no_grad():
+                model(Tensor(x))
+
+    steps, per_kernel, calls = [], defaultdict(list), {}
+    with KernelTimer(kernels_for(x), sync) as timer:
+        for _ in range(2):  # warm-up: compilation, first allocations
+            step()
+        for _ in range(reps):
+            timer.reset()
+            sync()
+            time.sleep(settle)
+            start = time.perf_counter()
+            step()
+            sync()
+            steps.append(time.perf_counter() - start)
+            for name, seconds in timer.seconds.items():
+                per_kernel[name].append(seconds)
+            calls = dict(timer.calls)
+    return steps, per_kernel, calls
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--net", default="compact")
+    parser.add_argument("--backend", default=None, help="numpy, numba or cuda (default numba, "
+                                                        "or cuda with --device cuda)")
+    parser.add_argument("--case", default="train", choices=("train", "infer"))
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--reps", type=int, default=10, help="timed steps (median)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--settle", type=float, default=None,
+                        help="seconds of pause before each step (default 0.2 on the CPU, 0 on the GPU)")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    backend = args.backend or ("cuda" if args.device == "cuda" else "numba")
+    reason = nnlite.available()[backend]
+    if reason is not None:
+        print(f"backend {backend} is not available: {reason}", file=sys.stderr)
+        return 2
+    settle = args.settle if args.settle is not None else (0.2 if args.device == "cpu" else 0.0)
+    threads = set_threads(args.threads)
+    nnlite.keep_freed_memory()  # as benchmarks.train_step and emotion train do
+    sync = None
+    if args.device == "cuda":
+        import cupy
+
+        def sync():
+            cupy.cuda.Device().synchronize()
+
+    steps, per_kernel, calls = profile(args.net, backend, args.case, args.batch, args.reps,
+                                       args.device, settle, sync)
+    step_ms = statistics.median(steps) * 1e3
+    rows = [{"kernel": name, "calls": calls.get(name, 0), "ms": statistics.median(times) * 1e3}
+            for name, times in per_kernel.items()]
+    rows.sort(key=lambda row: -row["ms"])
+    inside = sum(row["ms"] for row in rows)
+    rows.append({"kernel": "outside the kernels", "ms": step_ms - inside})
+    for row in rows:
+        row["share"] = row["ms"] / step_ms
+    print(f"{args.net} {backend} {args.case} batch {args.batch}: median step {step_ms:.2f} ms "
+          f"over {args.reps} steps   threads: {threads}   machine: {machine()}")
+    print_table(rows, [("kernel", "kernel", "{}"), ("calls", "calls/step", "{}"),
+                       ("ms", "ms/step", "{:.2f}"), ("share", "share", "{:.1%}")])
+    if args.json:
+        write_json(args.json, {"machine": machine(), "threads": threads, "net": args.net,
+                               "backend": backend, "case": args.case, "batch": args.batch,
+                               "device": args.device, "settle_s": settle, "step_ms": step_ms,
+                               "command": " ".join(sys.argv), "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
