@@ -7,8 +7,10 @@
 Every kernel of the backend's kernel module (the names numpy_kernels.py defines: it is the
 specification) is wrapped in a timer for the run, and the step is timed as a whole around them.
 The table gives each kernel's milliseconds per step (the median over --reps steps), its number
-of calls per step and its share of the step; "outside the kernels" is the rest: Python, the
-autograd graph, allocation, and small NumPy expressions in the ops themselves.
+of calls per step, its share of the step, and how many cores it kept busy on average (the
+process's CPU time over the wall time, on the CPU: 2.00 is both of two cores all the time);
+"outside the kernels" is the rest: Python, the autograd graph, allocation, and small NumPy
+expressions in the ops themselves.
 
 A kernel that calls another kernel is counted once, at the outer call. On the GPU each kernel
 call is synchronized before and after, so that its time is its own: that serializes what would
@@ -46,7 +48,7 @@ class KernelTimer:
 
     def __init__(self, module, sync=None):
         self.module, self.sync = module, sync or (lambda: None)
-        self.seconds, self.calls = defaultdict(float), defaultdict(int)
+        self.seconds, self.cpu, self.calls = defaultdict(float), defaultdict(float), defaultdict(int)
         self._depth, self._originals = 0, {}
 
     def _wrap(self, name, kernel):
@@ -56,10 +58,11 @@ class KernelTimer:
             self._depth += 1
             try:
                 self.sync()
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 result = kernel(*args, **kwargs)
                 self.sync()
                 self.seconds[name] += time.perf_counter() - start
+                self.cpu[name] += time.process_time() - start_cpu  # all of the process's threads
                 self.calls[name] += 1
             finally:
                 self._depth -= 1
@@ -81,11 +84,13 @@ class KernelTimer:
 
     def reset(self):
         self.seconds.clear()
+        self.cpu.clear()
         self.calls.clear()
 
 
 def profile(net, backend, case, batch, reps, device, settle, sync=None):
-    """(step seconds per rep, {kernel: [seconds per rep]}, {kernel: calls per step})."""
+    """(step seconds per rep, {kernel: [seconds per rep]}, {kernel: [CPU seconds per rep]},
+    {kernel: calls per step}). CPU seconds are summed over the process's threads."""
     nnlite.use(backend)
     nnlite.seed(0)
     model = build(net).to(device)
@@ -106,7 +111,7 @@ def profile(net, backend, case, batch, reps, device, settle, sync=None):
             with no_grad():
                 model(Tensor(x))
 
-    steps, per_kernel, calls = [], defaultdict(list), {}
+    steps, per_kernel, cpu, calls = [], defaultdict(list), defaultdict(list), {}
     with KernelTimer(kernels_for(x), sync) as timer:
         for _ in range(2):  # warm-up: compilation, first allocations
             step()
@@ -120,8 +125,9 @@ def profile(net, backend, case, batch, reps, device, settle, sync=None):
             steps.append(time.perf_counter() - start)
             for name, seconds in timer.seconds.items():
                 per_kernel[name].append(seconds)
+                cpu[name].append(timer.cpu[name])
             calls = dict(timer.calls)
-    return steps, per_kernel, calls
+    return steps, per_kernel, cpu, calls
 
 
 def main(argv=None):
@@ -154,10 +160,11 @@ def main(argv=None):
         def sync():
             cupy.cuda.Device().synchronize()
 
-    steps, per_kernel, calls = profile(args.net, backend, args.case, args.batch, args.reps,
-                                       args.device, settle, sync)
+    steps, per_kernel, cpu, calls = profile(args.net, backend, args.case, args.batch, args.reps,
+                                            args.device, settle, sync)
     step_ms = statistics.median(steps) * 1e3
-    rows = [{"kernel": name, "calls": calls.get(name, 0), "ms": statistics.median(times) * 1e3}
+    rows = [{"kernel": name, "calls": calls.get(name, 0), "ms": statistics.median(times) * 1e3,
+             "cores": sum(cpu[name]) / sum(times) if sum(times) else None}
             for name, times in per_kernel.items()]
     rows.sort(key=lambda row: -row["ms"])
     inside = sum(row["ms"] for row in rows)
@@ -167,7 +174,8 @@ def main(argv=None):
     print(f"{args.net} {backend} {args.case} batch {args.batch}: median step {step_ms:.2f} ms "
           f"over {args.reps} steps   threads: {threads}   machine: {machine()}")
     print_table(rows, [("kernel", "kernel", "{}"), ("calls", "calls/step", "{}"),
-                       ("ms", "ms/step", "{:.2f}"), ("share", "share", "{:.1%}")])
+                       ("ms", "ms/step", "{:.2f}"), ("share", "share", "{:.1%}"),
+                       ("cores", "cores busy", "{:.2f}")])
     if args.json:
         write_json(args.json, {"machine": machine(), "threads": threads, "net": args.net,
                                "backend": backend, "case": args.case, "batch": args.batch,

@@ -278,9 +278,11 @@ def test_gradcheck_every_op(backend):
 def _force_winograd(monkeypatch, chunk_bytes):
     """Send every 3x3 stride-1 'same' convolution of the Numba backend through Winograd F(2x2, 3x3)
     (by default only batches of 4 or more images of 6x6 and more with 16 channels or more take
-    it), and count the calls."""
+    it), with the filters' gradients computed on the threads however few they are, and count the
+    calls."""
     from nnlite.backends import numba_kernels
 
+    monkeypatch.setattr(numba_kernels, "WINOGRAD_FILTERS_ALONE", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_PIXELS", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_CHANNELS", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
@@ -509,3 +511,30 @@ def test_numba_2x2_pool_matches_the_general_loop(dtype):
     assert y[0, 0, 0, 0] == 1 and argmax[0, 0, 0, 0] == 1  # the first of the tied maxima
     assert y[0, 0, 0, 1] == -np.inf and argmax[0, 0, 0, 1] == 0  # an all-NaN window: none wins
     assert y[1, 2, 1, 1] == -np.inf
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numba_winograd_filter_transforms(monkeypatch, dtype):
+    # The filters' gradient (the blocks' sum, then the adjoint transform) gives the same bits in
+    # the calling thread and on the threads; the transform writes into a transposed view as into
+    # the array; and the adjoint is the transpose: <U(W), gU> = <W, U^T(gU)>.
+    import numba
+    from nnlite.backends import numba_kernels as nb
+
+    rng = np.random.default_rng(12)
+    W = rng.standard_normal((9, 13, 3, 3)).astype(dtype)
+    gUT = rng.standard_normal((3, 16, 13, 9)).astype(dtype)  # 3 blocks' partial sums of gU^T
+    threads = min(2, numba.config.NUMBA_NUM_THREADS)
+    gWs = []
+    for alone in (1 << 30, 0):
+        monkeypatch.setattr(nb, "WINOGRAD_FILTERS_ALONE", alone)
+        gWs.append(nb._winograd_filters_backward(gUT, W.shape, threads))
+    np.testing.assert_array_equal(gWs[0], gWs[1])
+    U = nb._winograd_filters(W, np.empty((16, 9, 13), dtype))
+    UT = np.empty((16, 13, 9), dtype)
+    nb._winograd_filters(W, UT.transpose(0, 2, 1))
+    np.testing.assert_array_equal(UT, U.transpose(0, 2, 1))
+    gU = gUT.sum(axis=0).transpose(0, 2, 1)  # (16, K, C)
+    lhs, rhs = np.vdot(U.astype(np.float64), gU), np.vdot(W.astype(np.float64), gWs[0])
+    assert abs(lhs - rhs) <= TOLERANCE[dtype] * np.abs(U).max() * np.abs(gU).sum()

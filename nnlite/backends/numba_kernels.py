@@ -325,6 +325,9 @@ WINOGRAD_MIN_CHANNELS = 16
 # ms at batch 4).
 WINOGRAD_MIN_IMAGES = 4
 WINOGRAD_CHUNK_BYTES = 1 << 20  # per thread, for its V and M (V, gV, gM); 0.5, 2 MiB were slower
+# The backward's filter gradients (the blocks' sum, then G^T gU G) of fewer filters than this
+# are computed in the calling thread (~0.5 ms), of more on the threads.
+WINOGRAD_FILTERS_ALONE = 8192
 
 
 def _winograd_applies(x, W, stride, pad):
@@ -371,12 +374,19 @@ def _winograd_filters_kernel(W, U):
 
 
 @njit(nogil=True, cache=True)
-def _winograd_filters_backward_kernel(gU, gW):
-    # gW[k, c] = G^T gU[:, k, c] G, the adjoint of _winograd_filters_kernel
+def _winograd_filters_backward_kernel(gUT, c0, c1, gU, gW):
+    # gW[k, c] = G^T gU[:, k, c] G, the adjoint of _winograd_filters_kernel, for the input
+    # channels c0..c1-1, where gU^T is the sum of the blocks' gUT (blocks, 16, C, K), added in
+    # block order whichever thread runs this. Scratch: gU (16, K), one channel's sum.
     half = gW.dtype.type(0.5)
-    for k in range(gW.shape[0]):
-        for c in range(gW.shape[1]):
-            u = gU[:, k, c]
+    for c in range(c0, c1):
+        gU[:, :] = gUT[0, :, c, :]
+        for i in range(1, gUT.shape[0]):
+            for xi in range(16):
+                for k in range(gU.shape[1]):
+                    gU[xi, k] += gUT[i, xi, c, k]
+        for k in range(gW.shape[0]):
+            u = gU[:, k]
             r0 = _gt_times(u[0], u[1], u[2], u[3], half)  # gU G, row by row
             r1 = _gt_times(u[4], u[5], u[6], u[7], half)
             r2 = _gt_times(u[8], u[9], u[10], u[11], half)
@@ -387,17 +397,33 @@ def _winograd_filters_backward_kernel(gU, gW):
             g[0, 2], g[1, 2], g[2, 2] = _gt_times(r0[2], r1[2], r2[2], r3[2], half)
 
 
-def _winograd_filters(W):
-    """W (K, C, 3, 3) -> U (16, K, C): G g G^T for every filter, position xi first."""
-    U = np.empty((16, W.shape[0], W.shape[1]), dtype=W.dtype)
+def _winograd_filters(W, U):
+    """U (16, K, C), or a transposed view of it, = G g G^T for every filter g of W (K, C, 3, 3),
+    position xi first. In the calling thread: 1.4 ms for the compact net's 256 x 128 filters,
+    where handing it to the threads made the forward slower (measured)."""
     _winograd_filters_kernel(W, U)
     return U
 
 
-def _winograd_filters_backward(gU, W_shape):
-    """The adjoint of _winograd_filters: gU (16, K, C) -> gW (K, C, 3, 3) = G^T gU G."""
-    gW = np.empty(W_shape, dtype=gU.dtype)
-    _winograd_filters_backward_kernel(gU, gW)
+def _winograd_filters_backward(gUT, W_shape, threads):
+    """The adjoint of _winograd_filters, from the blocks' partial sums gUT (blocks, 16, C, K):
+    gW (K, C, 3, 3) = G^T gU G with gU the blocks' sum. On the threads, by input channel, when
+    there are many filters: done in one thread after the rest (as gUT.sum(axis=0)), this took
+    5 of the 20 ms of the compact net's last backward (128 -> 256 channels, batch 64; measured)."""
+    k, c = W_shape[0], W_shape[1]
+    gW = np.empty(W_shape, dtype=gUT.dtype)
+    if threads == 1 or k * c < WINOGRAD_FILTERS_ALONE:
+        _winograd_filters_backward_kernel(gUT, 0, c, np.empty((16, k), dtype=gUT.dtype), gW)
+        return gW
+    step = -(-c // (4 * threads))  # a few runs of channels per thread, for the queue to even out
+    channels = _Shared((c0, min(c, c0 + step)) for c0 in range(0, c, step))
+
+    def work(t):
+        gU = np.empty((16, k), dtype=gUT.dtype)
+        for c0, c1 in channels:
+            _winograd_filters_backward_kernel(gUT, c0, c1, gU, gW)
+
+    _on_threads(work, threads)
     return gW
 
 
@@ -584,7 +610,7 @@ def _winograd_forward(x, W):
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (c + k) * x.itemsize)
     chunks = _Shared(chunks)
-    U = _winograd_filters(W)
+    U = _winograd_filters(W, np.empty((16, k, c), dtype=x.dtype))
     y = np.empty((n, k, h, w), dtype=x.dtype)
     threads = numba.get_num_threads()
 
@@ -608,11 +634,12 @@ def _winograd_backward(gy, x, W, input_grad):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (c * (1 + input_grad) + k) * x.itemsize)
-    UT = np.ascontiguousarray(_winograd_filters(W).transpose(0, 2, 1))  # (16, C, K)
+    UT = np.empty((16, c, k), dtype=x.dtype)
+    _winograd_filters(W, UT.transpose(0, 2, 1))  # U (16, K, C), written transposed
     gx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     threads = numba.get_num_threads()
     blocks = _blocks(chunks, threads)
-    gUT = np.zeros((len(blocks), 16, c, k), dtype=x.dtype)  # one sum of gU^T per block
+    gUT = np.empty((len(blocks), 16, c, k), dtype=x.dtype)  # one sum of gU^T per block
     queue = _Shared(enumerate(blocks))
 
     def work(t):
@@ -625,20 +652,22 @@ def _winograd_backward(gy, x, W, input_grad):
         gV2 = gV.reshape(16, c, -1) if input_grad else None
         part = np.empty((16, c, k), dtype=x.dtype)
         for i, block in queue:
-            for b0, b1 in block:
+            for j, (b0, b1) in enumerate(block):
                 tiles = (b1 - b0) * th * tw
                 _winograd_input(x, b0, b1, E, R, V)  # V again: cheaper than keeping it from forward
                 _winograd_grad_output(gy, b0, b1, S, gM)
-                # gU^T = V gM^T: measured up to 8% faster than gM V^T for these shapes
-                np.matmul(V2[:, :, :tiles], gM2[:, :, :tiles].transpose(0, 2, 1), out=part)
-                gUT[i] += part
+                # gU^T = V gM^T: measured up to 8% faster than gM V^T for these shapes. The
+                # block's first chunk writes its sum directly, the others are added to it.
+                np.matmul(V2[:, :, :tiles], gM2[:, :, :tiles].transpose(0, 2, 1),
+                          out=part if j else gUT[i])
+                if j:
+                    gUT[i] += part
                 if input_grad:
                     np.matmul(UT, gM2[:, :, :tiles], out=gV2[:, :, :tiles])  # gV = U^T gM
                     _winograd_grad_input(gV, b0, b1, R, gx)
 
     _on_threads(work, threads)
-    gU = np.ascontiguousarray(gUT.sum(axis=0).transpose(0, 2, 1))
-    return gx, _winograd_filters_backward(gU, W.shape)
+    return gx, _winograd_filters_backward(gUT, W.shape, threads)
 
 
 # -- im2col / col2im for the whole batch (average pooling, and the parity tests) -------------
