@@ -65,7 +65,8 @@ def set_threads(n: int, torch=None) -> dict:
     return got
 
 
-def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, settle: float = 0.0) -> dict:
+def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, settle: float = 0.0,
+                     repeats: dict = None) -> dict:
     """Median seconds of each function, run alternately (a, b, a, b, ...) so that the noise of
     a shared machine lands on all of them alike. `sync` is called before reading the clock
     (a GPU is asynchronous).
@@ -74,8 +75,12 @@ def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, set
     OpenBLAS's worker threads spin-wait for a while before they sleep, and on a small CPU they
     take the cores from whatever runs next: without a pause, each side is timed partly
     against the other's spinning threads.
+
+    `repeats`: name -> timed calls per round (default 1), so that fast functions get as many
+    samples as usual while a slow one runs only a few times, all in the same minutes.
     """
     sync = sync or (lambda: None)
+    repeats = repeats or {}
     for _ in range(warmup):
         for fn in functions.values():
             fn()
@@ -83,13 +88,14 @@ def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, set
     times = {name: [] for name in functions}
     for _ in range(reps):
         for name, fn in functions.items():
-            sync()
-            if settle:
-                time.sleep(settle)
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(repeats.get(name, 1)):
+                sync()
+                if settle:
+                    time.sleep(settle)
+                start = time.perf_counter()
+                fn()
+                sync()
+                times[name].append(time.perf_counter() - start)
     return {name: statistics.median(t) for name, t in times.items()}
 
 

@@ -2,20 +2,24 @@
 
     python -m benchmarks.profile_step [--net compact] [--backend numba] [--case train]
                                       [--batch 64] [--reps 10] [--threads 2] [--settle 0.2]
-                                      [--device cuda] [--json PATH]
+                                      [--json PATH]
 
 Every kernel of the backend's kernel module (the names numpy_kernels.py defines: it is the
 specification) is wrapped in a timer for the run, and the step is timed as a whole around them.
 The table gives each kernel's milliseconds per step (the median over --reps steps), its number
 of calls per step, its share of the step, and how many cores it kept busy on average (the
-process's CPU time over the wall time, on the CPU: 2.00 is both of two cores all the time);
-"outside the kernels" is the rest: Python, the autograd graph, allocation, and small NumPy
-expressions in the ops themselves.
+process's CPU time over the wall time, on the CPU: 2.00 is both of two cores all the time;
+rough for kernels that take well under a millisecond, and it counts any thread of the process
+that runs meanwhile, such as BLAS's workers still spinning after a matrix product);
+"outside the kernels" is the rest (the median over the steps of each step's remainder):
+Python, the autograd graph, allocation, NumPy expressions in the ops themselves, and the
+dense layers' matrix products (`x @ W.T`, which go straight to BLAS or cuBLAS: for the seed
+net's 18432 x 3072 layer that is much of the step).
 
-A kernel that calls another kernel is counted once, at the outer call. On the GPU each kernel
-call is synchronized before and after, so that its time is its own: that serializes what would
-otherwise overlap, so the step is slower than in benchmarks.train_step, and the table is for
-finding the big items, not for the step's time.
+A kernel that calls another kernel is counted once, at the outer call. With --backend cuda the
+model and data live on the GPU, and each kernel call is synchronized before and after, so that
+its time is its own: that serializes what would otherwise overlap, so the step is slower than
+in benchmarks.train_step, and the table is for finding the big items, not for the step's time.
 """
 
 import argparse
@@ -30,7 +34,7 @@ import nnlite
 import nnlite.functional as F
 from benchmarks import machine, print_table, set_threads, write_json
 from emotion.models import build
-from nnlite import optim
+from nnlite import backends, optim
 from nnlite.autograd import Tensor, no_grad
 from nnlite.backends import kernels_for
 from nnlite.backends import numpy_kernels
@@ -88,10 +92,12 @@ class KernelTimer:
         self.calls.clear()
 
 
-def profile(net, backend, case, batch, reps, device, settle, sync=None):
-    """(step seconds per rep, {kernel: [seconds per rep]}, {kernel: [CPU seconds per rep]},
-    {kernel: calls per step}). CPU seconds are summed over the process's threads."""
+def profile(net, backend, case, batch, reps, settle, sync=None):
+    """(step seconds per rep, the kernels' seconds in each step, {kernel: [seconds per rep]},
+    {kernel: [CPU seconds per rep]}, {kernel: calls per step}). CPU seconds are summed over
+    the process's threads."""
     nnlite.use(backend)
+    device = backends.default_device()  # the kernels that run are chosen by where the arrays are
     nnlite.seed(0)
     model = build(net).to(device)
     rng = np.random.default_rng(0)
@@ -111,7 +117,7 @@ def profile(net, backend, case, batch, reps, device, settle, sync=None):
             with no_grad():
                 model(Tensor(x))
 
-    steps, per_kernel, cpu, calls = [], defaultdict(list), defaultdict(list), {}
+    steps, kernels, per_kernel, cpu, calls = [], [], defaultdict(list), defaultdict(list), {}
     with KernelTimer(kernels_for(x), sync) as timer:
         for _ in range(2):  # warm-up: compilation, first allocations
             step()
@@ -123,52 +129,52 @@ def profile(net, backend, case, batch, reps, device, settle, sync=None):
             step()
             sync()
             steps.append(time.perf_counter() - start)
+            kernels.append(sum(timer.seconds.values()))
             for name, seconds in timer.seconds.items():
                 per_kernel[name].append(seconds)
                 cpu[name].append(timer.cpu[name])
             calls = dict(timer.calls)
-    return steps, per_kernel, cpu, calls
+    return steps, kernels, per_kernel, cpu, calls
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile_step", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--net", default="compact")
-    parser.add_argument("--backend", default=None, help="numpy, numba or cuda (default numba, "
-                                                        "or cuda with --device cuda)")
+    parser.add_argument("--backend", default="numba", choices=("numpy", "numba", "cuda"))
     parser.add_argument("--case", default="train", choices=("train", "infer"))
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--reps", type=int, default=10, help="timed steps (median)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--settle", type=float, default=None,
-                        help="seconds of pause before each step (default 0.2 on the CPU, 0 on the GPU)")
+                        help="seconds of pause before each step (default 0.2 on the CPU, 0 with cuda)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
-    backend = args.backend or ("cuda" if args.device == "cuda" else "numba")
+    backend = args.backend
     reason = nnlite.available()[backend]
     if reason is not None:
         print(f"backend {backend} is not available: {reason}", file=sys.stderr)
         return 2
-    settle = args.settle if args.settle is not None else (0.2 if args.device == "cpu" else 0.0)
+    settle = args.settle if args.settle is not None else (0.0 if backend == "cuda" else 0.2)
     threads = set_threads(args.threads)
     nnlite.keep_freed_memory()  # as benchmarks.train_step and emotion train do
     sync = None
-    if args.device == "cuda":
+    if backend == "cuda":
         import cupy
 
         def sync():
             cupy.cuda.Device().synchronize()
 
-    steps, per_kernel, cpu, calls = profile(args.net, backend, args.case, args.batch, args.reps,
-                                            args.device, settle, sync)
+    steps, kernels, per_kernel, cpu, calls = profile(args.net, backend, args.case, args.batch,
+                                                     args.reps, settle, sync)
     step_ms = statistics.median(steps) * 1e3
     rows = [{"kernel": name, "calls": calls.get(name, 0), "ms": statistics.median(times) * 1e3,
              "cores": sum(cpu[name]) / sum(times) if sum(times) else None}
             for name, times in per_kernel.items()]
     rows.sort(key=lambda row: -row["ms"])
-    inside = sum(row["ms"] for row in rows)
-    rows.append({"kernel": "outside the kernels", "ms": step_ms - inside})
+    # the median of each step's own remainder (medians of different kernels need not add up)
+    rows.append({"kernel": "outside the kernels",
+                 "ms": statistics.median(s - k for s, k in zip(steps, kernels)) * 1e3})
     for row in rows:
         row["share"] = row["ms"] / step_ms
     print(f"{args.net} {backend} {args.case} batch {args.batch}: median step {step_ms:.2f} ms "
@@ -179,7 +185,9 @@ def main(argv=None):
     if args.json:
         write_json(args.json, {"machine": machine(), "threads": threads, "net": args.net,
                                "backend": backend, "case": args.case, "batch": args.batch,
-                               "device": args.device, "settle_s": settle, "step_ms": step_ms,
+                               "settle_s": settle, "step_ms": step_ms,
+                               "steps_ms": [t * 1e3 for t in steps],
+                               "kernels_ms": [t * 1e3 for t in kernels],
                                "command": " ".join(sys.argv), "rows": rows})
     return 0
 

@@ -13,8 +13,9 @@ same weights, same number of threads) run in the same process, interleaved rep b
 numba, torch, numpy, numba, torch, ...), so that a machine that speeds up or slows down during
 the run moves all of them alike; the table gives each median time, our time / PyTorch's and the
 speed-up over the numpy backend, all from the same interleaved run. A case in which the numpy
-backend runs a batch of 64 takes it 1-3 s a step, so those cases run --numpy-reps times (all
-sides alike) instead of --reps. On the CPU each timed call starts after a
+backend runs a batch of 64 takes it 1-3 s a step, so in those cases numpy runs --numpy-reps
+times and the other sides run several times in each of its rounds, --reps times or more in all.
+On the CPU each timed call starts after a
 --settle pause (0.2 s), so that neither side is timed against the other's still-spinning
 worker threads. With --device cuda our "cuda" backend runs against PyTorch on the GPU
 (cuDNN), both synchronized before the clock is read.
@@ -109,8 +110,8 @@ def main(argv=None):
     parser.add_argument("--nets", default="compact,seed")
     parser.add_argument("--reps", type=int, default=10, help="timed repetitions (median)")
     parser.add_argument("--numpy-reps", type=int, default=5,
-                        help="repetitions of the cases where the numpy backend runs a batch of 64 "
-                             "(every side of such a case runs this many)")
+                        help="repetitions of the numpy backend where it runs a batch of 64 (the "
+                             "other sides still get --reps, timed in between)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
@@ -149,19 +150,25 @@ def main(argv=None):
             built, functions = our_step_functions(name, backend, args.device, (1, 64))
             if model is None:  # every backend's model starts from the same weights (seed 0)
                 model = built
-            sides[backend] = {case: on_backend(backend, fn) for case, fn in functions.items()}
+            sides[backend] = functions
         if not sides:
             continue
+        if len(sides) > 1:  # numpy and numba share NumPy arrays: select each one's kernels
+            sides = {backend: {case: on_backend(backend, fn) for case, fn in functions.items()}
+                     for backend, functions in sides.items()}
         if torch is not None:
             sides["torch"] = torch_step_functions(torch, name, model, args.device)
         for case in next(iter(sides.values())):
             slow = "numpy" in sides and case != "infer b1"
-            reps = args.numpy_reps if slow else args.reps
-            medians = time_interleaved({side: cases[case] for side, cases in sides.items()}, reps,
-                                       warmup=1 if slow else 2, sync=sync, settle=settle)
+            rounds = min(args.numpy_reps, args.reps) if slow else args.reps
+            per_round = -(-args.reps // rounds)  # the fast sides' calls per numpy call
+            repeats = {side: 1 if side == "numpy" else per_round for side in sides}
+            medians = time_interleaved({side: cases[case] for side, cases in sides.items()}, rounds,
+                                       warmup=1 if slow else 2, sync=sync, settle=settle,
+                                       repeats=repeats)
             for backend in (side for side in sides if side != "torch"):
-                row = {"net": name, "backend": backend, "case": case, "reps": reps,
-                       "ours_ms": medians[backend] * 1e3}
+                row = {"net": name, "backend": backend, "case": case,
+                       "reps": rounds * repeats[backend], "ours_ms": medians[backend] * 1e3}
                 if "torch" in medians:
                     row["torch_ms"] = medians["torch"] * 1e3
                     row["ratio"] = medians[backend] / medians["torch"]

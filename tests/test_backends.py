@@ -282,7 +282,7 @@ def _force_winograd(monkeypatch, chunk_bytes):
     calls."""
     from nnlite.backends import numba_kernels
 
-    monkeypatch.setattr(numba_kernels, "WINOGRAD_FILTERS_ALONE", 0)
+    monkeypatch.setattr(numba_kernels, "WINOGRAD_FILTERS_MIN_THREADED", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_PIXELS", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_CHANNELS", 0)
     monkeypatch.setattr(numba_kernels, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
@@ -495,19 +495,26 @@ def test_numba_conv_from_two_python_threads():
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_numba_2x2_pool_matches_the_general_loop(dtype):
     # The written-out 2x2 stride-2 pool against the general window loop on the values where
-    # the order of comparisons shows: ties (the first maximum wins), -inf, NaN, an all-NaN window.
+    # the order of comparisons shows: ties (the first maximum wins), -inf, NaN, an all-NaN
+    # window; both compilations (serial and parallel), on a contiguous and a strided input.
     from nnlite.backends import numba_kernels
 
     x = np.random.default_rng(3).integers(-2, 3, (2, 3, 9, 8)).astype(dtype)  # many ties
     x[0, 0, 0, :4] = (np.nan, 1.0, np.nan, np.nan)
     x[0, 0, 1, :4] = (-np.inf, 1.0, np.nan, np.nan)  # windows: NaN first and a tie; all NaN
     x[1, 2, 2:4, 2:4] = -np.inf
-    general_y = np.empty((2, 3, 4, 4), dtype)
-    general_argmax = np.empty((2, 3, 4, 4), np.int64)
-    numba_kernels._max_pool_forward[0](x, 2, 2, 2, 2, 0, 0, general_y, general_argmax)
+    for image in (x, x[:, :, :, ::-1]):
+        want_y, want_argmax = np.empty((2, 3, 4, 4), dtype), np.empty((2, 3, 4, 4), np.int64)
+        numba_kernels._max_pool_forward[0](image, 2, 2, 2, 2, 0, 0, want_y, want_argmax)
+        got = [numba_kernels.max_pool_forward(image, 2, 2, (2, 2), (0, 0, 0, 0))]
+        for compiled in numba_kernels._max_pool_2x2_forward:  # serial, parallel
+            y, argmax = np.empty_like(want_y), np.empty_like(want_argmax)
+            compiled(image, y, argmax)
+            got.append((y, argmax))
+        for y, argmax in got:
+            np.testing.assert_array_equal(y, want_y)  # NaN where NaN
+            np.testing.assert_array_equal(argmax, want_argmax)
     y, argmax = numba_kernels.max_pool_forward(x, 2, 2, (2, 2), (0, 0, 0, 0))
-    np.testing.assert_array_equal(y, general_y)  # NaN where NaN
-    np.testing.assert_array_equal(argmax, general_argmax)
     assert y[0, 0, 0, 0] == 1 and argmax[0, 0, 0, 0] == 1  # the first of the tied maxima
     assert y[0, 0, 0, 1] == -np.inf and argmax[0, 0, 0, 1] == 0  # an all-NaN window: none wins
     assert y[1, 2, 1, 1] == -np.inf
@@ -527,13 +534,13 @@ def test_numba_winograd_filter_transforms(monkeypatch, dtype):
     gUT = rng.standard_normal((3, 16, 13, 9)).astype(dtype)  # 3 blocks' partial sums of gU^T
     threads = min(2, numba.config.NUMBA_NUM_THREADS)
     gWs = []
-    for alone in (1 << 30, 0):
-        monkeypatch.setattr(nb, "WINOGRAD_FILTERS_ALONE", alone)
+    for min_threaded in (1 << 30, 0):  # one thread; the threads
+        monkeypatch.setattr(nb, "WINOGRAD_FILTERS_MIN_THREADED", min_threaded)
         gWs.append(nb._winograd_filters_backward(gUT, W.shape, threads))
     np.testing.assert_array_equal(gWs[0], gWs[1])
-    U = nb._winograd_filters(W, np.empty((16, 9, 13), dtype))
-    UT = np.empty((16, 13, 9), dtype)
-    nb._winograd_filters(W, UT.transpose(0, 2, 1))
+    U, UT = np.empty((16, 9, 13), dtype), np.empty((16, 13, 9), dtype)
+    nb._winograd_filters_kernel(W, U)
+    nb._winograd_filters_kernel(W, UT.transpose(0, 2, 1))
     np.testing.assert_array_equal(UT, U.transpose(0, 2, 1))
     gU = gUT.sum(axis=0).transpose(0, 2, 1)  # (16, K, C)
     lhs, rhs = np.vdot(U.astype(np.float64), gU), np.vdot(W.astype(np.float64), gWs[0])

@@ -325,9 +325,9 @@ WINOGRAD_MIN_CHANNELS = 16
 # ms at batch 4).
 WINOGRAD_MIN_IMAGES = 4
 WINOGRAD_CHUNK_BYTES = 1 << 20  # per thread, for its V and M (V, gV, gM); 0.5, 2 MiB were slower
-# The backward's filter gradients (the blocks' sum, then G^T gU G) of fewer filters than this
-# are computed in the calling thread (~0.5 ms), of more on the threads.
-WINOGRAD_FILTERS_ALONE = 8192
+# From this many filters (K * C) on, the backward's last step (the weight gradient: the blocks'
+# sum, then G^T gU G) is spread over the threads; below it, one thread does it in ~0.5 ms or less.
+WINOGRAD_FILTERS_MIN_THREADED = 8192
 
 
 def _winograd_applies(x, W, stride, pad):
@@ -356,9 +356,11 @@ def _gt_times(u0, u1, u2, u3, half):
 
 @njit(nogil=True, cache=True)
 def _winograd_filters_kernel(W, U):
-    # U[4a+s, k, c] = (G g G^T)[a, s] for every filter g = W[k, c]. A loop, not BLAS: a GEMM
-    # here, outside the convolution's threads, left BLAS's workers spinning on the cores the
-    # threads then needed (the training step took 36 ms longer, measured).
+    # U[4a+s, k, c] = (G g G^T)[a, s] for every filter g = W[k, c]: U (16, K, C), or a
+    # transposed view of it. A loop, not BLAS: a GEMM here, outside the convolution's threads,
+    # left BLAS's workers spinning on the cores the threads then needed (the training step
+    # took 36 ms longer, measured). In the calling thread: 1.4 ms for the compact net's
+    # 256 x 128 filters, where handing it to the threads made the forward slower (measured).
     half = W.dtype.type(0.5)
     for k in range(W.shape[0]):
         for c in range(W.shape[1]):
@@ -374,19 +376,19 @@ def _winograd_filters_kernel(W, U):
 
 
 @njit(nogil=True, cache=True)
-def _winograd_filters_backward_kernel(gUT, c0, c1, gU, gW):
+def _winograd_filters_backward_kernel(gUT, c0, c1, channel_sum, gW):
     # gW[k, c] = G^T gU[:, k, c] G, the adjoint of _winograd_filters_kernel, for the input
     # channels c0..c1-1, where gU^T is the sum of the blocks' gUT (blocks, 16, C, K), added in
-    # block order whichever thread runs this. Scratch: gU (16, K), one channel's sum.
+    # block order whichever thread runs this. Scratch: channel_sum (16, K), gU[:, :, c].
     half = gW.dtype.type(0.5)
     for c in range(c0, c1):
-        gU[:, :] = gUT[0, :, c, :]
+        channel_sum[:, :] = gUT[0, :, c, :]
         for i in range(1, gUT.shape[0]):
             for xi in range(16):
-                for k in range(gU.shape[1]):
-                    gU[xi, k] += gUT[i, xi, c, k]
+                for k in range(channel_sum.shape[1]):
+                    channel_sum[xi, k] += gUT[i, xi, c, k]
         for k in range(gW.shape[0]):
-            u = gU[:, k]
+            u = channel_sum[:, k]
             r0 = _gt_times(u[0], u[1], u[2], u[3], half)  # gU G, row by row
             r1 = _gt_times(u[4], u[5], u[6], u[7], half)
             r2 = _gt_times(u[8], u[9], u[10], u[11], half)
@@ -397,31 +399,24 @@ def _winograd_filters_backward_kernel(gUT, c0, c1, gU, gW):
             g[0, 2], g[1, 2], g[2, 2] = _gt_times(r0[2], r1[2], r2[2], r3[2], half)
 
 
-def _winograd_filters(W, U):
-    """U (16, K, C), or a transposed view of it, = G g G^T for every filter g of W (K, C, 3, 3),
-    position xi first. In the calling thread: 1.4 ms for the compact net's 256 x 128 filters,
-    where handing it to the threads made the forward slower (measured)."""
-    _winograd_filters_kernel(W, U)
-    return U
-
-
 def _winograd_filters_backward(gUT, W_shape, threads):
-    """The adjoint of _winograd_filters, from the blocks' partial sums gUT (blocks, 16, C, K):
-    gW (K, C, 3, 3) = G^T gU G with gU the blocks' sum. On the threads, by input channel, when
-    there are many filters: done in one thread after the rest (as gUT.sum(axis=0)), this took
-    5 of the 20 ms of the compact net's last backward (128 -> 256 channels, batch 64; measured)."""
+    """gW (K, C, 3, 3) = G^T gU G, the adjoint of the filters' transform, where gU is the sum
+    of the blocks' partial sums gUT (blocks, 16, C, K). On the threads, by input channel, for
+    WINOGRAD_FILTERS_MIN_THREADED filters or more: done in one thread after the rest (as
+    gUT.sum(axis=0)), this took 5 of the 20 ms of the compact net's last backward (128 -> 256
+    channels, batch 64; measured)."""
     k, c = W_shape[0], W_shape[1]
     gW = np.empty(W_shape, dtype=gUT.dtype)
-    if threads == 1 or k * c < WINOGRAD_FILTERS_ALONE:
+    if threads == 1 or k * c < WINOGRAD_FILTERS_MIN_THREADED:
         _winograd_filters_backward_kernel(gUT, 0, c, np.empty((16, k), dtype=gUT.dtype), gW)
         return gW
     step = -(-c // (4 * threads))  # a few runs of channels per thread, for the queue to even out
     channels = _Shared((c0, min(c, c0 + step)) for c0 in range(0, c, step))
 
     def work(t):
-        gU = np.empty((16, k), dtype=gUT.dtype)
+        channel_sum = np.empty((16, k), dtype=gUT.dtype)  # this thread's scratch
         for c0, c1 in channels:
-            _winograd_filters_backward_kernel(gUT, c0, c1, gU, gW)
+            _winograd_filters_backward_kernel(gUT, c0, c1, channel_sum, gW)
 
     _on_threads(work, threads)
     return gW
@@ -610,7 +605,8 @@ def _winograd_forward(x, W):
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (c + k) * x.itemsize)
     chunks = _Shared(chunks)
-    U = _winograd_filters(W, np.empty((16, k, c), dtype=x.dtype))
+    U = np.empty((16, k, c), dtype=x.dtype)
+    _winograd_filters_kernel(W, U)
     y = np.empty((n, k, h, w), dtype=x.dtype)
     threads = numba.get_num_threads()
 
@@ -635,7 +631,7 @@ def _winograd_backward(gy, x, W, input_grad):
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (c * (1 + input_grad) + k) * x.itemsize)
     UT = np.empty((16, c, k), dtype=x.dtype)
-    _winograd_filters(W, UT.transpose(0, 2, 1))  # U (16, K, C), written transposed
+    _winograd_filters_kernel(W, UT.transpose(0, 2, 1))  # U (16, K, C), written transposed
     gx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     threads = numba.get_num_threads()
     blocks = _blocks(chunks, threads)
@@ -659,7 +655,7 @@ def _winograd_backward(gy, x, W, input_grad):
                 # gU^T = V gM^T: measured up to 8% faster than gM V^T for these shapes. The
                 # block's first chunk writes its sum directly, the others are added to it.
                 np.matmul(V2[:, :, :tiles], gM2[:, :, :tiles].transpose(0, 2, 1),
-                          out=part if j else gUT[i])
+                          out=gUT[i] if j == 0 else part)
                 if j:
                     gUT[i] += part
                 if input_grad:
