@@ -146,6 +146,23 @@ def test_lrn(backend, dtype, shape, size, alpha, beta, bias):
                                   beta, bias), dtype)
 
 
+@pytest.mark.parametrize("beta", [0.75, 0.5])
+def test_lrn_of_zeros_with_no_bias_is_nan_as_in_numpy(backend, beta):
+    # scale = 0 where a channel window holds only zeros: 0 * 0^-beta is NaN in NumPy, and must
+    # be NaN on every backend (not a ZeroDivisionError, not 0)
+    x = np.zeros((2, 4, 3, 3), np.float32)
+    x[0, 0] = 1.0  # windows that reach channel 0 of image 0 are finite
+    k = kernels(backend)
+    with np.errstate(divide="ignore", invalid="ignore"):  # NumPy warns of 0^-beta and 0 * inf
+        y, scale = reference.lrn_forward(x, 3, 1e-2, beta, 0.0)
+        got = k.lrn_forward(on(backend, x), 3, 1e-2, beta, 0.0)
+    y_got, scale_got = (backends.to_numpy(a) for a in got)
+    assert np.isnan(y).any() and np.isfinite(y).any()
+    np.testing.assert_array_equal(np.isnan(y_got), np.isnan(y))
+    np.testing.assert_allclose(y_got[np.isfinite(y)], y[np.isfinite(y)], rtol=1e-6)
+    np.testing.assert_allclose(scale_got, scale, rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5), (64, 8, 9, 9)])
 @pytest.mark.parametrize("train", [True, False])
