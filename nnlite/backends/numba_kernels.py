@@ -16,7 +16,8 @@ How each kernel is organised, and why:
                          adjoint: each image is owned by one thread, so there are no races
                          and no atomics
     max_pool_forward     the window max and its position computed directly (no im2col, no
-                         -inf padded copy): padding is simply never visited
+                         -inf padded copy): padding is simply never visited; the common 2x2
+                         stride-2 pool has its own written-out loop, which vectorizes
     max_pool_backward    one plane per thread again: the gradient goes to the saved winner
     lrn_forward/backward a running sum along the channel axis (add the channel entering the
                          window, subtract the one leaving it): O(C) per pixel, not O(C*size)
