@@ -862,24 +862,34 @@ def lrn_forward(x, size, alpha, beta, k):
 @_serial_and_parallel(fastmath=FAST, error_model="numpy")
 def _lrn_backward(x, y, scale, gy, before, after, coef2, beta, gx):
     # gathered[c] = sum of t[c'] = gy*y/scale over c' in c-before .. c+after (the mirrored
-    # window), gx = gy * scale^-beta - coef2 * x * gathered.
+    # window), gx = gy * scale^-beta - coef2 * x * gathered. Each t[c'] is computed once, when
+    # channel c' enters the window, and kept in `terms` until it leaves (the same value is
+    # added and subtracted, so the float64 window cancels exactly).
     n, c, hw = x.shape
     blocks = (hw + BLOCK - 1) // BLOCK
     for task in prange(n * blocks):
         b, t0 = task // blocks, (task % blocks) * BLOCK
         t1 = min(t0 + BLOCK, hw)
         window = np.zeros(t1 - t0)
+        terms = np.empty((c, t1 - t0), dtype=x.dtype)
         for cc in range(min(after, c)):
+            term = terms[cc]
             for t in range(t0, t1):
-                window[t - t0] += gy[b, cc, t] * y[b, cc, t] / scale[b, cc, t]
+                term[t - t0] = gy[b, cc, t] * y[b, cc, t] / scale[b, cc, t]
+            for u in range(t1 - t0):
+                window[u] += term[u]
         for ci in range(c):
             entering, leaving = ci + after, ci - before - 1
             if entering < c:
+                term = terms[entering]
                 for t in range(t0, t1):
-                    window[t - t0] += gy[b, entering, t] * y[b, entering, t] / scale[b, entering, t]
+                    term[t - t0] = gy[b, entering, t] * y[b, entering, t] / scale[b, entering, t]
+                for u in range(t1 - t0):
+                    window[u] += term[u]
             if leaving >= 0:
-                for t in range(t0, t1):
-                    window[t - t0] -= gy[b, leaving, t] * y[b, leaving, t] / scale[b, leaving, t]
+                term = terms[leaving]
+                for u in range(t1 - t0):
+                    window[u] -= term[u]
             if beta == 0.75:
                 for t in range(t0, t1):
                     gx[b, ci, t] = (gy[b, ci, t] / _pow_three_quarters(scale[b, ci, t])
