@@ -15,9 +15,8 @@ the run moves all of them alike; the table gives each median time, our time / Py
 speed-up over the numpy backend, all from the same interleaved run. A case in which the numpy
 backend runs a batch of 64 takes it 1-3 s a step, so in those cases numpy runs --numpy-reps
 times and the other sides run several times in each of its rounds, --reps times or more in all.
-On the CPU each timed call starts after a
---settle pause (0.2 s), so that neither side is timed against the other's still-spinning
-worker threads. With --device cuda our "cuda" backend runs against PyTorch on the GPU
+On the CPU each timed call starts after a --settle pause (0.2 s), so that no side is timed
+against another's still-spinning worker threads. With --device cuda our "cuda" backend runs against PyTorch on the GPU
 (cuDNN), both synchronized before the clock is read.
 """
 
