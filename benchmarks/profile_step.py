@@ -28,16 +28,11 @@ import sys
 import time
 from collections import defaultdict
 
-import numpy as np
-
 import nnlite
-import nnlite.functional as F
 from benchmarks import machine, print_table, set_threads, write_json
-from emotion.models import build
-from nnlite import backends, optim
-from nnlite.autograd import Tensor, no_grad
-from nnlite.backends import kernels_for
-from nnlite.backends import numpy_kernels
+from benchmarks.train_step import our_step_functions
+from nnlite import backends
+from nnlite.backends import kernels_for, numpy_kernels
 
 
 def kernel_names():
@@ -98,27 +93,12 @@ def profile(net, backend, case, batch, reps, settle, sync=None):
     the process's threads."""
     nnlite.use(backend)
     device = backends.default_device()  # the kernels that run are chosen by where the arrays are
-    nnlite.seed(0)
-    model = build(net).to(device)
-    rng = np.random.default_rng(0)
-    x = nnlite.to_device(rng.standard_normal((batch, 1, 48, 48)).astype(np.float32), device)
-    labels = nnlite.to_device(rng.integers(0, 7, batch), device)
-    optimizer = optim.MomentumSGD(model.parameters(), lr=1e-3, momentum=0.9)
+    model, functions = our_step_functions(net, backend, device, (batch,), batch)
+    step = functions[f"{case} b{batch}"]
     sync = sync or (lambda: None)
 
-    def step():
-        if case == "train":
-            model.train()
-            optimizer.zero_grad()
-            F.softmax_cross_entropy(model(Tensor(x)), labels).backward()
-            optimizer.step()
-        else:
-            model.eval()
-            with no_grad():
-                model(Tensor(x))
-
     steps, kernels, per_kernel, cpu, calls = [], [], defaultdict(list), defaultdict(list), {}
-    with KernelTimer(kernels_for(x), sync) as timer:
+    with KernelTimer(kernels_for(model.parameters()[0].data), sync) as timer:
         for _ in range(2):  # warm-up: compilation, first allocations
             step()
         for _ in range(reps):

@@ -37,16 +37,17 @@ import nnlite.functional as F
 warnings.filterwarnings("ignore", message="Using padding='same'")
 
 
-def our_step_functions(name, backend, device, batch_sizes):
-    """name -> zero-argument callables running our net."""
+def our_step_functions(name, backend, device, infer_batches=(1, 64), train_batch=64):
+    """(model, {case: zero-argument callable running our net}), cases "infer b<N>" for each of
+    infer_batches and "train b<train_batch>"."""
     nnlite.use(backend)
     nnlite.seed(0)
     model = build(name).to(device)
     rng = np.random.default_rng(0)
     optimizer = optim.MomentumSGD(model.parameters(), lr=1e-3, momentum=0.9)
     inputs = {b: nnlite.to_device(rng.standard_normal((b, 1, 48, 48)).astype(np.float32), device)
-              for b in batch_sizes}
-    labels = nnlite.to_device(rng.integers(0, 7, 64), device)
+              for b in dict.fromkeys((*infer_batches, train_batch))}
+    labels = nnlite.to_device(rng.integers(0, 7, train_batch), device)
 
     def infer(batch):
         def run():
@@ -58,11 +59,11 @@ def our_step_functions(name, backend, device, batch_sizes):
     def train():
         model.train()
         optimizer.zero_grad()
-        loss = F.softmax_cross_entropy(model(Tensor(inputs[64])), labels)
+        loss = F.softmax_cross_entropy(model(Tensor(inputs[train_batch])), labels)
         loss.backward()
         optimizer.step()
 
-    return model, {"infer b1": infer(1), "infer b64": infer(64), "train b64": train}
+    return model, {**{f"infer b{b}": infer(b) for b in infer_batches}, f"train b{train_batch}": train}
 
 
 def on_backend(backend, fn):
@@ -146,7 +147,7 @@ def main(argv=None):
             if reason is not None:
                 print(f"skipping backend {backend}: {reason}")
                 continue
-            built, functions = our_step_functions(name, backend, args.device, (1, 64))
+            built, functions = our_step_functions(name, backend, args.device)
             if model is None:  # every backend's model starts from the same weights (seed 0)
                 model = built
             sides[backend] = functions
