@@ -341,6 +341,30 @@ def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
 
 
 @pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+@pytest.mark.parametrize("h, w", [(6, 6), (5, 7), (1, 1), (2, 3), (7, 4)])
+def test_numba_winograd_transforms_ignore_their_scratch(h, w):
+    # The input transform and its adjoint write every scratch value they later read: NaN left
+    # in the scratch buffers (np.empty gives whatever was there) must not reach V or gx.
+    from nnlite.backends import numba_kernels as nk
+
+    rng = np.random.default_rng(3)
+    th, tw = (h + 1) // 2, (w + 1) // 2
+    x = rng.standard_normal((2, 3, h, w)).astype(np.float32)
+    gV = rng.standard_normal((16, 3, 2, th * tw)).astype(np.float32)
+    results = []
+    for fill in (0.0, np.nan):
+        E, Q = np.full((2, tw + 1), fill, np.float32), np.full((4, 2, th + 1, tw), fill, np.float32)
+        V, gx = np.empty((16, 3, 2, th * tw), np.float32), np.empty_like(x)
+        nk._winograd_input(x, 0, 2, E, Q, V)
+        Q[:] = fill
+        nk._winograd_grad_input(gV, 0, 2, Q, gx)
+        results.append((V, gx))
+    for clean, dirty in zip(*results):
+        assert np.isfinite(dirty).all()
+        np.testing.assert_array_equal(clean, dirty)
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
 @pytest.mark.parametrize("winograd", [False, True])
 def test_numba_conv_backward_rejects_a_wrong_gy(monkeypatch, winograd):
     # The Numba loops index gy by the shapes of x and W: a gy of another shape must be an
