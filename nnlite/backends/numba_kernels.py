@@ -588,7 +588,7 @@ def _winograd_grad_input(gV, b0, b1, Q, gx):
                 for m in range(nt):
                     r0[m] = gV[s, ci, bl, m]
                 for m in range(nt, nt + tw):
-                    r0[m] = zero  # the padded rows below the last tile row's rows 0 and 1
+                    r0[m] = zero  # tile row TH: only the last tile row's rows 2 and 3 reach it
                 for m in range(nt):
                     r1[m] = gV[4 + s, ci, bl, m] - gV[8 + s, ci, bl, m] + gV[12 + s, ci, bl, m]
                 for m in range(nt, nt + tw):
