@@ -460,7 +460,7 @@ def _winograd_input(x, b0, b1, E, Q, V):
                     E[0, 0] = zero
                     # Both columns of a pair in one iteration: LLVM then loads whole vectors
                     # and shuffles them apart, where a loop per column ran as scalar code
-                    # (measured 6.7x faster for this copy).
+                    # (The copy alone, measured: 4.1x faster on 48-pixel rows, 1.3x on 12.)
                     for j in range(half):
                         even, odd = row[2 * j], row[2 * j + 1]
                         E[1, j] = even
@@ -662,8 +662,8 @@ def _winograd_backward(gy, x, W, input_grad):
         V = np.empty((16, c, per, th * tw), dtype=x.dtype)
         gV = np.empty((16, c, per, th * tw), dtype=x.dtype) if input_grad else None
         gM = np.empty((16, k, per, th * tw), dtype=x.dtype)
-        E, S = np.empty((2, tw + 1), x.dtype), np.empty((2, 4, th, tw), x.dtype)  # scratch
-        Q = np.empty((4, 2, th + 1, tw), x.dtype)  # scratch for both input transforms
+        E = np.empty((2, tw + 1), x.dtype)  # scratch for the transforms (Q: input and grad-input)
+        Q, S = np.empty((4, 2, th + 1, tw), x.dtype), np.empty((2, 4, th, tw), x.dtype)
         V2, gM2 = V.reshape(16, c, -1), gM.reshape(16, k, -1)
         gV2 = gV.reshape(16, c, -1) if input_grad else None
         part = np.empty((16, c, k), dtype=x.dtype)
