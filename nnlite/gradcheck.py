@@ -179,6 +179,12 @@ def op_cases():
          lambda r: [r.standard_normal((3, 2, 3, 3)), r.uniform(0.5, 1.5, 2), r.standard_normal(2)]),
         ("batch_norm_train_2d", lambda x, g, b: F.batch_norm(x, g, b, train=True),
          lambda r: [r.standard_normal((5, 3)), r.uniform(0.5, 1.5, 3), r.standard_normal(3)]),
+        ("batch_norm_relu_train_4d", lambda x, g, b: F.batch_norm(x, g, b, train=True, relu=True),
+         lambda r: [r.standard_normal((3, 2, 3, 3)), r.uniform(0.5, 1.5, 2), r.standard_normal(2)]),
+        ("batch_norm_relu_eval", lambda x, g, b: F.batch_norm(
+            x, g, b, x.data[0, :, 0, 0] * 0 + 0.3, x.data[0, :, 0, 0] * 0 + 1.7, train=False,
+            relu=True),
+         lambda r: [r.standard_normal((2, 3, 2, 2)), r.uniform(0.5, 1.5, 3), r.standard_normal(3)]),
         ("batch_norm_eval", lambda x, g, b: F.batch_norm(
             x, g, b, x.data[0, :, 0, 0] * 0 + 0.3, x.data[0, :, 0, 0] * 0 + 1.7, train=False),
          lambda r: [r.standard_normal((2, 3, 2, 2)), r.uniform(0.5, 1.5, 3), r.standard_normal(3)]),

@@ -235,9 +235,11 @@ class _BatchNorm(Module):
         self.register_buffer("running_var", _on_default_device(np.ones(num_features, np.float32)))
         self.momentum, self.eps = momentum, eps
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        # relu=True: the ReLU that follows, fused (Sequential asks for it; see there)
         return F.batch_norm(x, self.gamma, self.beta, self._buffers["running_mean"],
-                            self._buffers["running_var"], self.training, self.momentum, self.eps)
+                            self._buffers["running_var"], self.training, self.momentum, self.eps,
+                            relu)
 
     def extra_repr(self):
         return f"{self.gamma.shape[0]}"
@@ -312,7 +314,13 @@ class LocalResponseNorm(Module):
 
 
 class Sequential(Module):
-    """Layers applied in order; parameter names are "0.W", "1.b", ... as in PyTorch."""
+    """Layers applied in order; parameter names are "0.W", "1.b", ... as in PyTorch.
+
+    A batch norm directly followed by a ReLU runs as one fused op (F.batch_norm(relu=True)):
+    the same values with one pass less over the activations. The layers stay as they are,
+    so parameter names, saved weights and layer-by-layer tools (nnlite.viz, Grad-CAM) do not
+    change.
+    """
 
     def __init__(self, *layers):
         super().__init__()
@@ -323,8 +331,15 @@ class Sequential(Module):
             yield str(i), layer
 
     def forward(self, x):
-        for layer in self.layers:
-            x = layer(x)
+        layers, i = self.layers, 0
+        while i < len(layers):
+            if (isinstance(layers[i], _BatchNorm) and i + 1 < len(layers)
+                    and type(layers[i + 1]) is ReLU):  # a subclass may do more than max(x, 0)
+                x = layers[i](x, relu=True)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
     def __getitem__(self, i):

@@ -17,7 +17,7 @@ from nnlite.autograd import Tensor, no_grad
 from nnlite.layers import Parameter
 
 # Settings of an op worth printing in its graph node (scalars and tuples only, never arrays).
-_OP_SETTINGS = ("kernel", "stride", "pad", "p", "size", "axis", "train")
+_OP_SETTINGS = ("kernel", "stride", "pad", "p", "size", "axis", "train", "relu")
 
 
 def to_dot(output: Tensor, params=None, name: str = "forward") -> str:

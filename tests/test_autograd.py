@@ -188,3 +188,58 @@ def test_conv2d_weight_gradient_without_the_input_gradient():
         assert (xt.grad is not None) == x_takes_grad
         grads.append(Wt.grad)
     np.testing.assert_allclose(grads[1], grads[0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_sequential_fuses_batch_norm_and_relu_without_changing_anything_else(train):
+    # Sequential runs BatchNorm2d + ReLU as one op (batch_norm(relu=True)). The model must not
+    # notice: same output, same gradients, same running statistics, same parameter names as
+    # the two layers run one after the other.
+    from nnlite import layers as L
+    from nnlite.functions.normalization import BatchNorm
+
+    def build():
+        nnlite.seed(0)
+        return L.Sequential(L.Conv2d(2, 4, 3, pad=1), L.BatchNorm2d(4), L.ReLU(), L.Flatten(),
+                            L.Linear(4 * 5 * 5, 3))
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 2, 5, 5)).astype(np.float32)
+    gy = rng.standard_normal((6, 3)).astype(np.float32)
+    # eval uses the running statistics: give them values other than 0 and 1
+    running = rng.standard_normal(4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32)
+    results = []
+    for fused in (True, False):
+        model = build().train(train)
+        if not train:
+            model[1]._buffers["running_mean"][...], model[1]._buffers["running_var"][...] = running
+        created = []
+        original_call = BatchNorm.__call__
+
+        def spy(self, *inputs):
+            created.append(self.relu)
+            return original_call(self, *inputs)
+
+        BatchNorm.__call__ = spy
+        try:
+            if fused:
+                y = model(Tensor(x))
+            else:  # the layers one by one, as nnlite.viz and Grad-CAM run them
+                y = Tensor(x)
+                for layer in model.layers:
+                    y = layer(y)
+        finally:
+            BatchNorm.__call__ = original_call
+        assert created == [fused]  # the fused op ran only in Sequential's own forward
+        y.backward(gy)
+        results.append((y.data, {n: p.grad for n, p in model.named_parameters()},
+                        [b.copy() for _, b in model.named_buffers()]))
+    (y_fused, g_fused, b_fused), (y_apart, g_apart, b_apart) = results
+    with nnlite.no_grad():  # the ReLU has work to do: a good share of its input is negative
+        assert (model[1](model[0](Tensor(x))).data < 0).mean() > 0.2
+    np.testing.assert_allclose(y_fused, y_apart, rtol=1e-6, atol=1e-6)
+    assert list(g_fused) == list(g_apart) == ["0.W", "0.b", "1.gamma", "1.beta", "4.W", "4.b"]
+    for name in g_fused:
+        np.testing.assert_allclose(g_fused[name], g_apart[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    for a, b in zip(b_fused, b_apart):
+        np.testing.assert_array_equal(a, b)

@@ -166,7 +166,8 @@ def test_lrn_of_zeros_with_no_bias_is_nan_as_in_numpy(backend, beta):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5), (64, 8, 9, 9)])
 @pytest.mark.parametrize("train", [True, False])
-def test_batch_norm(backend, dtype, shape, train):
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm(backend, dtype, shape, train, relu):
     rng = np.random.default_rng(3)
     x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
     gamma = rng.uniform(0.5, 1.5, shape[1]).astype(dtype)
@@ -175,16 +176,41 @@ def test_batch_norm(backend, dtype, shape, train):
     mean, var = reference.batch_norm_stats(x)
     for want, got in zip((mean, var), k.batch_norm_stats(on(backend, x))):
         assert_matches(want, got, dtype)
-    forward = reference.batch_norm_forward(x, gamma, beta, mean, var, 1e-5)
-    got = k.batch_norm_forward(*(on(backend, a) for a in (x, gamma, beta, mean, var)), 1e-5)
+    forward = reference.batch_norm_forward(x, gamma, beta, mean, var, 1e-5, relu)
+    got = k.batch_norm_forward(*(on(backend, a) for a in (x, gamma, beta, mean, var)), 1e-5, relu)
     for want, g in zip(forward, got):
         assert_matches(want, g, dtype)
+    if relu:
+        assert (forward[0] == 0).mean() > 0.2  # the ReLU cut a good share: the mask is tested
     gy = rng.standard_normal(shape).astype(dtype)
     inv_std = forward[1]
-    want = reference.batch_norm_backward(gy, x, mean, gamma, inv_std, train)
-    got = k.batch_norm_backward(*(on(backend, a) for a in (gy, x, mean, gamma, inv_std)), train)
+    relu_beta = beta if relu else None
+    want = reference.batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta)
+    got = k.batch_norm_backward(*(on(backend, a) for a in (gy, x, mean, gamma, inv_std)), train,
+                                None if relu_beta is None else on(backend, relu_beta))
     for w, g in zip(want, got):
         assert_matches(w, g, dtype)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_relu_is_batch_norm_then_relu(backend, train):
+    """The fused op against the two ops it replaces, on the same backend: same values, same
+    gradients (the backward's recomputed mask agrees with the forward's output bit for bit, so
+    the results are equal, not just close)."""
+    rng = np.random.default_rng(11)
+    shape = (64, 8, 9, 9)
+    x, gy = (on(backend, rng.standard_normal(shape).astype(np.float32)) for _ in range(2))
+    gamma = on(backend, rng.uniform(0.5, 1.5, shape[1]).astype(np.float32))
+    beta = on(backend, rng.standard_normal(shape[1]).astype(np.float32))
+    k = kernels(backend)
+    mean, var = k.batch_norm_stats(x)
+    y, inv_std = k.batch_norm_forward(x, gamma, beta, mean, var, 1e-5, True)
+    plain, _ = k.batch_norm_forward(x, gamma, beta, mean, var, 1e-5)
+    np.testing.assert_array_equal(backends.to_numpy(y), backends.to_numpy(k.relu_forward(plain)))
+    fused = k.batch_norm_backward(gy, x, mean, gamma, inv_std, train, beta)
+    apart = k.batch_norm_backward(k.relu_backward(gy, y), x, mean, gamma, inv_std, train)
+    for f, a in zip(fused, apart):
+        np.testing.assert_array_equal(backends.to_numpy(f), backends.to_numpy(a))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

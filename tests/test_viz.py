@@ -51,12 +51,14 @@ def test_to_dot_draws_the_forward_pass_of_a_small_net():
     loss = F.softmax_cross_entropy(net(x), np.array([0, 2]))
     nodes, edges = parse_dot(to_dot(loss, params=dict(net.named_parameters())))
 
-    expected = ("Conv2d", "BatchNorm", "ReLU", "MaxPool2d", "Reshape", "Dropout", "Linear",
-                "SoftmaxCrossEntropy")  # Flatten is a Reshape
+    # Flatten is a Reshape; Sequential runs BatchNorm2d + ReLU as one op, which says so
+    expected = ("Conv2d", "BatchNorm", "MaxPool2d", "Reshape", "Dropout", "Linear",
+                "SoftmaxCrossEntropy")
     ops = [label.split("\n")[0] for label in nodes.values()]
     for op in expected:
         assert ops.count(op) == 1, (op, ops)
     labels = list(nodes.values())
+    assert "BatchNorm\ntrain True\nrelu True" in labels, labels
     assert "input\n(2, 1, 8, 8) float32" in labels
     assert "0.W\n(4, 1, 3, 3)" in labels and "6.b\n(3,)" in labels  # parameters, by name
     assert "output\n() float32" in labels

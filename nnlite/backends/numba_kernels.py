@@ -958,40 +958,60 @@ def batch_norm_stats(x):
     return mean, var
 
 
+@njit(cache=True, fastmath=FAST, inline="always")
+def _batch_norm_affine(gamma, beta, mean, inv_std, ci):
+    # y = a*x + d with a = gamma*inv_std, d = beta - a*mean: one multiply-add per value.
+    # (In float32 this loses ~|mean|/std * 6e-8 of accuracy against gamma*xhat + beta:
+    # nothing for activations, whose |mean|/std is small.) The forward and the fused ReLU's
+    # mask in the backward both take a and d from here, so that they agree bit for bit.
+    a = gamma[ci] * inv_std[ci]
+    return a, beta[ci] - a * mean[ci]
+
+
 @_serial_and_parallel(fastmath=FAST)
-def _batch_norm_forward(x, gamma, beta, mean, inv_std, y):
+def _batch_norm_forward(x, gamma, beta, mean, inv_std, relu, y):
     n, c, hw = x.shape
     for plane in prange(n * c):
         b, ci = plane // c, plane % c
-        # y = a*x + d with a = gamma*inv_std, d = beta - a*mean: one multiply-add per value.
-        # (In float32 this loses ~|mean|/std * 6e-8 of accuracy against gamma*xhat + beta:
-        # nothing for activations, whose |mean|/std is small.)
-        a = gamma[ci] * inv_std[ci]
-        d = beta[ci] - a * mean[ci]
-        for t in range(hw):
-            y[b, ci, t] = a * x[b, ci, t] + d
+        a, d = _batch_norm_affine(gamma, beta, mean, inv_std, ci)
+        if relu:  # the fused ReLU: in this pass, not one more over y
+            for t in range(hw):
+                v = a * x[b, ci, t] + d
+                y[b, ci, t] = 0 if v < 0 else v  # (a NaN passes, as in relu_forward)
+        else:
+            for t in range(hw):
+                y[b, ci, t] = a * x[b, ci, t] + d
 
 
-def batch_norm_forward(x, gamma, beta, mean, var, eps):
-    """y = gamma * xhat + beta, xhat = (x - mean) * inv_std. Returns y, inv_std."""
+def batch_norm_forward(x, gamma, beta, mean, var, eps, relu=False):
+    """y = gamma * xhat + beta, xhat = (x - mean) * inv_std, then max(y, 0) if relu.
+    Returns y, inv_std."""
     inv_std = (1.0 / (var + eps) ** 0.5).astype(x.dtype, copy=False)
     x3 = _as_nchw(x)
     y = np.empty(x3.shape, x.dtype)
-    _pick(_batch_norm_forward, x.size)(x3, gamma, beta, mean.astype(x.dtype, copy=False), inv_std, y)
+    _pick(_batch_norm_forward, x.size)(x3, gamma, beta, mean.astype(x.dtype, copy=False), inv_std,
+                                       bool(relu), y)
     return y.reshape(x.shape), inv_std
 
 
 @_serial_and_parallel(fastmath=FAST)
-def _batch_norm_backward(gy, x, mean, gamma, inv_std, train, gx, ggamma, gbeta):
+def _batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu, beta, gx, ggamma, gbeta):
+    # relu: the forward fused a ReLU, so gy counts only where the forward's a*x + d > 0
+    # (recomputed here in both passes: no mask is kept, and x is read anyway)
     n, c, hw = gy.shape
     m = n * hw
+    zero = gy.dtype.type(0)
     for ci in prange(c):
         mu, s = mean[ci], inv_std[ci]
+        a, d = _batch_norm_affine(gamma, beta, mean, inv_std, ci)
         sum_gy, sum_gy_xhat = 0.0, 0.0  # float64 accumulators
         for b in range(n):
             for t in range(hw):
-                sum_gy += gy[b, ci, t]
-                sum_gy_xhat += gy[b, ci, t] * np.float64((x[b, ci, t] - mu) * s)
+                g = gy[b, ci, t]
+                if relu and not a * x[b, ci, t] + d > 0:
+                    g = zero
+                sum_gy += g
+                sum_gy_xhat += g * np.float64((x[b, ci, t] - mu) * s)
         gbeta[ci], ggamma[ci] = sum_gy, sum_gy_xhat
         scale = gamma[ci] * s
         if train:
@@ -999,22 +1019,31 @@ def _batch_norm_backward(gy, x, mean, gamma, inv_std, train, gx, ggamma, gbeta):
             mean_gy, mean_gy_xhat = sum_gy / m, sum_gy_xhat / m
             for b in range(n):
                 for t in range(hw):
+                    g = gy[b, ci, t]
+                    if relu and not a * x[b, ci, t] + d > 0:
+                        g = zero
                     xhat = (x[b, ci, t] - mu) * s
-                    gx[b, ci, t] = scale * (gy[b, ci, t] - mean_gy - xhat * mean_gy_xhat)
+                    gx[b, ci, t] = scale * (g - mean_gy - xhat * mean_gy_xhat)
         else:
             for b in range(n):
                 for t in range(hw):
-                    gx[b, ci, t] = scale * gy[b, ci, t]
+                    g = gy[b, ci, t]
+                    if relu and not a * x[b, ci, t] + d > 0:
+                        g = zero
+                    gx[b, ci, t] = scale * g
 
 
-def batch_norm_backward(gy, x, mean, gamma, inv_std, train):
-    """Returns gx, ggamma, gbeta; see numpy_kernels.batch_norm_backward for the formula."""
+def batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta=None):
+    """Returns gx, ggamma, gbeta; see numpy_kernels.batch_norm_backward for the formula
+    (relu_beta: the forward's beta, when it fused a ReLU)."""
     c = gy.shape[1]
     gy3 = _as_nchw(gy)
     gx = np.empty(gy3.shape, gy.dtype)
     ggamma, gbeta = np.empty(c, gy.dtype), np.empty(c, gy.dtype)
+    relu = relu_beta is not None
+    beta = relu_beta if relu else gamma  # (unread without relu; any array of the right type)
     _pick(_batch_norm_backward, gy.size)(gy3, _as_nchw(x), mean.astype(gy.dtype, copy=False), gamma,
-                                         inv_std, bool(train), gx, ggamma, gbeta)
+                                         inv_std, bool(train), relu, beta, gx, ggamma, gbeta)
     return gx.reshape(gy.shape), ggamma, gbeta
 
 

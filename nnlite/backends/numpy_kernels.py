@@ -199,28 +199,39 @@ def batch_norm_stats(x):
     return mean, var
 
 
-def batch_norm_forward(x, gamma, beta, mean, var, eps):
+def batch_norm_forward(x, gamma, beta, mean, var, eps, relu=False):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta. Returns y and inv_std = 1/sqrt(var + eps).
 
+    relu=True fuses the ReLU that follows batch norm in most CNNs: y = max(that, 0). The
+    faster backends then write y in the same pass, where a separate ReLU reads and writes
+    the whole activation once more (and, on the GPU, costs one more launch).
     xhat = (x - mean) * inv_std is not returned: the backward pass recomputes it from x,
     which the graph keeps anyway, instead of a second array of x's size being kept.
     """
     inv_std = 1.0 / (var + eps) ** 0.5
     xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
     y = _per_channel(gamma, x.ndim) * xhat + _per_channel(beta, x.ndim)
+    if relu:
+        y = relu_forward(y)
     return y, inv_std
 
 
-def batch_norm_backward(gy, x, mean, gamma, inv_std, train):
+def batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta=None):
     """Gradients of batch norm. Returns gx, ggamma, gbeta.
 
     With xhat = (x - mean) * inv_std: in training mean and var depend on x, which gives the
     classic
         gx = gamma * inv_std / m * (m*gy - sum(gy) - xhat * sum(gy * xhat))
     over the m = N*H*W values of a channel; in eval they are constants: gx = gamma*inv_std*gy.
+    relu_beta: the forward's beta when it fused a ReLU (relu=True). The ReLU's gradient comes
+    first: gy is kept only where gamma * xhat + beta > 0, recomputed from x by the forward's
+    own formula (so the same bits), where a separate ReLU would have kept its output.
     """
     axes = _reduce_axes(gy)
     xhat = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+    if relu_beta is not None:
+        y = _per_channel(gamma, x.ndim) * xhat + _per_channel(relu_beta, x.ndim)
+        gy = relu_backward(gy, y)
     gbeta = gy.sum(axis=axes)
     ggamma = (gy * xhat).sum(axis=axes)
     scale = _per_channel(gamma * inv_std, gy.ndim)

@@ -13,11 +13,15 @@ class BatchNorm(Function):
     PyTorch). Eval: the running statistics are used instead.
         y = gamma * (x - mean) / sqrt(var + eps) + beta
     Saved: x, the mean used and 1 / sqrt(var + eps) (the backward recomputes xhat from them).
+
+    relu=True is batch norm followed by a ReLU, as one op: y = max(that, 0). The backward
+    recomputes the ReLU's mask (gamma * xhat + beta > 0) from x, so nothing more is saved,
+    and the faster backends do both in the passes batch norm makes anyway.
     """
 
-    def __init__(self, running_mean, running_var, train, momentum=0.1, eps=1e-5):
+    def __init__(self, running_mean, running_var, train, momentum=0.1, eps=1e-5, relu=False):
         self.running_mean, self.running_var = running_mean, running_var
-        self.train, self.momentum, self.eps = train, momentum, eps
+        self.train, self.momentum, self.eps, self.relu = train, momentum, eps, relu
 
     def forward(self, x, gamma, beta):
         kernels = kernels_for(x)
@@ -37,13 +41,15 @@ class BatchNorm(Function):
             # copies: backward recomputes xhat from this mean, and the buffers can change
             # before it runs (a training-mode call of the same layer updates them in place)
             mean, var = self.running_mean.copy(), self.running_var.copy()
-        y, self.inv_std = kernels.batch_norm_forward(x, gamma, beta, mean, var, self.eps)
+        y, self.inv_std = kernels.batch_norm_forward(x, gamma, beta, mean, var, self.eps,
+                                                     self.relu)
         self.x, self.mean, self.gamma = x, mean, gamma
+        self.relu_beta = beta if self.relu else None
         return y
 
     def backward(self, gy):
         return kernels_for(gy).batch_norm_backward(gy, self.x, self.mean, self.gamma, self.inv_std,
-                                                   self.train)
+                                                   self.train, self.relu_beta)
 
 
 class LocalResponseNorm(Function):
@@ -73,11 +79,12 @@ class LocalResponseNorm(Function):
 
 
 def batch_norm(x, gamma, beta, running_mean=None, running_var=None, train=True,
-               momentum=0.1, eps=1e-5):
-    """See `BatchNorm`. running_mean/var are arrays updated in place in training."""
+               momentum=0.1, eps=1e-5, relu=False):
+    """See `BatchNorm`. running_mean/var are arrays updated in place in training.
+    relu=True gives relu(batch_norm(...)) as one op (the same values, fewer passes)."""
     if not train and (running_mean is None or running_var is None):
         raise ValueError("batch_norm in eval mode needs running_mean and running_var")
-    return BatchNorm(running_mean, running_var, train, momentum, eps)(x, gamma, beta)
+    return BatchNorm(running_mean, running_var, train, momentum, eps, relu)(x, gamma, beta)
 
 
 def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=1.0):
