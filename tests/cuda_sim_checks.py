@@ -158,24 +158,52 @@ for case in LRN_CASES:
                          nk.lrn_backward(x, y_ref, scale_ref, gy, size, alpha, beta, k), dtype, "gx")
 
 
+# Batch norm: (x shape); 5 channels > the 3 blocks main() allows, so blocks stride over
+# channels; 2-D input; a channel of 7 * 5 * 3 = 105 values, not a multiple of the block.
+BATCH_NORM_CASES = [(3, 2, 2, 3), (2, 5, 3, 3), (7, 4), (7, 3, 5, 3)]
+
+for shape in BATCH_NORM_CASES:
+    for dtype in DTYPES:
+        @check(f"batch_norm stats, forward, backward (plain and with the fused ReLU) {shape} "
+               f"{np.dtype(dtype).name}")
+        def _(shape=shape, dtype=dtype):
+            r = rng(4)
+            x = (r.standard_normal(shape) * 2 + 1).astype(dtype)
+            c = shape[1]
+            gamma, beta = r.uniform(0.5, 1.5, c).astype(dtype), r.standard_normal(c).astype(dtype)
+            mean, var = ck.batch_norm_stats(x)
+            mean_ref, var_ref = nk.batch_norm_stats(x)
+            assert_close(mean, mean_ref, dtype, "mean")
+            assert_close(var, var_ref, dtype, "var")
+            gy = r.standard_normal(shape).astype(dtype)
+            for relu in (False, True):
+                y, inv_std = ck.batch_norm_forward(x, gamma, beta, mean_ref, var_ref, 1e-5, relu)
+                y_ref, inv_std_ref = nk.batch_norm_forward(x, gamma, beta, mean_ref, var_ref, 1e-5, relu)
+                assert_close(inv_std, inv_std_ref, dtype, "inv_std")
+                assert_close(y, y_ref, dtype, f"y relu={relu}")
+                if relu:
+                    assert (y_ref == 0).any() and (y_ref > 0).any(), "the ReLU had nothing to cut"
+                    np.testing.assert_array_equal(  # fused = the two ops, bit for bit
+                        y, nk.relu_forward(ck.batch_norm_forward(x, gamma, beta, mean_ref, var_ref, 1e-5)[0]))
+                relu_beta = beta if relu else None
+                for train in (True, False):
+                    got = ck.batch_norm_backward(gy, x, mean_ref, gamma, inv_std, train, relu_beta)
+                    want = nk.batch_norm_backward(gy, x, mean_ref, gamma, inv_std, train, relu_beta)
+                    for g, w, what in zip(got, want, ("gx", "ggamma", "gbeta")):
+                        assert_close(g, w, dtype, f"{what} train={train} relu={relu}")
+                    if relu:  # the recomputed mask is the forward's: the same bits as apart
+                        apart = ck.batch_norm_backward(nk.relu_backward(gy, y), x, mean_ref, gamma,
+                                                       inv_std, train)
+                        for g, a in zip(got, apart):
+                            np.testing.assert_array_equal(g, a)
+
+
 for dtype in DTYPES:
     name = np.dtype(dtype).name
 
-    @check(f"batch_norm and softmax cross-entropy (CuPy reductions) {name}")
+    @check(f"softmax cross-entropy (CuPy reductions) {name}")
     def _(dtype=dtype):
         r = rng(4)
-        x = r.standard_normal((3, 2, 2, 3)).astype(dtype)
-        gamma, beta = r.uniform(0.5, 1.5, 2).astype(dtype), r.standard_normal(2).astype(dtype)
-        mean, var = ck.batch_norm_stats(x)
-        assert_close(mean, nk.batch_norm_stats(x)[0], dtype, "mean")
-        y, inv_std = ck.batch_norm_forward(x, gamma, beta, mean, var, 1e-5)
-        y_ref = nk.batch_norm_forward(x, gamma, beta, mean, var, 1e-5)[0]
-        assert_close(y, y_ref, dtype, "y")
-        gy = r.standard_normal(x.shape).astype(dtype)
-        for train in (True, False):
-            for got, want in zip(ck.batch_norm_backward(gy, x, mean, gamma, inv_std, train),
-                                 nk.batch_norm_backward(gy, x, mean, gamma, inv_std, train)):
-                assert_close(got, want, dtype, f"batch_norm_backward train={train}")
         logits, labels = r.standard_normal((5, 7)).astype(dtype), r.integers(0, 7, 5)
         weights = r.uniform(0.5, 2, 5).astype(dtype)
         assert_close(ck.log_softmax(logits), nk.log_softmax(logits), dtype, "log_softmax")
@@ -250,7 +278,28 @@ def _():
         ck.THREADS, ck.MAX_BLOCKS = threads, blocks
 
 
-@check("gradient checks (float64) of conv2d, pooling, LRN and dropout running on the CUDA kernels")
+@check("batch_norm with the real launch configuration (512-thread sums, 256-thread passes)")
+def _():
+    saved = ck.THREADS, ck.MAX_BLOCKS, ck.REDUCE_THREADS
+    ck.THREADS, ck.MAX_BLOCKS, ck.REDUCE_THREADS = 256, 8192, 512
+    try:
+        r = rng(10)
+        x = r.standard_normal((3, 2, 7, 9)).astype(np.float32)  # 189 values per channel
+        gamma, beta = r.uniform(0.5, 1.5, 2).astype(np.float32), r.standard_normal(2).astype(np.float32)
+        for got, want in zip(ck.batch_norm_stats(x), nk.batch_norm_stats(x)):
+            assert_close(got, want, np.float32, "stats")
+        mean, var = nk.batch_norm_stats(x)
+        y, inv_std = ck.batch_norm_forward(x, gamma, beta, mean, var, 1e-5, True)
+        assert_close(y, nk.batch_norm_forward(x, gamma, beta, mean, var, 1e-5, True)[0], np.float32, "y")
+        gy = r.standard_normal(x.shape).astype(np.float32)
+        for got, want in zip(ck.batch_norm_backward(gy, x, mean, gamma, inv_std, True, beta),
+                             nk.batch_norm_backward(gy, x, mean, gamma, inv_std, True, beta)):
+            assert_close(got, want, np.float32, "backward")
+    finally:
+        ck.THREADS, ck.MAX_BLOCKS, ck.REDUCE_THREADS = saved
+
+
+@check("gradient checks (float64) of conv2d, pooling, LRN, dropout and batch norm running on the CUDA kernels")
 def _():
     # The ops pick kernels by device, and host arrays never get the CUDA ones: route them
     # there by hand, then gradient-check the ops that call the custom kernels (tiny shapes: a
@@ -275,6 +324,13 @@ def _():
         ("local_response_norm size 5", lambda x: F.local_response_norm(x, 5, 1e-1, 0.75, 2.0),
          [r.standard_normal((1, 6, 1, 2)) * 2]),
         ("dropout", lambda x: F.dropout(x, 0.4), [r.standard_normal((3, 4))]),
+        ("batch_norm train", lambda x, g, b: F.batch_norm(x, g, b, train=True),
+         [r.standard_normal((2, 2, 1, 2)), r.uniform(0.5, 1.5, 2), r.standard_normal(2)]),
+        ("batch_norm train, fused ReLU", lambda x, g, b: F.batch_norm(x, g, b, train=True, relu=True),
+         [r.standard_normal((3, 2, 1, 2)), r.uniform(0.5, 1.5, 2), r.standard_normal(2)]),
+        ("batch_norm eval, fused ReLU, 2-D", lambda x, g, b: F.batch_norm(
+            x, g, b, x.data[0] * 0 + 0.3, x.data[0] * 0 + 1.7, train=False, relu=True),
+         [r.standard_normal((3, 2)), r.uniform(0.5, 1.5, 2), r.standard_normal(2)]),
     ]
     try:
         failed = []
@@ -293,6 +349,7 @@ def main() -> int:
         print("run with NUMBA_ENABLE_CUDASIM=1 (the simulator must be on before Numba loads)")
         return 2
     ck.THREADS, ck.MAX_BLOCKS = 32, 3  # small blocks: fast to simulate, grid-stride loops run
+    ck.REDUCE_THREADS = 16  # (a power of two; fewer threads than values per channel)
     assert ck.SIMULATOR, "cuda_kernels did not see the simulator"
     start, failures = time.perf_counter(), 0
     for name, fn in _results:

@@ -31,10 +31,10 @@ if CUDA_REASON is None:
     import cupy as cp
 
     from nnlite.backends import cuda_kernels as ck
-    from tests.cuda_sim_checks import CONV_CASES, LRN_CASES, POOL_CASES
+    from tests.cuda_sim_checks import BATCH_NORM_CASES, CONV_CASES, LRN_CASES, POOL_CASES
 else:  # the case lists are only needed to parametrize the (skipped) tests
     cp = ck = None
-    CONV_CASES = LRN_CASES = POOL_CASES = [None]
+    BATCH_NORM_CASES = CONV_CASES = LRN_CASES = POOL_CASES = [None]
 
 DTYPES = [np.float32, np.float64]
 TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -130,22 +130,34 @@ def test_lrn_and_pooling_at_model_size(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_batch_norm_and_softmax_cross_entropy(dtype):
+@pytest.mark.parametrize("shape", BATCH_NORM_CASES + [(64, 32, 48, 48)])  # + a compact-net layer
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm(shape, dtype, relu):
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((3, 2, 2, 3)).astype(dtype)
-    gamma, beta = rng.uniform(0.5, 1.5, 2).astype(dtype), rng.standard_normal(2).astype(dtype)
+    x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+    c = shape[1]
+    gamma, beta = rng.uniform(0.5, 1.5, c).astype(dtype), rng.standard_normal(c).astype(dtype)
     mean, var = ck.batch_norm_stats(*on_gpu(x))
     mean_ref, var_ref = nk.batch_norm_stats(x)
     assert_matches(mean, mean_ref, dtype)
     assert_matches(var, var_ref, dtype)
-    y, inv_std = ck.batch_norm_forward(*on_gpu(x, gamma, beta, mean_ref, var_ref), 1e-5)
-    y_ref, inv_std_ref = nk.batch_norm_forward(x, gamma, beta, mean_ref, var_ref, 1e-5)
+    y, inv_std = ck.batch_norm_forward(*on_gpu(x, gamma, beta, mean_ref, var_ref), 1e-5, relu)
+    y_ref, inv_std_ref = nk.batch_norm_forward(x, gamma, beta, mean_ref, var_ref, 1e-5, relu)
     assert_matches(y, y_ref, dtype)
+    assert_matches(inv_std, inv_std_ref, dtype)
     gy = rng.standard_normal(x.shape).astype(dtype)
+    relu_beta = beta if relu else None
     for train in (True, False):
-        got = ck.batch_norm_backward(*on_gpu(gy, x, mean_ref, gamma, inv_std_ref), train)
-        for g, want in zip(got, nk.batch_norm_backward(gy, x, mean_ref, gamma, inv_std_ref, train)):
-            assert_matches(g, want, dtype)
+        got = ck.batch_norm_backward(*on_gpu(gy, x, mean_ref, gamma, inv_std_ref), train,
+                                     None if relu_beta is None else cp.asarray(relu_beta))
+        want = nk.batch_norm_backward(gy, x, mean_ref, gamma, inv_std_ref, train, relu_beta)
+        for g, w in zip(got, want):
+            assert_matches(g, w, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy(dtype):
+    rng = np.random.default_rng(4)
     logits, labels = rng.standard_normal((5, 7)).astype(dtype), rng.integers(0, 7, 5)
     weights = rng.uniform(0.5, 2, 5).astype(dtype)
     assert_matches(ck.log_softmax(*on_gpu(logits)), nk.log_softmax(logits), dtype)

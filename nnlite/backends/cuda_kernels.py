@@ -9,14 +9,19 @@ Same names and signatures as `numpy_kernels.py` (the specification). GEMMs are C
                                  are no atomics and the result is deterministic)
     max_pool_forward/backward    one thread per output / per input pixel (backward gathers too)
     lrn_forward/backward         one thread per element, summing its channel window
+    batch_norm_stats             one block per channel, its sums added in shared memory
+    batch_norm_forward           one thread per element, the ReLU fused when asked (relu=True)
+    batch_norm_backward          the per-channel sums (a block per channel), then one thread per
+                                 element of gx; the fused ReLU's mask recomputed from x
     dropout_mask                 cuRAND uniforms (nnlite.random) then one fused threshold+scale
     sgd_update, adam_update      one fused elementwise launch per parameter, in place
 
-Batch-norm statistics, ReLU, log-softmax and softmax cross-entropy on (N, 7) logits gain
-nothing from a custom kernel: they are the `xp` code of numpy_kernels, run on CuPy's reductions.
+ReLU, log-softmax and softmax cross-entropy on (N, 7) logits gain nothing from a custom
+kernel: they are the `xp` code of numpy_kernels, run on CuPy's own kernels.
 
-Every kernel is one 1-D grid of 256-thread blocks with a grid-stride loop, and is
-dtype-generic: Numba compiles one specialization per dtype (float32, float64).
+Every kernel but the per-channel sums is one 1-D grid of 256-thread blocks with a grid-stride
+loop, and every kernel is dtype-generic: Numba compiles one specialization per dtype (float32,
+float64).
 
 Streams: a kernel is launched on CuPy's current stream (normally the legacy default stream,
 which Numba also uses by default), so it is ordered after the CuPy ops that produced its
@@ -77,14 +82,20 @@ def _launch(kernel, total, *args):
     """Run `kernel` over `total` work items: one 1-D grid, grid-stride loop inside."""
     if total == 0:
         return
-    blocks = min(-(-total // THREADS), MAX_BLOCKS)
+    _launch_grid(kernel, min(-(-total // THREADS), MAX_BLOCKS), THREADS, *args)
+
+
+def _launch_grid(kernel, blocks, threads, *args):
+    """Run `kernel` on `blocks` blocks of `threads` threads, on CuPy's current stream."""
+    if blocks == 0:
+        return
     args = [_device_view(a) if hasattr(a, "shape") and hasattr(a, "dtype") and
             not isinstance(a, np.generic) else a for a in args]
     stream = _current_stream()
     if stream is None:
-        kernel[blocks, THREADS](*args)
+        kernel[blocks, threads](*args)
     else:
-        kernel[blocks, THREADS, stream](*args)
+        kernel[blocks, threads, stream](*args)
 
 
 def _current_stream():
@@ -319,10 +330,183 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
     return gx
 
 
-# -- batch normalization, ReLU, softmax cross-entropy: CuPy's own kernels, no custom one -----------
-batch_norm_stats = _reference.batch_norm_stats
-batch_norm_forward = _reference.batch_norm_forward
-batch_norm_backward = _reference.batch_norm_backward
+# -- batch normalization -----------------------------------------------------------------------
+# Written as NumPy expressions (the reference on CuPy arrays), batch norm was ~25 small launches
+# per layer and training step, each a pass over the activations; here it is four: the
+# statistics, the forward (with the fused ReLU), and the backward's sums and its gx.
+# (N, C) and (N, C, H, W) are both viewed as (N, C, HW), as in the Numba CPU kernels.
+#
+# A per-channel sum is one block per channel: each thread adds a strided share of the channel's
+# N*HW values (consecutive threads read consecutive addresses), then the block's partial sums
+# are added pairwise in shared memory. The sums are float64, as in the Numba CPU kernels, so the
+# one-pass variance E[x^2] - mean^2 loses nothing measurable; every value stored is x's dtype.
+# One block per channel leaves most of a big GPU idle (32 channels: 32 blocks), so the blocks
+# are large, for many loads in flight per channel; 512 rather than the maximum of 1024 leaves
+# each thread up to 128 registers, so the launch cannot fail for want of them.
+REDUCE_THREADS = 512  # threads per block of a per-channel sum (a power of two)
+
+
+def _as_nchw(xp, a):
+    a = _contiguous(xp, a)
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+@cuda.jit(device=True)
+def _block_sum2(a, b, partial):
+    # (sum of a, sum of b) over the block's threads, returned to every thread. partial: a
+    # (2, blockDim) float64 shared array; blockDim must be a power of two.
+    t = cuda.threadIdx.x
+    partial[0, t] = a
+    partial[1, t] = b
+    cuda.syncthreads()
+    step = cuda.blockDim.x // 2
+    while step > 0:
+        if t < step:
+            partial[0, t] += partial[0, t + step]
+            partial[1, t] += partial[1, t + step]
+        cuda.syncthreads()
+        step //= 2
+    a, b = partial[0, 0], partial[1, 0]
+    cuda.syncthreads()  # every thread has read the result before partial is written again
+    return a, b
+
+
+@cuda.jit(device=True)
+def _batch_norm_affine(gamma, beta, mean, inv_std, ci):
+    # y = a*x + d, a = gamma*inv_std, d = beta - a*mean (as in the Numba CPU kernels). The
+    # forward and the backward's recomputed ReLU mask both take a and d from here.
+    a = gamma[ci] * inv_std
+    return a, beta[ci] - a * mean[ci]
+
+
+@cuda.jit(cache=True)
+def _batch_norm_stats_kernel(x, mean, var):
+    n, c, hw = x.shape
+    m = n * hw
+    partial = cuda.shared.array((2, REDUCE_THREADS), np.float64)
+    for ci in range(cuda.blockIdx.x, c, cuda.gridDim.x):
+        total, squares = 0.0, 0.0
+        for i in range(cuda.threadIdx.x, m, cuda.blockDim.x):
+            v = np.float64(x[i // hw, ci, i % hw])
+            total += v
+            squares += v * v
+        total, squares = _block_sum2(total, squares, partial)
+        if cuda.threadIdx.x == 0:
+            mu = total / m
+            mean[ci] = mu
+            var[ci] = max(squares / m - mu * mu, 0.0)
+
+
+def _per_channel_launch(kernel, channels, *args):
+    """One block of REDUCE_THREADS per channel (block-stride over channels past MAX_BLOCKS)."""
+    _launch_grid(kernel, min(channels, MAX_BLOCKS), REDUCE_THREADS, *args)
+
+
+def batch_norm_stats(x):
+    """Per-channel mean and biased variance of x (N, C) or (N, C, H, W): one launch."""
+    xp = get_array_module(x)
+    c = x.shape[1]
+    mean, var = xp.empty(c, dtype=x.dtype), xp.empty(c, dtype=x.dtype)
+    _per_channel_launch(_batch_norm_stats_kernel, c, _as_nchw(xp, x), mean, var)
+    return mean, var
+
+
+@cuda.jit(cache=True)
+def _batch_norm_forward_kernel(x, gamma, beta, mean, var, eps, one, relu, zero, y, inv_std):
+    n, c, hw = x.shape
+    for idx in range(cuda.grid(1), max(x.size, c), cuda.gridsize(1)):  # (max: a batch of 0)
+        if idx < c:
+            inv_std[idx] = one / math.sqrt(var[idx] + eps)
+        if idx < x.size:
+            ci = idx // hw % c
+            s = one / math.sqrt(var[ci] + eps)  # the same expression, so the same bits
+            a, d = _batch_norm_affine(gamma, beta, mean, s, ci)
+            v = a * x[idx // (c * hw), ci, idx % hw] + d
+            if relu and v < zero:  # the fused ReLU (a NaN passes, as in relu_forward)
+                v = zero
+            y[idx // (c * hw), ci, idx % hw] = v
+
+
+def batch_norm_forward(x, gamma, beta, mean, var, eps, relu=False):
+    """y = gamma * xhat + beta, then max(y, 0) if relu; returns y, inv_std. One launch."""
+    xp = get_array_module(x)
+    x3 = _as_nchw(xp, x)
+    t = x.dtype.type
+    y, inv_std = xp.empty_like(x3), xp.empty(x.shape[1], dtype=x.dtype)
+    _launch(_batch_norm_forward_kernel, max(x3.size, x.shape[1]), x3, gamma, beta,
+            mean.astype(x.dtype, copy=False), var.astype(x.dtype, copy=False), t(eps), t(1),
+            bool(relu), t(0), y, inv_std)
+    return y.reshape(x.shape), inv_std
+
+
+@cuda.jit(device=True)
+def _relu_masked(g, x, a, d, relu, zero):
+    # gy through the fused ReLU: kept where the forward's a*x + d was > 0
+    if relu and not a * x + d > zero:
+        return zero
+    return g
+
+
+@cuda.jit(cache=True)
+def _batch_norm_backward_sums_kernel(gy, x, mean, gamma, beta, inv_std, relu, zero, ggamma, gbeta):
+    # gbeta = sum(g), ggamma = sum(g * xhat) per channel, g = gy through the fused ReLU
+    n, c, hw = gy.shape
+    m = n * hw
+    partial = cuda.shared.array((2, REDUCE_THREADS), np.float64)
+    for ci in range(cuda.blockIdx.x, c, cuda.gridDim.x):
+        s = inv_std[ci]
+        a, d = _batch_norm_affine(gamma, beta, mean, s, ci)
+        sum_g, sum_g_xhat = 0.0, 0.0
+        for i in range(cuda.threadIdx.x, m, cuda.blockDim.x):
+            b, t = i // hw, i % hw
+            xv = x[b, ci, t]
+            g = _relu_masked(gy[b, ci, t], xv, a, d, relu, zero)
+            sum_g += np.float64(g)
+            sum_g_xhat += np.float64(g) * np.float64((xv - mean[ci]) * s)
+        sum_g, sum_g_xhat = _block_sum2(sum_g, sum_g_xhat, partial)
+        if cuda.threadIdx.x == 0:
+            gbeta[ci] = sum_g
+            ggamma[ci] = sum_g_xhat
+
+
+@cuda.jit(cache=True)
+def _batch_norm_backward_kernel(gy, x, mean, gamma, beta, inv_std, ggamma, gbeta, train, inv_m,
+                                relu, zero, gx):
+    # gx = gamma*inv_std * (g - sum(g)/m - xhat * sum(g*xhat)/m) in training, else gamma*inv_std*g
+    n, c, hw = gy.shape
+    for idx in range(cuda.grid(1), gy.size, cuda.gridsize(1)):
+        b, ci, t = idx // (c * hw), idx // hw % c, idx % hw
+        s = inv_std[ci]
+        a, d = _batch_norm_affine(gamma, beta, mean, s, ci)
+        xv = x[b, ci, t]
+        g = _relu_masked(gy[b, ci, t], xv, a, d, relu, zero)
+        if train:
+            xhat = (xv - mean[ci]) * s
+            gx[b, ci, t] = a * (g - gbeta[ci] * inv_m - xhat * (ggamma[ci] * inv_m))
+        else:
+            gx[b, ci, t] = a * g
+
+
+def batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta=None):
+    """Returns gx, ggamma, gbeta (see numpy_kernels.batch_norm_backward): two launches, the
+    per-channel sums and then gx (relu_beta: the forward's beta, when it fused a ReLU)."""
+    xp = get_array_module(gy)
+    gy3, x3 = _as_nchw(xp, gy), _as_nchw(xp, x)
+    c, t = gy.shape[1], gy.dtype.type
+    mean = mean.astype(gy.dtype, copy=False)
+    relu = relu_beta is not None
+    beta = relu_beta if relu else gamma  # (unread without relu; any array of the right type)
+    ggamma, gbeta = xp.empty(c, dtype=gy.dtype), xp.empty(c, dtype=gy.dtype)
+    gx = xp.empty_like(gy3)
+    _per_channel_launch(_batch_norm_backward_sums_kernel, c, gy3, x3, mean, gamma, beta, inv_std,
+                        relu, t(0), ggamma, gbeta)
+    m = gy3.shape[0] * gy3.shape[2]
+    _launch(_batch_norm_backward_kernel, gy3.size, gy3, x3, mean, gamma, beta, inv_std, ggamma,
+            gbeta, bool(train), t(1.0 / m), relu, t(0), gx)
+    return gx.reshape(gy.shape), ggamma, gbeta
+
+
+# -- ReLU, softmax cross-entropy: CuPy's own kernels, no custom one -------------------------------
 relu_forward = _reference.relu_forward
 relu_backward = _reference.relu_backward
 log_softmax = _reference.log_softmax
