@@ -6,6 +6,9 @@ RESULTS.md.
                                      against PyTorch in the same run when it is installed
     python -m benchmarks.profile_step  one training step split by kernel: where the time goes
     python -m benchmarks.pipeline    frames/s of the whole face pipeline
+    python -m benchmarks.launch_overhead  (GPU) what one launch costs the host, CuPy vs Numba
+    bash benchmarks/gpu_checks.sh    (GPU) every GPU check and benchmark in one run, logs and
+                                     JSON into one folder, for a session that has a GPU briefly
 
 This module holds what they share: thread control (every library gets the same number of
 threads, or a comparison means nothing), interleaved timing, the table and the JSON.

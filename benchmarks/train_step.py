@@ -131,6 +131,10 @@ def main(argv=None):
     backends = (args.backends or ("cuda" if args.device == "cuda" else "numpy,numba")).split(",")
     sync = None
     if args.device == "cuda":
+        reason = nnlite.available()["cuda"]
+        if reason is not None:
+            print(f"--device cuda needs the cuda backend: {reason}", file=sys.stderr)
+            return 2
         import cupy
 
         def sync():

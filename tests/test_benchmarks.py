@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks import profile_step, train_step
+from benchmarks import launch_overhead, profile_step, train_step
 from nnlite import backends
 
 
@@ -62,3 +62,22 @@ def test_train_step_times_the_backends_side_by_side(tmp_path, threads):
         # numpy runs once per round at batch 64, the other side --reps times all the same
         slow = row["backend"] == "numpy" and row["case"] != "infer b1"
         assert row["reps"] == (1 if slow else 2)
+
+
+def test_the_gpu_benchmarks_without_a_gpu_say_why(capsys):
+    if backends.available()["cuda"] is None:
+        pytest.skip("the cuda backend is available here")
+    assert launch_overhead.main([]) == 2
+    assert "launch_overhead needs the cuda backend" in capsys.readouterr().err
+    assert train_step.main(["--device", "cuda", "--no-torch"]) == 2
+    assert "--device cuda needs the cuda backend" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(backends.available()["cuda"] is not None, reason="needs a CUDA GPU")
+def test_launch_overhead_times_every_case(tmp_path):
+    out = tmp_path / "launch.json"
+    assert launch_overhead.main(["--reps", "20", "--bn-reps", "2", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 7 and all(row["synced_us"] > 0 for row in rows)
+    assert all(row["issued_us"] > 0 for row in rows[:5])
