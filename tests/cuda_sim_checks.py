@@ -201,7 +201,38 @@ for shape in BATCH_NORM_CASES:
 for dtype in DTYPES:
     name = np.dtype(dtype).name
 
-    @check(f"softmax cross-entropy (CuPy reductions) {name}")
+    @check(f"batch_norm_running_update, relu_backward {name}")
+    def _(dtype=dtype):
+        r = rng(12)
+        arrays = [r.uniform(0.5, 2, 5).astype(dtype) for _ in range(4)]
+        got, want = [a.copy() for a in arrays[:2]], [a.copy() for a in arrays[:2]]
+        ck.batch_norm_running_update(*got, *arrays[2:], 0.1, 36)
+        nk.batch_norm_running_update(*want, *arrays[2:], 0.1, 36)
+        for g, w in zip(got, want):
+            assert_close(g, w, dtype, "running statistics")
+        x, gy = r.standard_normal((3, 4, 5)).astype(dtype), r.standard_normal((3, 4, 5)).astype(dtype)
+        y = nk.relu_forward(x)
+        assert_close(ck.relu_backward(gy, y), nk.relu_backward(gy, y), dtype, "relu_backward", exact=True)
+
+    @check(f"softmax cross-entropy, 40 rows (more than a block's threads) {name}")
+    def _(dtype=dtype):
+        r = rng(13)
+        logits = (r.standard_normal((40, 7)) * 3).astype(dtype)
+        labels = r.integers(0, 7, 40)
+        labels[5] = 9  # out of range (only the host checks): no row of q is 1, as in NumPy
+        for weights in (np.ones(40, dtype), r.uniform(0.5, 2, 40).astype(dtype)):
+            for smoothing in (0.0, 0.1):
+                loss, probs = ck.softmax_cross_entropy_forward(logits, labels, weights, smoothing)
+                loss_ref, probs_ref = nk.softmax_cross_entropy_forward(logits, labels, weights, smoothing)
+                what = f"smoothing={smoothing}"
+                assert_close(loss, loss_ref, dtype, "loss " + what)
+                assert_close(probs, probs_ref, dtype, "probs " + what)
+                gloss = np.asarray(0.7, dtype=dtype)
+                assert_close(ck.softmax_cross_entropy_backward(probs_ref, labels, weights, smoothing, gloss),
+                             nk.softmax_cross_entropy_backward(probs_ref, labels, weights, smoothing, gloss),
+                             dtype, "glogits " + what)
+
+    @check(f"softmax cross-entropy {name}")
     def _(dtype=dtype):
         r = rng(4)
         logits, labels = r.standard_normal((5, 7)).astype(dtype), r.integers(0, 7, 5)
@@ -299,7 +330,7 @@ def _():
         ck.THREADS, ck.MAX_BLOCKS, ck.REDUCE_THREADS = saved
 
 
-@check("gradient checks (float64) of conv2d, pooling, LRN, dropout and batch norm running on the CUDA kernels")
+@check("gradient checks (float64) of every op with a custom CUDA kernel, running on those kernels")
 def _():
     # The ops pick kernels by device, and host arrays never get the CUDA ones: route them
     # there by hand, then gradient-check the ops that call the custom kernels (tiny shapes: a
@@ -310,7 +341,7 @@ def _():
     from nnlite.gradcheck import _distinct, gradcheck
 
     op_modules = [importlib.import_module(f"nnlite.functions.{name}")
-                  for name in ("activation", "conv", "normalization", "pool")]
+                  for name in ("activation", "conv", "loss", "normalization", "pool")]
     saved = [m.kernels_for for m in op_modules]
     for m in op_modules:
         m.kernels_for = lambda array: ck
@@ -324,6 +355,10 @@ def _():
         ("local_response_norm size 5", lambda x: F.local_response_norm(x, 5, 1e-1, 0.75, 2.0),
          [r.standard_normal((1, 6, 1, 2)) * 2]),
         ("dropout", lambda x: F.dropout(x, 0.4), [r.standard_normal((3, 4))]),
+        ("relu", F.relu, [_distinct(r, (2, 3))]),
+        ("softmax_cross_entropy, weighted and smoothed", lambda z: F.softmax_cross_entropy(
+            z, np.array([0, 3, 6]), class_weights=np.linspace(0.5, 2, 7), label_smoothing=0.1),
+         [r.standard_normal((3, 7))]),
         ("batch_norm train", lambda x, g, b: F.batch_norm(x, g, b, train=True),
          [r.standard_normal((2, 2, 1, 2)), r.uniform(0.5, 1.5, 2), r.standard_normal(2)]),
         ("batch_norm train, fused ReLU", lambda x, g, b: F.batch_norm(x, g, b, train=True, relu=True),

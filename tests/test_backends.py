@@ -192,6 +192,20 @@ def test_batch_norm(backend, dtype, shape, train, relu):
         assert_matches(w, g, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_running_update(backend, dtype):
+    rng = np.random.default_rng(12)
+    arrays = [rng.uniform(0.5, 2, 5).astype(dtype) for _ in range(4)]
+    before = [a.copy() for a in arrays[:2]]
+    want = [a.copy() for a in arrays[:2]]
+    reference.batch_norm_running_update(*want, *arrays[2:], 0.1, 64 * 9)
+    got = [on(backend, a.copy()) for a in arrays[:2]]
+    kernels(backend).batch_norm_running_update(*got, *(on(backend, a) for a in arrays[2:]), 0.1, 64 * 9)
+    for w, g, b in zip(want, got, before):
+        assert not np.allclose(w, b)  # the statistics moved
+        assert_matches(w, g, dtype)  # in place, as in the reference
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_batch_norm_relu_is_batch_norm_then_relu(backend, train):
     """The fused op against the two ops it replaces, on the same backend: same values, same

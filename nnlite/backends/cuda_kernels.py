@@ -13,15 +13,20 @@ Same names and signatures as `numpy_kernels.py` (the specification). GEMMs are C
     batch_norm_forward           one thread per element, the ReLU fused when asked (relu=True)
     batch_norm_backward          the per-channel sums (a block per channel), then one thread per
                                  element of gx; the fused ReLU's mask recomputed from x
+    batch_norm_running_update    one thread per channel
+    relu_backward                one thread per element
+    softmax_cross_entropy_*      one block: a thread per row, the loss's sums in shared memory
     dropout_mask                 cuRAND uniforms (nnlite.random) then one fused threshold+scale
     sgd_update, adam_update      one fused elementwise launch per parameter, in place
 
-ReLU, log-softmax and softmax cross-entropy on (N, 7) logits gain nothing from a custom
-kernel: they are the `xp` code of numpy_kernels, run on CuPy's own kernels.
+ReLU's forward and log_softmax are the `xp` code of numpy_kernels (one CuPy launch, and a
+function the training step does not call). Most of the custom kernels replace several CuPy
+launches with one: at batch 64 these nets leave a big GPU waiting on the host, which spends
+tens of microseconds per launch, so the number of launches sets the step's time.
 
-Every kernel but the per-channel sums is one 1-D grid of 256-thread blocks with a grid-stride
-loop, and every kernel is dtype-generic: Numba compiles one specialization per dtype (float32,
-float64).
+Every kernel but the per-channel sums and the loss is one 1-D grid of 256-thread blocks with a
+grid-stride loop, and every kernel is dtype-generic: Numba compiles one specialization per
+dtype (float32, float64).
 
 Streams: a kernel is launched on CuPy's current stream (normally the legacy default stream,
 which Numba also uses by default), so it is ordered after the CuPy ops that produced its
@@ -506,12 +511,122 @@ def batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta=None):
     return gx.reshape(gy.shape), ggamma, gbeta
 
 
-# -- ReLU, softmax cross-entropy: CuPy's own kernels, no custom one -------------------------------
+@cuda.jit(cache=True)
+def _batch_norm_running_update_kernel(running_mean, running_var, mean, var, momentum,
+                                      keep, bessel):
+    for ci in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
+        running_mean[ci] = keep * running_mean[ci] + momentum * mean[ci]
+        running_var[ci] = keep * running_var[ci] + momentum * (var[ci] * bessel)
+
+
+def batch_norm_running_update(running_mean, running_var, mean, var, momentum, count):
+    """See numpy_kernels.batch_norm_running_update: one launch where its NumPy expressions
+    are six."""
+    xp = get_array_module(mean)
+    if not (running_mean.flags.c_contiguous and running_var.flags.c_contiguous):
+        return _reference.batch_norm_running_update(running_mean, running_var, mean, var,
+                                                    momentum, count)
+    t = running_mean.dtype.type
+    _launch(_batch_norm_running_update_kernel, mean.size, running_mean, running_var,
+            _contiguous(xp, mean).astype(running_mean.dtype, copy=False),
+            _contiguous(xp, var).astype(running_mean.dtype, copy=False),
+            t(momentum), t(1.0 - momentum), t(count / max(count - 1, 1)))
+
+
+# -- ReLU: forward is one CuPy launch (maximum); the backward, two there, is one here --------------
 relu_forward = _reference.relu_forward
-relu_backward = _reference.relu_backward
+
+
+@cuda.jit(cache=True)
+def _relu_backward_kernel(gy, y, zero, gx):
+    for i in range(cuda.grid(1), gx.size, cuda.gridsize(1)):
+        gx[i] = gy[i] if y[i] > zero else zero
+
+
+def relu_backward(gy, y):
+    """gx = gy where y > 0, else 0: one launch (gy * (y > 0) is two, and a bool array)."""
+    xp = get_array_module(gy)
+    gy, y = _contiguous(xp, gy), _contiguous(xp, y)
+    gx = xp.empty_like(gy)
+    _launch(_relu_backward_kernel, gx.size, gy.reshape(-1), y.reshape(-1), gy.dtype.type(0),
+            gx.reshape(-1))
+    return gx
+
+
+# -- softmax cross-entropy ------------------------------------------------------------------------
+# (N, K) logits, K = 7: as NumPy expressions on CuPy arrays the loss was ~16 launches forward and
+# ~6 backward, each on a few hundred numbers. Here each direction is one launch of one block:
+# a thread per row (rows t, t + blockDim, ...), then the block's sums of w_i * loss_i and w_i
+# added in shared memory, in float64 as in the Numba CPU kernel.
 log_softmax = _reference.log_softmax
-softmax_cross_entropy_forward = _reference.softmax_cross_entropy_forward
-softmax_cross_entropy_backward = _reference.softmax_cross_entropy_backward
+
+
+@cuda.jit(cache=True)
+def _softmax_cross_entropy_forward_kernel(logits, labels, weights, smoothing_over_k,
+                                          one_minus_smoothing, zero, loss, probs):
+    n, k = logits.shape
+    partial = cuda.shared.array((2, REDUCE_THREADS), np.float64)
+    weighted, weight_sum = 0.0, 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        top = logits[i, 0]
+        for j in range(1, k):
+            top = max(top, logits[i, j])
+        total = zero
+        for j in range(k):
+            total += math.exp(logits[i, j] - top)  # log-sum-exp: exp of values <= 0
+        log_total = math.log(total)
+        cross_entropy = zero
+        for j in range(k):
+            log_p = logits[i, j] - top - log_total
+            q = smoothing_over_k + (one_minus_smoothing if j == labels[i] else zero)
+            cross_entropy -= q * log_p
+            probs[i, j] = math.exp(log_p)
+        weighted += np.float64(weights[i]) * np.float64(cross_entropy)
+        weight_sum += np.float64(weights[i])
+    weighted, weight_sum = _block_sum2(weighted, weight_sum, partial)
+    if cuda.threadIdx.x == 0:
+        loss[0] = weighted / weight_sum
+
+
+def softmax_cross_entropy_forward(logits, labels, sample_weights, smoothing):
+    """Weighted mean cross-entropy, (loss (), probs (N, K)); one launch of one block."""
+    xp = get_array_module(logits)
+    logits = _contiguous(xp, logits)
+    t = logits.dtype.type
+    loss, probs = xp.empty(1, dtype=logits.dtype), xp.empty_like(logits)
+    _launch_grid(_softmax_cross_entropy_forward_kernel, 1, REDUCE_THREADS, logits,
+                 _contiguous(xp, labels), _contiguous(xp, sample_weights).astype(logits.dtype, copy=False),
+                 t(smoothing / logits.shape[1]), t(1.0 - smoothing), t(0), loss, probs)
+    return loss.reshape(()), probs
+
+
+@cuda.jit(cache=True)
+def _softmax_cross_entropy_backward_kernel(probs, labels, weights, smoothing_over_k,
+                                           one_minus_smoothing, gloss, zero, glogits):
+    n, k = probs.shape
+    partial = cuda.shared.array((2, REDUCE_THREADS), np.float64)
+    weight_sum = 0.0
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        weight_sum += np.float64(weights[i])
+    weight_sum, _ = _block_sum2(weight_sum, 0.0, partial)
+    for i in range(cuda.threadIdx.x, n, cuda.blockDim.x):
+        w = gloss[0] * weights[i] / weight_sum  # (float64, rounded once when stored below)
+        for j in range(k):
+            q = smoothing_over_k + (one_minus_smoothing if j == labels[i] else zero)
+            glogits[i, j] = w * (probs[i, j] - q)
+
+
+def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gloss):
+    """dloss/dlogits = gloss * w_i / sum(w) * (p_i - q_i); one launch of one block."""
+    xp = get_array_module(probs)
+    probs = _contiguous(xp, probs)
+    t = probs.dtype.type
+    glogits = xp.empty_like(probs)
+    _launch_grid(_softmax_cross_entropy_backward_kernel, 1, REDUCE_THREADS, probs,
+                 _contiguous(xp, labels), _contiguous(xp, sample_weights).astype(probs.dtype, copy=False),
+                 t(smoothing / probs.shape[1]), t(1.0 - smoothing),
+                 xp.asarray(gloss, dtype=probs.dtype).reshape(1), t(0), glogits)
+    return glogits
 
 
 # -- dropout -----------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ How each kernel is organised, and why:
                          window, subtract the one leaving it): O(C) per pixel, not O(C*size)
     batch_norm_*         one pass per channel for the statistics (sum and sum of squares in
                          float64) and for the backward reductions, fused with the output;
-                         xhat is recomputed in the backward pass, never stored
+                         xhat is recomputed in the backward pass, never stored; a ReLU
+                         after it (relu=True) is applied in the same passes
     relu_forward/backward one pass each (NumPy's x * mask takes two and a bool array)
     softmax CE           one fused loop over the (N, K) logits: tiny, so serial (starting
                          threads would cost more than the work)
@@ -948,6 +949,10 @@ def _batch_norm_stats(x, mean, var):
         mu = total / m
         mean[ci] = mu
         var[ci] = max(squares / m - mu * mu, 0.0)
+
+
+# C values: NumPy's few in-place operations cost microseconds, nothing to compile
+batch_norm_running_update = _reference.batch_norm_running_update
 
 
 def batch_norm_stats(x):

@@ -199,6 +199,18 @@ def batch_norm_stats(x):
     return mean, var
 
 
+def batch_norm_running_update(running_mean, running_var, mean, var, momentum, count):
+    """Move the running statistics towards this batch's, in place (PyTorch's rule):
+        running = (1 - momentum) * running + momentum * batch statistic
+    with the batch's variance made unbiased first (var * count / (count - 1)), count being
+    the N*H*W values each channel's statistics were taken over."""
+    unbiased = var * (count / max(count - 1, 1))
+    running_mean *= 1.0 - momentum
+    running_mean += momentum * mean
+    running_var *= 1.0 - momentum
+    running_var += momentum * unbiased
+
+
 def batch_norm_forward(x, gamma, beta, mean, var, eps, relu=False):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta. Returns y and inv_std = 1/sqrt(var + eps).
 

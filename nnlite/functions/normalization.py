@@ -31,12 +31,8 @@ class BatchNorm(Function):
                                  f"got input of shape {x.shape} (use a batch of 2 or more)")
             mean, var = kernels.batch_norm_stats(x)
             if self.running_mean is not None:
-                m = x.size // x.shape[1]
-                unbiased = var * (m / max(m - 1, 1))
-                self.running_mean *= 1.0 - self.momentum
-                self.running_mean += self.momentum * mean
-                self.running_var *= 1.0 - self.momentum
-                self.running_var += self.momentum * unbiased
+                kernels.batch_norm_running_update(self.running_mean, self.running_var, mean, var,
+                                                  self.momentum, x.size // x.shape[1])
         else:
             # copies: backward recomputes xhat from this mean, and the buffers can change
             # before it runs (a training-mode call of the same layer updates them in place)
