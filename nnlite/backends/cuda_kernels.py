@@ -336,7 +336,7 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
 
 
 # -- batch normalization -----------------------------------------------------------------------
-# Written as NumPy expressions (the reference on CuPy arrays), batch norm was ~25 small launches
+# Written as NumPy expressions (the reference on CuPy arrays), batch norm was ~23 small launches
 # per layer and training step, each a pass over the activations; here it is four: the
 # statistics, the forward (with the fused ReLU), and the backward's sums and its gx.
 # (N, C) and (N, C, H, W) are both viewed as (N, C, HW), as in the Numba CPU kernels.
@@ -521,7 +521,7 @@ def _batch_norm_running_update_kernel(running_mean, running_var, mean, var, mome
 
 def batch_norm_running_update(running_mean, running_var, mean, var, momentum, count):
     """See numpy_kernels.batch_norm_running_update: one launch where its NumPy expressions
-    are six."""
+    are seven."""
     xp = get_array_module(mean)
     if not (running_mean.flags.c_contiguous and running_var.flags.c_contiguous):
         return _reference.batch_norm_running_update(running_mean, running_var, mean, var,
@@ -554,8 +554,8 @@ def relu_backward(gy, y):
 
 
 # -- softmax cross-entropy ------------------------------------------------------------------------
-# (N, K) logits, K = 7: as NumPy expressions on CuPy arrays the loss was ~16 launches forward and
-# ~6 backward, each on a few hundred numbers. Here each direction is one launch of one block:
+# (N, K) logits, K = 7: as NumPy expressions on CuPy arrays the loss was ~19 launches forward and
+# ~10 backward, each on a few hundred numbers. Here each direction is one launch of one block:
 # a thread per row (rows t, t + blockDim, ...), then the block's sums of w_i * loss_i and w_i
 # added in shared memory, in float64 as in the Numba CPU kernel.
 log_softmax = _reference.log_softmax
