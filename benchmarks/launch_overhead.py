@@ -9,7 +9,7 @@ call, measured two ways over --reps calls:
              (the GPU runs them while the host issues the next)
     synced   a synchronize after every call: the round trip, launch latency included
 The rows are a CuPy elementwise op and a CuPy reduction (what an `xp` expression costs per
-operator), a Numba CUDA kernel launched through cuda_kernels' launcher with 2 and with 7 array
+operator), a Numba CUDA kernel launched through cuda_kernels' launcher with 2 and with 9 array
 arguments (Numba converts each CuPy array and packs its shape and strides, so the cost grows
 with the arguments), and that conversion alone (`cuda.as_cuda_array`).
 
@@ -60,7 +60,7 @@ def launch_rows(cp, ck, reps, sync):
         "cupy x.sum(axis=(0, 2)) (reduction)": lambda: x.sum(axis=(0, 2)),
         "numba kernel, 2 arrays + 3 scalars (dropout mask)":
             lambda: ck._launch(ck._dropout_mask_kernel, a.size, a, out, t(0.5), t(2), t(0)),
-        "numba kernel, 7 arrays + 5 scalars (batch norm gx)":
+        "numba kernel, 9 arrays + 4 scalars (batch norm gx)":
             lambda: ck._launch(ck._batch_norm_backward_kernel, x.size, x, x, c1, c1, c1, c1, c1,
                                c1, True, t(1 / 32), True, t(0), out_x),
         "cuda.as_cuda_array(a, sync=False) alone": lambda: cuda.as_cuda_array(a, sync=False),

@@ -333,8 +333,9 @@ class Sequential(Module):
     def forward(self, x):
         layers, i = self.layers, 0
         while i < len(layers):
-            if (isinstance(layers[i], _BatchNorm) and i + 1 < len(layers)
-                    and type(layers[i + 1]) is ReLU):  # a subclass may do more than max(x, 0)
+            # (a subclass that overrides forward may do more than batch norm, or than max(x, 0))
+            if (isinstance(layers[i], _BatchNorm) and type(layers[i]).forward is _BatchNorm.forward
+                    and i + 1 < len(layers) and type(layers[i + 1]) is ReLU):
                 x = layers[i](x, relu=True)
                 i += 2
             else:

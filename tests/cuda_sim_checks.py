@@ -309,6 +309,24 @@ def _():
         ck.THREADS, ck.MAX_BLOCKS = threads, blocks
 
 
+@check("batch_norm of an empty batch in eval mode (2-D and 4-D, with and without the ReLU)")
+def _():
+    for shape in ((0, 3, 4, 4), (0, 3)):
+        x = np.zeros(shape, np.float32)
+        gamma, beta = np.ones(3, np.float32), np.zeros(3, np.float32)
+        mean, var = np.zeros(3, np.float32), np.ones(3, np.float32)
+        for relu in (False, True):
+            y, inv_std = ck.batch_norm_forward(x, gamma, beta, mean, var, 1e-5, relu)
+            assert y.shape == shape, y.shape
+            assert_close(inv_std, nk.batch_norm_forward(x, gamma, beta, mean, var, 1e-5)[1],
+                         np.float32, "inv_std")
+            gx, ggamma, gbeta = ck.batch_norm_backward(x, x, mean, gamma, inv_std, False,
+                                                       beta if relu else None)
+            assert gx.shape == shape, gx.shape
+            assert_close(ggamma, np.zeros(3, np.float32), np.float32, "ggamma")
+            assert_close(gbeta, np.zeros(3, np.float32), np.float32, "gbeta")
+
+
 @check("batch_norm with the real launch configuration (512-thread sums, 256-thread passes)")
 def _():
     saved = ck.THREADS, ck.MAX_BLOCKS, ck.REDUCE_THREADS

@@ -243,3 +243,19 @@ def test_sequential_fuses_batch_norm_and_relu_without_changing_anything_else(tra
         np.testing.assert_allclose(g_fused[name], g_apart[name], rtol=1e-5, atol=1e-6, err_msg=name)
     for a, b in zip(b_fused, b_apart):
         np.testing.assert_array_equal(a, b)
+
+
+def test_sequential_does_not_fuse_a_batch_norm_subclass_with_its_own_forward():
+    # A subclass that overrides forward may do more than batch norm: it runs as written, and
+    # the ReLU after it runs as a layer of its own.
+    from nnlite import layers as L
+
+    class ShiftedBatchNorm(L.BatchNorm2d):
+        def forward(self, x):
+            return super().forward(x) + 1.0
+
+    nnlite.seed(0)
+    model = L.Sequential(ShiftedBatchNorm(2), L.ReLU())
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32))
+    want = np.maximum(F.batch_norm(x, model[0].gamma, model[0].beta).data + 1.0, 0)
+    np.testing.assert_allclose(model(x).data, want, rtol=1e-6, atol=1e-6)

@@ -346,14 +346,20 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
 # are added pairwise in shared memory. The sums are float64, as in the Numba CPU kernels, so the
 # one-pass variance E[x^2] - mean^2 loses nothing measurable; every value stored is x's dtype.
 # One block per channel leaves most of a big GPU idle (32 channels: 32 blocks), so the blocks
-# are large, for many loads in flight per channel; 512 rather than the maximum of 1024 leaves
-# each thread up to 128 registers, so the launch cannot fail for want of them.
+# are large, for many loads in flight per channel. A GPU has 64K registers per multiprocessor,
+# so a 512-thread block fits if each thread needs at most 128: the kernels below are compiled
+# with that cap (they needed 56-94 when compiled for sm_90), and 1024 threads would halve it.
+# REDUCE_THREADS sizes their shared arrays when they are compiled and their blocks when they
+# are launched: on a GPU it must not change once they have run (the simulator's checks change
+# it before any kernel runs, to simulate small blocks).
 REDUCE_THREADS = 512  # threads per block of a per-channel sum (a power of two)
+# (the simulator's jit knows no max_registers)
+_REDUCTION_OPTIONS = {} if SIMULATOR else {"max_registers": 128}
 
 
 def _as_nchw(xp, a):
     a = _contiguous(xp, a)
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))  # (not -1: N may be 0)
 
 
 @cuda.jit(device=True)
@@ -384,7 +390,7 @@ def _batch_norm_affine(gamma, beta, mean, inv_std, ci):
     return a, beta[ci] - a * mean[ci]
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
 def _batch_norm_stats_kernel(x, mean, var):
     n, c, hw = x.shape
     m = n * hw
@@ -452,7 +458,7 @@ def _relu_masked(g, x, a, d, relu, zero):
     return g
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
 def _batch_norm_backward_sums_kernel(gy, x, mean, gamma, beta, inv_std, relu, zero, ggamma, gbeta):
     # gbeta = sum(g), ggamma = sum(g * xhat) per channel, g = gy through the fused ReLU
     n, c, hw = gy.shape
@@ -505,7 +511,7 @@ def batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta=None):
     gx = xp.empty_like(gy3)
     _per_channel_launch(_batch_norm_backward_sums_kernel, c, gy3, x3, mean, gamma, beta, inv_std,
                         relu, t(0), ggamma, gbeta)
-    m = gy3.shape[0] * gy3.shape[2]
+    m = max(gy3.shape[0] * gy3.shape[2], 1)  # (an empty batch: no gx element to compute)
     _launch(_batch_norm_backward_kernel, gy3.size, gy3, x3, mean, gamma, beta, inv_std, ggamma,
             gbeta, bool(train), t(1.0 / m), relu, t(0), gx)
     return gx.reshape(gy.shape), ggamma, gbeta
@@ -561,7 +567,7 @@ def relu_backward(gy, y):
 log_softmax = _reference.log_softmax
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
 def _softmax_cross_entropy_forward_kernel(logits, labels, weights, smoothing_over_k,
                                           one_minus_smoothing, zero, loss, probs):
     n, k = logits.shape
@@ -600,7 +606,7 @@ def softmax_cross_entropy_forward(logits, labels, sample_weights, smoothing):
     return loss.reshape(()), probs
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
 def _softmax_cross_entropy_backward_kernel(probs, labels, weights, smoothing_over_k,
                                            one_minus_smoothing, gloss, zero, glogits):
     n, k = probs.shape

@@ -47,6 +47,7 @@ tests every divisor, a branch that also keeps the loop from vectorizing; the LRN
 vectorized with it, although their time did not change measurably.)
 """
 
+import math
 import os
 import threading
 import types
@@ -930,7 +931,7 @@ def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
 # kernel is parallel over channels, each channel's N*HW values visited by one thread.
 def _as_nchw(a):
     a = np.ascontiguousarray(a)
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))  # (not -1: N may be 0)
 
 
 @_serial_and_parallel(fastmath=FAST)
