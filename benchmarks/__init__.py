@@ -68,6 +68,19 @@ def set_threads(n: int, torch=None) -> dict:
     return got
 
 
+def cuda_sync(torch=None):
+    """A function that waits until the GPU has finished what CuPy (and, given torch, PyTorch)
+    queued: a GPU runs asynchronously, so a clock read without it times only the launches."""
+    import cupy
+
+    def sync():
+        cupy.cuda.Device().synchronize()
+        if torch is not None:
+            torch.cuda.synchronize()
+
+    return sync
+
+
 def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, settle: float = 0.0,
                      repeats: dict = None) -> dict:
     """Median seconds of each function, run alternately (a, b, a, b, ...) so that the noise of

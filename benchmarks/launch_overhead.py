@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 import nnlite
-from benchmarks import machine, print_table, write_json
+from benchmarks import cuda_sync, machine, print_table, write_json
 
 
 def per_call_us(fn, reps, sync, synced):
@@ -119,9 +119,7 @@ def main(argv=None):
 
     from nnlite.backends import cuda_kernels as ck
 
-    def sync():
-        cp.cuda.Device().synchronize()
-
+    sync = cuda_sync()
     rows = launch_rows(cp, ck, args.reps, sync) + batch_norm_rows(cp, ck, args.bn_reps, sync)
     gpu = cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
     print(f"GPU: {gpu}   host: {machine()}")

@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 
 import nnlite
-from benchmarks import machine, print_table, set_threads, write_json
+from benchmarks import cuda_sync, machine, print_table, set_threads, write_json
 from benchmarks.train_step import our_step_functions
 from nnlite import backends
 from nnlite.backends import kernels_for, numpy_kernels
@@ -138,12 +138,7 @@ def main(argv=None):
     settle = args.settle if args.settle is not None else (0.0 if backend == "cuda" else 0.2)
     threads = set_threads(args.threads)
     nnlite.keep_freed_memory()  # as benchmarks.train_step and emotion train do
-    sync = None
-    if backend == "cuda":
-        import cupy
-
-        def sync():
-            cupy.cuda.Device().synchronize()
+    sync = cuda_sync() if backend == "cuda" else None
 
     steps, kernels, per_kernel, cpu, calls = profile(args.net, backend, args.case, args.batch,
                                                      args.reps, settle, sync)

@@ -27,7 +27,8 @@ import warnings
 import numpy as np
 
 import nnlite
-from benchmarks import machine, optional_torch, print_table, set_threads, time_interleaved, write_json
+from benchmarks import (cuda_sync, machine, optional_torch, print_table, set_threads,
+                        time_interleaved, write_json)
 from emotion.models import build
 from nnlite import optim
 from nnlite.autograd import Tensor, no_grad
@@ -135,12 +136,7 @@ def main(argv=None):
         if reason is not None:
             print(f"--device cuda needs the cuda backend: {reason}", file=sys.stderr)
             return 2
-        import cupy
-
-        def sync():
-            cupy.cuda.Device().synchronize()
-            if torch is not None:
-                torch.cuda.synchronize()
+        sync = cuda_sync(torch)
     print(f"threads: {threads}   device: {args.device}   settle: {settle} s   machine: {machine()}")
 
     rows = []

@@ -452,10 +452,8 @@ def batch_norm_forward(x, gamma, beta, mean, var, eps, relu=False):
 
 @cuda.jit(device=True)
 def _relu_masked(g, x, a, d, relu, zero):
-    # gy through the fused ReLU: kept where the forward's a*x + d was > 0
-    if relu and not a * x + d > zero:
-        return zero
-    return g
+    # g through the fused ReLU: kept where the forward's a*x + d was > 0
+    return zero if relu and not a * x + d > zero else g
 
 
 @cuda.jit(cache=True, **_REDUCTION_OPTIONS)

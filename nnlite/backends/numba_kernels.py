@@ -974,6 +974,12 @@ def _batch_norm_affine(gamma, beta, mean, inv_std, ci):
     return a, beta[ci] - a * mean[ci]
 
 
+@njit(cache=True, fastmath=FAST, inline="always")
+def _relu_masked(g, x, a, d, relu, zero):
+    # g through the fused ReLU: kept where the forward's a*x + d was > 0
+    return zero if relu and not a * x + d > 0 else g
+
+
 @_serial_and_parallel(fastmath=FAST)
 def _batch_norm_forward(x, gamma, beta, mean, inv_std, relu, y):
     n, c, hw = x.shape
@@ -1013,30 +1019,23 @@ def _batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu, beta, gx, gga
         sum_gy, sum_gy_xhat = 0.0, 0.0  # float64 accumulators
         for b in range(n):
             for t in range(hw):
-                g = gy[b, ci, t]
-                if relu and not a * x[b, ci, t] + d > 0:
-                    g = zero
+                g = _relu_masked(gy[b, ci, t], x[b, ci, t], a, d, relu, zero)
                 sum_gy += g
                 sum_gy_xhat += g * np.float64((x[b, ci, t] - mu) * s)
         gbeta[ci], ggamma[ci] = sum_gy, sum_gy_xhat
-        scale = gamma[ci] * s
         if train:
-            # gx = scale / m * (m*gy - sum(gy) - xhat * sum(gy*xhat)), xhat recomputed from x
+            # gx = a / m * (m*gy - sum(gy) - xhat * sum(gy*xhat)) with a = gamma * inv_std,
+            # xhat recomputed from x
             mean_gy, mean_gy_xhat = sum_gy / m, sum_gy_xhat / m
             for b in range(n):
                 for t in range(hw):
-                    g = gy[b, ci, t]
-                    if relu and not a * x[b, ci, t] + d > 0:
-                        g = zero
+                    g = _relu_masked(gy[b, ci, t], x[b, ci, t], a, d, relu, zero)
                     xhat = (x[b, ci, t] - mu) * s
-                    gx[b, ci, t] = scale * (g - mean_gy - xhat * mean_gy_xhat)
+                    gx[b, ci, t] = a * (g - mean_gy - xhat * mean_gy_xhat)
         else:
             for b in range(n):
                 for t in range(hw):
-                    g = gy[b, ci, t]
-                    if relu and not a * x[b, ci, t] + d > 0:
-                        g = zero
-                    gx[b, ci, t] = scale * g
+                    gx[b, ci, t] = a * _relu_masked(gy[b, ci, t], x[b, ci, t], a, d, relu, zero)
 
 
 def batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta=None):
