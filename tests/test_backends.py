@@ -631,8 +631,9 @@ def test_numba_2x2_pool_matches_the_general_loop(dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_numba_winograd_filter_transforms(monkeypatch, dtype):
     # The filters' gradient (the blocks' sum, then the adjoint transform) gives the same bits in
-    # the calling thread and on the threads; the transform writes into a transposed view as into
-    # the array; and the adjoint is the transpose: <U(W), gU> = <W, U^T(gU)>.
+    # the calling thread and on the threads; the transform is G g G^T, also of W's transposed
+    # view (which the backward uses for U^T); and the adjoint is the transpose:
+    # <U(W), gU> = <W, U^T(gU)>.
     import numba
     from nnlite.backends import numba_kernels as nb
 
@@ -647,8 +648,11 @@ def test_numba_winograd_filter_transforms(monkeypatch, dtype):
     np.testing.assert_array_equal(gWs[0], gWs[1])
     U, UT = np.empty((16, 9, 13), dtype), np.empty((16, 13, 9), dtype)
     nb._winograd_filters_kernel(W, U)
-    nb._winograd_filters_kernel(W, UT.transpose(0, 2, 1))
+    nb._winograd_filters_kernel(W.transpose(1, 0, 2, 3), UT)  # as the backward gets U^T
     np.testing.assert_array_equal(UT, U.transpose(0, 2, 1))
+    G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    reference = np.einsum("ai,kcij,sj->askc", G, W.astype(np.float64), G).reshape(16, 9, 13)
+    np.testing.assert_allclose(U, reference, rtol=0, atol=TOLERANCE[dtype] * np.abs(W).max())
     gU = gUT.sum(axis=0).transpose(0, 2, 1)  # (16, K, C)
     lhs, rhs = np.vdot(U.astype(np.float64), gU), np.vdot(W.astype(np.float64), gWs[0])
     assert abs(lhs - rhs) <= TOLERANCE[dtype] * np.abs(U).max() * np.abs(gU).sum()
