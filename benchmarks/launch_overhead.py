@@ -15,7 +15,7 @@ with the arguments), and that conversion alone (`cuda.as_cuda_array`).
 
 Part 2, batch norm of one compact-net layer (64 x 32 x 48 x 48, float32), forward with the
 ReLU and backward, both ways on the same arrays, interleaved: the NumPy reference's expressions
-on CuPy arrays (~25 CuPy launches) against cuda_kernels' Numba kernels (4 launches). Each call
+on CuPy arrays (~26 CuPy launches) against cuda_kernels' Numba kernels (4 launches). Each call
 is synchronized, so this is the time a training step spends on it.
 
 Needs a CUDA GPU with CuPy and Numba CUDA; elsewhere it says why and exits with status 2.

@@ -9,6 +9,8 @@ kernels) and "cuda" (CuPy arrays, cuBLAS, Numba CUDA kernels). Pick one with
 `nnlite.use(name)` or the NNLITE_BACKEND environment variable.
 """
 
+import warnings
+
 from nnlite import functional  # noqa: F401  (installs Tensor's operators)
 from nnlite import layers, optim  # noqa: F401
 from nnlite.autograd import Function, Tensor, is_grad_enabled, no_grad
@@ -20,6 +22,11 @@ from nnlite.random import seed
 from nnlite.serialization import WeightFileError, load, read_meta, save
 
 __version__ = "0.1.0"
+
+# `python -m nnlite.gradcheck` runs that module a second time, as __main__, after this package
+# has imported it, and runpy warns about that. Harmless here: the command uses only its own names.
+warnings.filterwarnings("ignore", message="'nnlite.gradcheck' found in sys.modules",
+                        category=RuntimeWarning)
 
 
 def to_numpy(x):

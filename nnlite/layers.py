@@ -1,15 +1,18 @@
 """Layers: modules that own parameters and call the ops in `nnlite.functional`.
 
-A `Module` finds its parameters (tensors that require gradients), buffers (arrays such as
-batch-norm running statistics) and sub-modules by looking at its own attributes, so a layer
-is written as plainly as:
+A `Module` finds its parameters (tensors that require gradients) and sub-modules by looking
+at its own attributes, so a layer is written as plainly as:
 
     class Linear(Module):
         def __init__(self, n_in, n_out):
             super().__init__()
             self.W = Parameter(...)
+            self.b = Parameter(...)
         def forward(self, x):
             return F.linear(x, self.W, self.b)
+
+Buffers (arrays that are saved and moved with the module but not trained, such as batch
+norm's running statistics) are declared with `register_buffer(name, array)`.
 """
 
 import math

@@ -3,7 +3,8 @@
 Same names and signatures as `numpy_kernels.py` (the specification). GEMMs are CuPy's
 `W @ col`, which is cuBLAS. What is here:
 
-    conv2d_forward/backward      im2col + one cuBLAS GEMM for the whole batch (as NumPy does)
+    conv2d_forward/backward      forward: im2col + one cuBLAS GEMM for the whole batch (as NumPy
+                                 does); backward: im2col again, two GEMMs and col2im
     im2col, col2im               one thread per col element / per input pixel (col2im is a
                                  GATHER: each pixel sums the columns that touch it, so there
                                  are no atomics and the result is deterministic)

@@ -8,9 +8,10 @@ How each kernel is organised, and why:
     conv2d_forward/      parallel over images: each thread unfolds one image at a time into
     conv2d_backward      a cache-sized im2col buffer and multiplies it at once with a
                          single-threaded BLAS GEMM (Python threads around nogil kernels);
-                         3x3 stride-1 'same' layers on large enough images use Winograd's
-                         F(2x2, 3x3) instead: 2.25x fewer multiplications, the same result
-                         up to rounding
+                         3x3 stride-1 'same' layers with 16 input channels or more, on
+                         batches of 4 images or more (and no fewer than the threads), use
+                         Winograd's F(2x2, 3x3) instead: 2.25x fewer multiplications, the same
+                         result up to rounding
     im2col               NumPy's (used by average pooling; the convolution has its own above)
     col2im               parallel over images, each added up by the convolution's per-image
                          adjoint: each image is owned by one thread, so there are no races
@@ -21,11 +22,14 @@ How each kernel is organised, and why:
     max_pool_backward    one plane per thread again: the gradient goes to the saved winner
     lrn_forward/backward a running sum along the channel axis (add the channel entering the
                          window, subtract the one leaving it): O(C) per pixel, not O(C*size)
-    batch_norm_*         one pass per channel for the statistics (sum and sum of squares in
-                         float64) and for the backward reductions, fused with the output;
-                         xhat is recomputed in the backward pass, never stored; a ReLU
-                         after it (relu=True) is applied in the same passes
-    relu_forward/backward one pass each (NumPy's x * mask takes two and a bool array)
+    batch_norm_stats     one pass per channel (sum and sum of squares in float64)
+    batch_norm_forward   one pass over each (image, channel) plane, y = a*x + d, the ReLU
+                         (relu=True) applied as y is written
+    batch_norm_backward  in training two passes per channel, the two sums then gx; xhat is
+                         recomputed from x, never stored, and so is the fused ReLU's mask
+    batch_norm_running_update  NumPy's (C values: nothing to compile)
+    relu_forward/backward one pass each (NumPy's backward, x * mask, takes two and a bool
+                         array); unused by the compact net, whose ReLUs are all fused
     softmax CE           one fused loop over the (N, K) logits: tiny, so serial (starting
                          threads would cost more than the work)
     dropout_mask         the same uniforms as NumPy (nnlite.random, so a seed gives the same
@@ -41,10 +45,11 @@ fastmath: only the reassociation/contraction flags, and only on loops that are r
 plain arithmetic on finite numbers; never "nnan"/"ninf", which would let LLVM assume away
 the -inf of max-pool padding or a NaN that should propagate.
 
-error_model="numpy" on the kernels that divide: a float divided by zero gives inf or NaN, as
-in NumPy (the specification), instead of Python's ZeroDivisionError. (Numba's default model
-tests every divisor, a branch that also keeps the loop from vectorizing; the LRN loops are
-vectorized with it, although their time did not change measurably.)
+error_model="numpy" on the kernels that divide once per value (LRN, Adam): a float divided by
+zero gives inf or NaN, as in NumPy (the specification), instead of Python's ZeroDivisionError.
+(Numba's default model tests every divisor, a branch that also keeps the loop from
+vectorizing; the LRN loops are vectorized with it, although their time did not change
+measurably.)
 """
 
 import math

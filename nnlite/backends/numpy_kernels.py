@@ -11,7 +11,8 @@ Conventions:
     col    = (C*KH*KW, N*OH*OW)           # im2col layout: the whole batch side by side, so a
                                           # convolution is ONE large GEMM W(OC, K) @ col(K, N*P),
                                           # the simplest fast form (the Numba backend instead
-                                          # runs one cache-sized GEMM per image, in parallel).
+                                          # runs one cache-sized GEMM per image, in parallel,
+                                          # or Winograd F(2x2, 3x3) for 3x3 stride-1 layers).
 """
 
 import numpy as np

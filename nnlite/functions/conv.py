@@ -1,7 +1,7 @@
 """2-D convolution as im2col + matrix products.
 
 Each KHxKW window of the input is unfolded into a column (im2col); the convolution is then
-the matrix product W(OC, C*KH*KW) @ col(C*KH*KW, OH*OW), which is exactly what BLAS and
+the matrix product W(OC, C*KH*KW) @ col(C*KH*KW, N*OH*OW), which is exactly what BLAS and
 cuBLAS are fastest at. Backward is two more products and col2im, the adjoint of im2col.
 The kernels (numpy_kernels.conv2d_forward/backward) decide how to cut the work: the NumPy and
 CUDA backends run one GEMM for the whole batch, the Numba backend one per image, or, for 3x3

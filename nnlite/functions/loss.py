@@ -14,7 +14,7 @@ class SoftmaxCrossEntropy(Function):
         q = (1 - smoothing) * onehot(label) + smoothing / K
         loss = sum_i w_i * (-sum_k q_ik log p_ik) / sum_i w_i,  w_i = class_weights[label_i]
     dloss/dlogits = w_i / sum(w) * (p - q): fusing softmax into the loss gives this simple
-    form instead of a K x K Jacobian. Saved: p and the labels.
+    form instead of a K x K Jacobian. Saved: p, the labels and the per-sample weights.
     """
 
     def __init__(self, labels, class_weights=None, label_smoothing=0.0):

@@ -12,7 +12,8 @@ class BatchNorm(Function):
     towards them: running = (1 - momentum) * running + momentum * batch (unbiased var, as in
     PyTorch). Eval: the running statistics are used instead.
         y = gamma * (x - mean) / sqrt(var + eps) + beta
-    Saved: x, the mean used and 1 / sqrt(var + eps) (the backward recomputes xhat from them).
+    Saved: x, gamma, the mean used and 1 / sqrt(var + eps) (the backward recomputes xhat from
+    them), and beta when relu=True.
 
     relu=True is batch norm followed by a ReLU, as one op: y = max(that, 0). The backward
     recomputes the ReLU's mask (gamma * xhat + beta > 0) from x, so nothing more is saved,

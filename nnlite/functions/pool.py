@@ -84,7 +84,8 @@ class GlobalAvgPool2d(Function):
 
 
 def max_pool2d(x, kernel_size, stride=None, pad=0):
-    """Max pooling; stride defaults to kernel_size; pad an int, a pair or "same"."""
+    """Max pooling; stride defaults to kernel_size; pad an int, a pair, (top, bottom, left,
+    right), "same" or "valid"."""
     return MaxPool2d(kernel_size, stride, pad)(x)
 
 
