@@ -6,6 +6,7 @@ keeps `emotion --help` fast and lets `emotion gradcheck` run without OpenCV.
 
 import argparse
 import importlib
+import os
 import sys
 
 from emotion.errors import UserError
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="emotion",
         description="Detect faces and classify their emotion with a CNN written from scratch.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -59,6 +61,21 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"emotion {name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`emotion predict DIR | head -1`): stop quietly, as other
+        # command-line tools do. stdout then points at devnull, so that Python's own flush at
+        # exit does not hit the closed pipe again and print a traceback after all.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("emotion-nnlite")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
 
 
 def _backend_errors():

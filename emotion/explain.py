@@ -233,18 +233,25 @@ def build_figure(ex: Explanation):
     return fig, titles
 
 
+def figure_path(out) -> Path:
+    """Where the figure goes: `out`, with .png added when it has no extension (as matplotlib
+    does when it saves)."""
+    out = Path(out)
+    return out if out.suffix else out.with_name(out.name + ".png")
+
+
 def explain_image(path, out, weights=None, emotion=None, backend="numpy"):
     """Read `path`, explain it, write the figure to `out`; returns (Explanation, titles)."""
     from emotion.predictor import EmotionClassifier
     from emotion.sources import read_image
 
+    out = figure_path(out)
+    if out.parent and not out.parent.exists():  # before the work, not after it
+        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
     image = read_image(path)  # UserError for a missing or unreadable file
     classifier = EmotionClassifier.load(weights, backend=backend)
     ex = explain(image, classifier, emotion)
     fig, titles = build_figure(ex)
-    out = Path(out)
-    if out.parent and not out.parent.exists():
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
     try:
         fig.savefig(out, dpi=80)
     except (OSError, ValueError) as err:
@@ -255,7 +262,12 @@ def explain_image(path, out, weights=None, emotion=None, backend="numpy"):
 def run(args) -> int:
     ex, titles = explain_image(args.image, args.out, args.weights, args.emotion, args.backend)
     best = int(np.argmax(ex.probabilities))
-    face = "no face found, used the image centre" if ex.box is None else f"face at {ex.box}"
+    if ex.box is None:
+        face = "no face found, used the image centre"
+    elif ex.faces_found > 1:
+        face = f"the largest of {ex.faces_found} faces, at {ex.box}"
+    else:
+        face = f"face at {ex.box}"
     print(f"{args.image}: {face}; {EMOTIONS[best]} ({ex.probabilities[best]:.2f}); "
-          f"wrote {args.out} ({len(titles)} panels)")
+          f"wrote {figure_path(args.out)} ({len(titles)} panels)")
     return 0

@@ -58,9 +58,31 @@ def print_table_rows(path: Path, results, out) -> None:
               f"{r.emotion:8s} {p:.2f} {r.intensity}", file=out)
 
 
-def annotated_path(folder: Path, path: Path) -> Path:
-    # Always .png: lossless, and every OpenCV build writes it.
-    return folder / f"{path.stem}.annotated.png"
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg"}
+
+
+def annotated_paths(folder: Path, paths: list[Path]) -> dict[Path, Path]:
+    """Where each input's annotated copy goes: FOLDER/NAME.annotated.png, always .png
+    (lossless, and every OpenCV build writes it).
+
+    Two inputs with the same name (a/x.jpg and b/x.jpg, or x.jpg and x.png) must not write
+    over each other, so a name already taken gets the input's extension, then a counter. A
+    name that is one of the inputs themselves (annotating into the input folder) is skipped
+    the same way: an input is never overwritten.
+    """
+    inputs = {p.resolve() for p in paths}
+    taken: set[Path] = set()
+    targets = {}
+    for path in paths:
+        candidates = [f"{path.stem}.annotated.png", f"{path.name}.annotated.png"]
+        candidates += (f"{path.name}.{i}.annotated.png" for i in range(2, len(paths) + 2))
+        for name in candidates:
+            target = folder / name
+            if target not in taken and target.resolve() not in inputs:
+                break
+        taken.add(target)
+        targets[path] = target
+    return targets
 
 
 def run(args) -> int:
@@ -77,6 +99,7 @@ def _run(args) -> int:
         except OSError as err:
             raise UserError(f"cannot create --annotate folder {annotate}: {err.strerror}") from None
     paths = find_images(args.inputs)
+    targets = annotated_paths(annotate, paths) if annotate is not None else {}
     classifier = pipeline.load_classifier(args.weights, args.backend)
     detector = FaceDetector(PHOTO_CONFIG)
     parts = PartsDetector(smile_cascade=None)
@@ -84,6 +107,9 @@ def _run(args) -> int:
     failures = 0
     for path in paths:
         try:
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                raise UserError(f"{path} is a video: use `emotion video {path} --out "
+                                f"annotated.mp4` (or `emotion live --source {path}`)")
             image = read_image(path)
         except UserError as err:
             failures += 1
@@ -97,7 +123,7 @@ def _run(args) -> int:
         else:
             print_table_rows(path, results, out)
         if annotate is not None:
-            target = annotated_path(annotate, path)
+            target = targets[path]
             if not cv2.imwrite(str(target), draw_results(to_bgr8(image).copy(), results)):
                 failures += 1
                 print(f"emotion predict: error: could not write {target}", file=sys.stderr)

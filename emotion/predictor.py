@@ -49,15 +49,22 @@ class EmotionClassifier:
 
         backend = choose_backend(backend)
         path = resolve_weights(weights)
+        if path.is_dir():
+            raise UserError(f"{path} is a folder: pass the weight file in it "
+                            "(runs/NAME/best.npz from `emotion train`)")
         if not path.is_file():
             hint = ("train one with `emotion train` and pass --weights runs/NAME/best.npz"
-                    if weights is None else "check the path")
+                    if weights is None else
+                    "check the path; the shipped weights are named 'default' and 'compact'")
             raise UserError(f"weight file not found: {path} ({hint})")
         try:
             meta = nnlite.read_meta(path)
             if "model" not in meta or "preprocess" not in meta:
                 raise UserError(f"{path} has no model name / preprocessing config: it is not an "
                                 "emotion weight file (use best.npz from `emotion train`)")
+            if meta["model"] not in models.MODELS:
+                raise UserError(f"{path} was trained for a model named {meta['model']!r}, which "
+                                f"this version does not know (it has: {', '.join(models.MODELS)})")
             model = models.build(meta["model"])
             nnlite.load(model, path)
         except nnlite.WeightFileError as err:

@@ -242,7 +242,11 @@ def main(argv=None) -> int:
         description="Gradient-check every nnlite op and layer (float64 central differences).",
     )
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    try:
+        return run(parser.parse_args(argv))
+    except backends.BackendError as err:  # (`emotion gradcheck` reports it in its own words)
+        print(f"gradcheck: {err}", file=sys.stderr)
+        return 2
 
 
 def add_arguments(parser):
@@ -251,11 +255,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    try:
-        backends.use(args.backend)
-    except backends.BackendError as err:
-        print(f"gradcheck: {err}", file=sys.stderr)
-        return 2
+    backends.use(args.backend)  # a BackendError says why the backend cannot run here
     device = backends.default_device()
     import inspect  # the tolerances printed are gradcheck()'s own defaults, not a copy
 

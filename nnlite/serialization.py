@@ -59,14 +59,26 @@ def save_arrays(path, arrays: dict, meta=None, dtype=None) -> Path:
 def load_arrays(path):
     """(arrays, meta) from a file written by `save_arrays`; clear errors otherwise."""
     path = Path(path)
+    if path.is_dir():
+        raise WeightFileError(f"{path} is a folder, not a weight file")
     if not path.is_file():
         raise WeightFileError(f"weight file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if isinstance(data, np.ndarray):  # np.load also reads a bare .npy array
+            raise ValueError("it is a single .npy array, not an .npz archive of named weights")
+        with data:
             arrays = {name: data[name] for name in data.files}
     except Exception as err:
-        raise WeightFileError(f"cannot read weight file {path}: {err}") from err
-    version = int(arrays.pop("__format__", -1))
+        # NumPy's own message for a file that is not an .npz at all (a pickle, text, an image)
+        # talks about allow_pickle, which is no advice for a weight file: say what it is not.
+        reason = "it is not an .npz archive" if "pickle" in str(err) else str(err)
+        raise WeightFileError(f"cannot read weight file {path}: {reason} "
+                              "(nnlite weights are .npz files written by nnlite.save)") from err
+    if "__format__" not in arrays:
+        raise WeightFileError(f"{path} is an .npz file but not one written by nnlite.save "
+                              "(it has no __format__ entry)")
+    version = int(arrays.pop("__format__"))
     if version != FORMAT_VERSION:
         raise WeightFileError(
             f"{path} has format version {version}, this nnlite reads version {FORMAT_VERSION}"

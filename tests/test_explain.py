@@ -90,6 +90,25 @@ def test_unreadable_images_are_user_errors(weights, tmp_path, capsys, content, m
     assert not (tmp_path / "x.png").exists()
 
 
+def test_an_output_name_without_extension_gets_png_and_is_reported(weights, tmp_path, capsys):
+    image = tmp_path / "gray.png"
+    cv2.imwrite(str(image), np.full((60, 60), 128, np.uint8))
+    code = cli.main(["explain", str(image), "--out", str(tmp_path / "figure"),
+                     "--weights", str(weights)])
+    assert code == 0 and f"wrote {tmp_path / 'figure.png'} " in capsys.readouterr().out
+    assert (tmp_path / "figure.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_missing_output_folder_fails_before_the_work(tmp_path, capsys, monkeypatch):
+    from emotion import predictor
+
+    monkeypatch.setattr(predictor.EmotionClassifier, "load", None)  # must not be reached
+    image = tmp_path / "gray.png"
+    cv2.imwrite(str(image), np.full((60, 60), 128, np.uint8))
+    code = cli.main(["explain", str(image), "--out", str(tmp_path / "nope" / "x.png")])
+    assert code == 2 and "folder" in capsys.readouterr().err
+
+
 def test_missing_weights_are_a_user_error(tmp_path, capsys):
     image = tmp_path / "gray.png"
     cv2.imwrite(str(image), np.full((60, 60), 128, np.uint8))

@@ -65,6 +65,23 @@ def test_a_corrupt_file_is_a_clear_error(tmp_path):
         nnlite.load(small_net(), path)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_bytes(b"\x80\x04 a pickle, or any other non-archive"),
+     "it is not an .npz archive"),
+    (lambda p: np.save(p, np.zeros(3)), "a single .npy array"),
+    (lambda p: np.savez(p, W=np.zeros(3)), "not one written by nnlite.save"),
+    (lambda p: p.mkdir(), "is a folder, not a weight file"),
+])
+def test_files_that_are_not_nnlite_weights_say_what_they_are(tmp_path, make, message):
+    path = tmp_path / "w.npz"
+    make(path)
+    if path.with_name("w.npz.npy").exists():  # np.save adds .npy to a name without it
+        path.with_name("w.npz.npy").rename(path)
+    with pytest.raises(nnlite.WeightFileError, match=message) as err:
+        nnlite.load(small_net(), path)
+    assert str(path) in str(err.value) and "allow_pickle" not in str(err.value)
+
+
 def test_save_is_atomic_an_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
     path = nnlite.save(small_net(), tmp_path / "w.npz", meta={"version": "old"})
 

@@ -1,0 +1,101 @@
+"""The `emotion` command itself: version, pipes, and messages that point the user the right way."""
+
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from emotion import cli, pipeline, predict
+from emotion.labels import EMOTIONS
+
+from tests.conftest import MEDIA
+
+
+class UniformClassifier:
+    def predict_faces(self, crops):
+        return np.full((len(crops), len(EMOTIONS)), 1 / len(EMOTIONS), np.float32)
+
+
+@pytest.fixture
+def fake_classifier(monkeypatch):
+    monkeypatch.setattr(pipeline, "load_classifier", lambda weights=None, backend=None:
+                        UniformClassifier())
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("emotion ")
+
+
+def test_annotated_copies_never_overwrite_each_other_or_an_input(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    same_names = [a / "x.jpg", a / "x.png", b / "x.jpg"]
+    assert list(predict.annotated_paths(tmp_path / "out", same_names).values()) == [
+        tmp_path / "out" / name
+        for name in ("x.annotated.png", "x.png.annotated.png", "x.jpg.annotated.png")]
+    # annotating into the input folder, which holds an earlier x.annotated.png as an input
+    inputs = [a / "x.jpg", a / "x.annotated.png"]
+    targets = predict.annotated_paths(a, inputs)
+    assert targets[inputs[0]] == a / "x.jpg.annotated.png"
+    assert not set(targets.values()) & set(inputs)
+
+
+def test_predict_writes_one_annotated_file_per_input_with_the_same_name(
+        tmp_path, capsys, fake_classifier):
+    for folder in ("d1", "d2"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), np.full((40, 40), 90, np.uint8))
+    code = cli.main(["predict", str(tmp_path / "d1"), str(tmp_path / "d2"),
+                     "--annotate", str(tmp_path / "out")])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "x.annotated.png", "x.png.annotated.png"]
+
+
+def test_predict_points_a_video_to_the_video_command(tmp_path, capsys, fake_classifier):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00" * 64)
+    code = cli.main(["predict", str(clip)])
+    err = capsys.readouterr().err
+    assert code == 1 and "is a video: use `emotion video" in err and "Traceback" not in err
+
+
+def test_an_unknown_weights_name_lists_the_shipped_ones(tmp_path, capsys):
+    image = tmp_path / "gray.png"
+    cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
+    code = cli.main(["predict", str(image), "--weights", "bogusname"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'default' and 'compact'" in err
+
+
+def test_gradcheck_reports_an_unavailable_backend_as_an_emotion_error(capsys):
+    if not cli_backend_unavailable("cuda"):
+        pytest.skip("cuda is available here: nothing to refuse")
+    code = cli.main(["gradcheck", "--backend", "cuda"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("emotion gradcheck: error: backend 'cuda'")
+
+
+def cli_backend_unavailable(name):
+    import nnlite
+
+    return nnlite.available()[name] is not None
+
+
+@pytest.mark.skipif(not MEDIA.is_dir(), reason=f"shared test media not found at {MEDIA}")
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    # `emotion predict ... | head -1`: the pipe closes after the first line.
+    images = [str(MEDIA / "single_face.jpg")] * 40
+    process = subprocess.Popen([sys.executable, "-m", "emotion", "predict", *images,
+                                "--weights", "compact"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.readline()
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    process.wait(timeout=120)
+    assert b"single_face.jpg" in first
+    assert "Traceback" not in err and "BrokenPipeError" not in err
+    assert process.returncode in (0, 1)  # 1 when it was still writing; 0 if it had finished
