@@ -36,3 +36,7 @@ step launch_overhead python -m benchmarks.launch_overhead --json "$out/launch_ov
 step train_step python -m benchmarks.train_step --device cuda --backends cuda --nets compact,seed \
     --reps 10 --json "$out/train_step_gpu.json"
 step profile_step python -m benchmarks.profile_step --backend cuda --json "$out/profile_step_cuda.json"
+# the Numba CPU backend on this machine's CPU (2 threads, as on the CI machine), for the
+# "CUDA >= 20x Numba" target measured on one machine rather than across two
+step train_step_numba python -m benchmarks.train_step --backends numba --nets compact --reps 5 \
+    --threads 2 --no-torch --json "$out/train_step_numba_host.json"
