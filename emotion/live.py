@@ -18,7 +18,7 @@ import cv2
 
 from emotion import pipeline
 from emotion.errors import UserError
-from emotion.sources import check_output_path, open_video, open_writer
+from emotion.sources import check_output_paths, open_video, open_writer, plural
 from emotion.video import RowWriter, face_rows
 
 WINDOW = "emotion live (q or Esc to quit)"
@@ -98,9 +98,7 @@ def _run(args) -> int:
     if not args.no_display and not show:
         print("emotion live: no display (DISPLAY / WAYLAND_DISPLAY not set): running without "
               "a window", file=sys.stderr)
-    for path in (args.out, args.jsonl):
-        if path:
-            check_output_path(path)
+    check_output_paths({"--out": args.out, "--jsonl": args.jsonl}, source=args.source)
     source = open_video(args.source)
     quiet = bool(args.out or args.jsonl)
     writer = rows = faces = None
@@ -136,13 +134,22 @@ def _run(args) -> int:
         if show:
             cv2.destroyAllWindows()
 
-    if faces is not None:
+    # Timings over zero frames would be a meaningless "0 frames = 9000 frames/s".
+    if faces is not None and faces.timings.frames > 0:
         faces.timings.add("decode", source.read_seconds)
         print(f"emotion live: pipeline: {faces.timings.summary()}", file=sys.stderr)
     if source.stopped_early and not quit_by_user:
         # A camera or stream that stops delivering is a failure, not the end of a film.
         raise UserError(source.end_message(), exit_code=1)
     if source.frames_read == 0:
-        raise UserError(f"could not read any frame from {source.name}", exit_code=1)
-    print(f"emotion live: {source.end_message()}", file=sys.stderr)
+        raise UserError(f"could not read any frame from {source.name}: empty or corrupt "
+                        f"video", exit_code=1)
+    if quit_by_user:
+        print(f"emotion live: quit after {plural(source.frames_read, 'frame')}",
+              file=sys.stderr)
+    else:
+        print(f"emotion live: {source.end_message()}", file=sys.stderr)
+    warning = source.truncation_warning()
+    if warning:
+        print(f"emotion live: warning: {warning}", file=sys.stderr)
     return 0

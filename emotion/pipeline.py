@@ -23,7 +23,7 @@ from emotion import dynamics, overlay
 from emotion.detect import (VIDEO_CONFIG, Box, FaceDetector, PartsDetector, align_face,
                             crop_face, roll_angle)
 from emotion.labels import EMOTIONS
-from emotion.sources import to_gray8
+from emotion.sources import plural, to_gray8
 from emotion.track import IoUTracker
 
 
@@ -103,7 +103,8 @@ class StageTimer:
         total = sum(split.values())
         parts = ", ".join(f"{name} {ms:.1f}" for name, ms in split.items())
         fps = 1000.0 / total if total > 0 else float("inf")
-        return f"{self.frames} frames, {total:.1f} ms/frame ({parts}) = {fps:.1f} frames/s"
+        return (f"{plural(self.frames, 'frame')}, {total:.1f} ms/frame ({parts}) = "
+                f"{fps:.1f} frames/s")
 
 
 class FacePipeline:

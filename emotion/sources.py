@@ -139,12 +139,20 @@ def is_url(source) -> bool:
     return isinstance(source, str) and "://" in source
 
 
+def plural(count: int, noun: str) -> str:
+    """'1 frame', '2 frames'."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 class VideoSource:
     """A cv2.VideoCapture that has been checked to open, read frame by frame.
 
-    `frames()` yields `Frame`s until the source ends; afterwards `stopped_early` says whether
-    it was a camera or stream that stopped delivering (an error for a live source) rather
-    than a file that reached its end, and `read_seconds` holds the time spent decoding.
+    `frames()` yields `Frame`s until the source ends or `max_frames` have been read.
+    Afterwards `ended` says whether the source ran out of frames, `stopped_early` whether it
+    was a camera or stream that stopped delivering (an error for a live source) rather than a
+    file that reached its end, `reached_limit` whether `max_frames` ended it, and
+    `truncation_warning()` whether a file stopped decoding well before the frame count its
+    container declares; `read_seconds` holds the time spent decoding.
     """
 
     def __init__(self, capture, name: str, live: bool):
@@ -158,28 +166,59 @@ class VideoSource:
         self.frame_count = count if count > 0 and not live else None
         self.frames_read = 0
         self.read_seconds = 0.0
+        self.ended = False
         self.stopped_early = False
+        self.reached_limit = False
 
     def frames(self, max_frames: int | None = None):
         start = time.monotonic()
-        while max_frames is None or self.frames_read < max_frames:
+        while True:
+            if max_frames is not None and self.frames_read >= max_frames:
+                self.reached_limit = True
+                return
             t0 = time.perf_counter()
             ok, image = self.capture.read()
             self.read_seconds += time.perf_counter() - t0
             if not ok or image is None or image.size == 0:
                 # A file is over; a camera that stops mid-stream was unplugged or taken over.
+                self.ended = True
                 self.stopped_early = self.live
                 return
-            timestamp = (time.monotonic() - start if self.live
-                         else self.frames_read / self.fps)
-            yield Frame(self.frames_read, timestamp, to_bgr8(image))
+            index = self.frames_read
+            timestamp = time.monotonic() - start if self.live else index / self.fps
+            # Counted before the yield: a caller that stops after this frame (the user
+            # pressed q) never resumes the generator, and the frame was still read.
             self.frames_read += 1
+            yield Frame(index, timestamp, to_bgr8(image))
 
     def end_message(self) -> str:
+        """Why reading stopped, for the summary line at the end of a run."""
+        frames = plural(self.frames_read, "frame")
+        if self.reached_limit:
+            return f"stopped {self.name} at the frame limit (--max-frames), after {frames}"
         if self.stopped_early:
-            return (f"{self.name} stopped returning frames after {self.frames_read} frames "
+            return (f"{self.name} stopped returning frames after {frames} "
                     f"(disconnected, or in use by another program?)")
-        return f"end of {self.name} after {self.frames_read} frames"
+        return f"end of {self.name} after {frames}"
+
+    def truncation_warning(self) -> str | None:
+        """A warning when a file stopped decoding clearly before its declared frame count.
+
+        OpenCV reports an undecodable frame exactly like the end of the file (read() returns
+        False), so a truncated or corrupt video would otherwise look complete. The container's
+        count is only an estimate for some formats (it may come from duration x fps), so we
+        warn only when both more than a few frames and more than a few percent are missing.
+        """
+        # Only a file that ran out by itself: not one the caller stopped (--max-frames, q).
+        if self.live or not self.ended or self.frame_count is None:
+            return None
+        missing = self.frame_count - self.frames_read
+        if missing <= max(5, 0.02 * self.frame_count):
+            return None
+        return (f"{self.name} stopped at frame {self.frames_read} of the {self.frame_count} "
+                f"the file declares: the next frame could not be decoded (truncated or "
+                f"corrupt file?), so the results cover the first "
+                f"{plural(self.frames_read, 'frame')} only")
 
     def release(self) -> None:
         self.capture.release()
@@ -211,9 +250,12 @@ def open_video(source: str | int, opener=None) -> VideoSource:
         with quiet_opencv():
             capture = opener(source)
         if capture is None or not capture.isOpened():
+            # Suggest a different camera than the one that just failed (0 is the usual one).
+            other = 1 if source == 0 else 0
             raise UserError(f"could not open camera {source}: no such camera, no permission, "
-                            f"or it is in use by another program (try --source 1, or a video "
-                            f"file)", exit_code=1)
+                            f"or it is in use by another program (try another camera, e.g. "
+                            f"--source {other}, or a video file: --source clip.mp4)",
+                            exit_code=1)
         return VideoSource(capture, name, live=True)
     if is_url(source):
         with quiet_opencv():
@@ -243,6 +285,43 @@ def check_output_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         raise UserError(f"cannot write {path}: it is a folder")
     return path
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file: the same path after resolving `..` and symlinks, or
+    (for files that exist) the same inode, which also catches hard links."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): then they cannot be one file
+        return False
+
+
+def check_output_paths(outputs: dict[str, str | os.PathLike | None],
+                       source: str | int | None = None) -> None:
+    """Fail before anything is written if an output cannot be written, is the input video,
+    or is another output.
+
+    `outputs` maps each option to its path (None when not given), e.g. {"--out": "a.mp4",
+    "--csv": None}; `source` is the input as the user gave it (a camera index or a stream URL
+    is not a file and cannot be overwritten). Writing an output over the input would destroy
+    the video while it is being read; two outputs on one file would interleave their formats.
+    """
+    given = [(option, path) for option, path in outputs.items() if path]
+    for option, path in given:
+        check_output_path(path)
+    source = parse_source(source) if source is not None else None
+    if isinstance(source, str) and not is_url(source):
+        for option, path in given:
+            if same_file(path, source):
+                raise UserError(f"{option} {path} is the input video {source}: writing it would "
+                                f"destroy the input; give {option} another file name")
+    for i, (option, path) in enumerate(given):
+        for other_option, other_path in given[i + 1:]:
+            if same_file(path, other_path):
+                raise UserError(f"{option} {path} and {other_option} {other_path} are the same "
+                                f"file: give each output its own name")
 
 
 def open_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):

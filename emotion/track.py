@@ -6,13 +6,19 @@ Matching is greedy, which is enough for the handful of faces a webcam sees:
    as long as their IoU is at least `min_iou`;
 2. what is left is matched by centroid distance (normalised by the track's box size), for a
    face that moved or changed size so much between detections that the boxes barely overlap;
-3. detections still unmatched start new tracks; tracks unmatched for more than
-   `max_missed_frames` frames are dropped. IDs are never reused.
+3. detections still unmatched start new tracks; a track that a detection misses when it
+   has gone unmatched for more than `max_missed_frames` frames is dropped. IDs are never
+   reused.
 
 A new track is *tentative* until it has been matched in `min_hits` detections: only
-confirmed tracks are returned, and a tentative track is dropped at its first miss. Haar
-false positives (a lamp, a pattern on a jumper) rarely fire twice in the same place, so
-this removes nearly all of them, for the price of reporting a new face one detection later.
+confirmed tracks are returned, and a tentative track is dropped at the first detection that
+misses it. Haar false positives (a lamp, a pattern on a jumper) rarely fire twice in the same
+place, so this removes nearly all of them, for the price of reporting a face that appears
+mid-stream one detection later. The faces of the stream's first `min_hits - 1` detections
+are reported at once, as SORT (Bewley et al., 2016) does: there is nothing to wait for at
+the start, and waiting would lose the first detection interval of every face in view (k
+frames with `detect_every=k`, all of a clip shorter than that, such as a still image). IDs
+are handed out when a track is first reported, so they count 1, 2, 3 without gaps.
 
 Detecting every frame is the main cost of the pipeline, so the tracker also supports frames
 without detection (`step(None)`): each track keeps its last box. The trade-off of this
@@ -57,7 +63,7 @@ def smoothing_weight(dt: float | None, time_constant: float, default: float) -> 
 class Track:
     """One face followed over time."""
 
-    track_id: int  # 0 while tentative (see the module docstring), then 1, 2, 3, ...
+    track_id: int  # 0 until reported (see the module docstring), then 1, 2, 3, ...
     box: Box
     eyes: list[Box] = field(default_factory=list)
     probabilities: np.ndarray | None = None  # (7,) smoothed; None until first classified
@@ -90,6 +96,7 @@ class IoUTracker:
         self.default_weight = default_weight    # per update, when no timestamps are given
         self.tracks: list[Track] = []
         self.next_id = 1
+        self.detections_run = 0  # detection steps so far, for the start-of-stream rule
 
     # -- association --------------------------------------------------------------------
 
@@ -135,6 +142,7 @@ class IoUTracker:
             track.age += 1
             track.frames_since_seen += 1
         if detections is not None:
+            self.detections_run += 1
             pairs, unmatched = self._match(list(detections))
             for ti, di in pairs:
                 track = self.tracks[ti]
@@ -143,13 +151,21 @@ class IoUTracker:
                 track.hits += 1
             for di in sorted(unmatched):
                 self.tracks.append(Track(track_id=0, box=tuple(detections[di])))
-            # A tentative track that missed a detection was most likely a false positive.
+            # A tentative track that missed a detection was most likely a false positive, and
+            # so was one reported at the start of the stream but never seen again.
+            probation = max(2, self.min_hits)
             self.tracks = [t for t in self.tracks
-                           if t.hits >= self.min_hits or t.frames_since_seen == 0]
-        self.tracks = [t for t in self.tracks if t.frames_since_seen <= self.max_missed_frames]
-        confirmed = [t for t in self.tracks if t.hits >= self.min_hits]
+                           if t.hits >= probation or t.frames_since_seen == 0]
+            # Only a detection can tell that a face has gone: between detections a track is
+            # carried however long the gap, or --detect-every K > max_missed_frames would
+            # drop every face before the detector looks again.
+            self.tracks = [t for t in self.tracks
+                           if t.frames_since_seen <= self.max_missed_frames]
+        starting = self.detections_run < self.min_hits  # the start-of-stream rule
+        confirmed = [t for t in self.tracks
+                     if t.hits >= self.min_hits or t.track_id or starting]
         for track in confirmed:
-            if track.track_id == 0:  # IDs are handed out on confirmation, so they count 1, 2, 3
+            if track.track_id == 0:  # IDs are handed out when first reported: 1, 2, 3
                 track.track_id = self.next_id
                 self.next_id += 1
         return confirmed

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from emotion import pipeline
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
-from emotion.sources import check_output_path, count_frames, open_video, open_writer
+from emotion.sources import (check_output_paths, count_frames, open_video, open_writer,
+                             plural)
 
 COLUMNS = ["frame", "time_s", "track_id", "x", "y", "w", "h", *EMOTIONS,
            "emotion", "intensity", "phase"]
@@ -104,9 +105,8 @@ def _run(args) -> int:
         raise UserError("nothing to write: give --out VIDEO and/or --csv FILE / --jsonl FILE")
     if args.detect_every < 1:
         raise UserError("--detect-every must be 1 or more")
-    for path in (args.out, args.csv, args.jsonl):
-        if path:
-            check_output_path(path)
+    check_output_paths({"--out": args.out, "--csv": args.csv, "--jsonl": args.jsonl},
+                       source=args.input)
     source = open_video(args.input)
     writer = rows = None
     try:
@@ -137,15 +137,19 @@ def _run(args) -> int:
 
     if source.frames_read == 0:
         raise UserError(f"could not read any frame from {args.input}: empty or corrupt video")
-    print(f"{source.end_message()}; {len(track_ids)} face track(s), {rows.rows} rows",
-          file=sys.stderr)
+    print(f"{source.end_message()}; {plural(len(track_ids), 'face track')}, "
+          f"{plural(rows.rows, 'row')}", file=sys.stderr)
     print(f"pipeline: {faces.timings.summary()}", file=sys.stderr)
     if args.out:
         written = count_frames(args.out, decode=False)
         if written != source.frames_read:
             raise UserError(f"{args.out} has {written} frames but {source.frames_read} were "
                             f"read: the video writer dropped frames", exit_code=1)
-        print(f"wrote {args.out} ({written} frames)", file=sys.stderr)
+        print(f"wrote {args.out} ({plural(written, 'frame')})", file=sys.stderr)
+    # Last, so that it is the line the user sees. What was written is valid, hence exit 0.
+    warning = source.truncation_warning()
+    if warning:
+        print(f"emotion video: warning: {warning}", file=sys.stderr)
     if source.stopped_early:  # a stream URL that broke off
         return 1
     return 0

@@ -207,15 +207,90 @@ def test_video_missing_and_unsupported_inputs(tmp_path, capsys, fake_classifier)
     assert code != 0 and "nothing to write" in err
 
 
+def write_clip(path, frames, size=(160, 120)):
+    """A small mp4v video of the given BGR frames (resized to `size`)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, size)
+    for frame in frames:
+        writer.write(cv2.resize(frame, size))
+    writer.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def short_talking_clip(tmp_path_factory):
+    """The first 12 frames of woman_talking.mp4, written as a clip of their own."""
+    if not MEDIA.is_dir():
+        pytest.skip(f"shared test media not found at {MEDIA}")
+    capture = cv2.VideoCapture(str(MEDIA / "woman_talking.mp4"))
+    frames = [capture.read()[1] for _ in range(12)]
+    capture.release()
+    h, w = frames[0].shape[:2]
+    return write_clip(tmp_path_factory.mktemp("clip") / "talking12.mp4", frames, (w, h))
+
+
+def test_outputs_over_the_input_or_each_other_are_refused(tmp_path, capsys, fake_classifier,
+                                                          no_gui):
+    clip = write_clip(tmp_path / "clip.mp4", [np.full((120, 160, 3), 90, np.uint8)] * 3)
+    original = clip.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(clip)
+    cases = [
+        ("video", clip, "--out", clip),
+        ("video", clip, "--csv", clip),
+        ("video", clip, "--jsonl", tmp_path / "." / "clip.mp4"),
+        ("video", clip, "--out", tmp_path / "link.mp4"),  # a symlink to the input
+        ("live", "--source", clip, "--no-display", "--out", clip),
+        ("live", "--source", clip, "--no-display", "--jsonl", clip),
+    ]
+    for argv in cases:
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and "is the input video" in err and "another file name" in err, argv
+        assert clip.read_bytes() == original, argv  # the input is untouched
+
+    same = tmp_path / "same.txt"
+    for argv in [("video", clip, "--csv", same, "--jsonl", same),
+                 ("video", clip, "--out", tmp_path / "a.mp4", "--csv", tmp_path / "a.mp4"),
+                 ("live", "--source", clip, "--no-display", "--out", same, "--jsonl", same)]:
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and "are the same file" in err, argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "link.mp4"]  # no output
+
+
+@needs_media
+@pytest.mark.parametrize("detect_every", [2, 1000])
+def test_video_reports_a_face_from_the_frame_it_is_found(tmp_path, capsys, fake_classifier,
+                                                          short_talking_clip, detect_every):
+    table = tmp_path / "faces.csv"
+    code, _, err = run_cli(capsys, "video", short_talking_clip, "--csv", table,
+                           "--detect-every", detect_every)
+    assert code == 0
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    # Her face is in every frame: reported from frame 0, and carried to the end even when the
+    # detector runs only once.
+    assert [int(r["frame"]) for r in rows] == list(range(12))
+    assert {r["track_id"] for r in rows} == {"1"}
+
+
+@needs_media
+def test_video_of_a_single_photo_has_its_face(tmp_path, capsys, fake_classifier):
+    table = tmp_path / "faces.csv"
+    code, _, err = run_cli(capsys, "video", MEDIA / "single_face.jpg",
+                           "--out", tmp_path / "o.mp4", "--csv", table)
+    assert code == 0 and "1 face track, 1 row" in err
+    assert count_frames(tmp_path / "o.mp4") == 1
+
+
 # ---------------------------------------------------------------------------------------
 # emotion live: cameras that fail, and never a window without a display
 # ---------------------------------------------------------------------------------------
 
 class FakeCapture:
-    """Stands in for cv2.VideoCapture: may fail to open, and stops after `frames` frames."""
+    """Stands in for cv2.VideoCapture: may fail to open, and stops after `frames` frames
+    (of the `declared_frames` its container would claim)."""
 
-    def __init__(self, opened=True, frames=3, last_read=(False, None)):
+    def __init__(self, opened=True, frames=3, last_read=(False, None), declared_frames=0):
         self.opened, self.frames_left, self.last_read = opened, frames, last_read
+        self.declared_frames = declared_frames
 
     def __call__(self, source):  # used as the VideoCapture "class"
         return self
@@ -224,7 +299,8 @@ class FakeCapture:
         return self.opened
 
     def get(self, prop):
-        return 0.0  # webcams often report no fps and no frame count
+        # Webcams often report no fps and no frame count; a file declares its frame count.
+        return float(self.declared_frames) if prop == cv2.CAP_PROP_FRAME_COUNT else 0.0
 
     def read(self):
         if self.frames_left > 0:
@@ -245,11 +321,15 @@ def no_gui(monkeypatch):
     monkeypatch.setattr(cv2, "namedWindow", forbidden)
 
 
-def test_camera_that_does_not_open(capsys, monkeypatch, fake_classifier, no_gui):
+@pytest.mark.parametrize("camera, suggested", [(0, 1), (1, 0)])
+def test_camera_that_does_not_open(capsys, monkeypatch, fake_classifier, no_gui, camera,
+                                   suggested):
     monkeypatch.setattr(cv2, "VideoCapture", FakeCapture(opened=False))
-    code, _, err = run_cli(capsys, "live", "--source", "0", "--no-display")
+    code, _, err = run_cli(capsys, "live", "--source", camera, "--no-display")
     assert code == 1
-    assert "could not open camera 0" in err
+    assert f"could not open camera {camera}" in err
+    # It suggests another camera, never the one that just failed.
+    assert f"--source {suggested}" in err and f"--source {camera}" not in err
 
 
 @pytest.mark.parametrize("last_read", [(False, None), (True, None)])
@@ -299,3 +379,56 @@ def test_live_shows_frames_when_there_is_a_display(capsys, monkeypatch, fake_cla
     monkeypatch.setattr(cv2, "destroyAllWindows", lambda: None)
     code, _, err = run_cli(capsys, "live", "--source", MEDIA / "woman_talking.mp4")
     assert code == 0 and len(shown) == 5
+    assert "quit after 5 frames" in err
+    assert "warning" not in err  # stopping early on purpose is not a truncated file
+
+
+# ---------------------------------------------------------------------------------------
+# How a run ends: the frame limit, a file that stops decoding, a file with no frame
+# ---------------------------------------------------------------------------------------
+
+def fake_video_file(tmp_path, monkeypatch, frames, declared):
+    """A video file path whose capture decodes `frames` frames of the `declared` count."""
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCapture(frames=frames, declared_frames=declared))
+    path = tmp_path / "clip.mp4"
+    path.write_bytes(b"stands in for a video")
+    return path
+
+
+@pytest.mark.parametrize("command", ["video", "live"])
+def test_a_video_that_stops_decoding_early_is_reported(tmp_path, capsys, monkeypatch,
+                                                       fake_classifier, no_gui, command):
+    clip = fake_video_file(tmp_path, monkeypatch, frames=90, declared=464)
+    argv = (["video", clip, "--csv", tmp_path / "faces.csv"] if command == "video" else
+            ["live", "--source", clip, "--no-display", "--jsonl", tmp_path / "faces.jsonl"])
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0  # what was written is valid
+    assert "stopped at frame 90 of the 464 the file declares" in err
+
+
+@pytest.mark.parametrize("frames", [463, 464])
+def test_a_frame_count_a_little_off_is_not_a_truncated_file(tmp_path, capsys, monkeypatch,
+                                                            fake_classifier, frames):
+    # The container's count is an estimate for some formats: a frame or two short is normal.
+    clip = fake_video_file(tmp_path, monkeypatch, frames=frames, declared=464)
+    code, _, err = run_cli(capsys, "video", clip, "--csv", tmp_path / "faces.csv")
+    assert code == 0 and "warning" not in err
+
+
+def test_live_says_the_frame_limit_ended_it(tmp_path, capsys, monkeypatch, fake_classifier,
+                                            no_gui):
+    clip = fake_video_file(tmp_path, monkeypatch, frames=20, declared=20)
+    code, _, err = run_cli(capsys, "live", "--source", clip, "--no-display",
+                           "--max-frames", 5, "--jsonl", tmp_path / "faces.jsonl")
+    assert code == 0
+    assert "at the frame limit (--max-frames), after 5 frames" in err
+    assert "end of video" not in err and "warning" not in err
+
+
+def test_live_prints_no_timings_when_no_frame_was_read(tmp_path, capsys, monkeypatch,
+                                                       fake_classifier, no_gui):
+    clip = fake_video_file(tmp_path, monkeypatch, frames=0, declared=0)
+    code, _, err = run_cli(capsys, "live", "--source", clip, "--no-display")
+    assert code == 1
+    assert "could not read any frame from video" in err and "clip.mp4" in err
+    assert "pipeline:" not in err and "frames/s" not in err

@@ -36,6 +36,7 @@ def test_ids_follow_two_moving_faces_and_are_never_reused():
 
 def test_new_tracks_are_tentative_until_seen_twice():
     tracker = IoUTracker(min_hits=2)
+    assert tracker.step([]) == []  # the stream's first detection found no face
     face, flicker = (100, 100, 80, 80), (400, 300, 50, 50)
     assert tracker.step([face]) == []                     # tentative: not reported yet
     assert [t.track_id for t in tracker.step([face, flicker])] == [1]
@@ -59,13 +60,37 @@ def test_centroid_fallback_matches_a_jump_with_little_overlap():
     assert ids == [1, 2]
 
 
+def test_faces_in_the_first_detection_are_reported_at_once():
+    tracker = IoUTracker()  # the defaults, as the video and live commands use them
+    face, newcomer = (100, 100, 80, 80), (250, 100, 60, 60)
+    assert [t.track_id for t in tracker.step([face])] == [1]  # nothing to wait for
+    assert [t.track_id for t in tracker.step(None)] == [1]    # carried between detections
+    # after the start, a new face waits for its second detection (see the test above)
+    assert [t.track_id for t in tracker.step([face, newcomer])] == [1]
+    assert [t.track_id for t in tracker.step([face, newcomer])] == [1, 2]
+
+
+def test_a_face_reported_at_the_start_but_never_seen_again_goes_at_the_next_detection():
+    tracker = IoUTracker()
+    assert [t.track_id for t in tracker.step([(400, 300, 50, 50)])] == [1]
+    assert tracker.step([(100, 100, 80, 80)]) == [] and len(tracker.tracks) == 1
+
+
 def test_carry_keeps_boxes_between_detections():
-    tracker = IoUTracker(max_missed_frames=3, min_hits=1)
+    tracker = IoUTracker(max_missed_frames=3)
     tracker.step([(10, 10, 50, 50)])
-    for _ in range(3):
+    tracker.step([(10, 10, 50, 50)])
+    for _ in range(20):  # a gap longer than max_missed_frames: only a detection can end it
         (track,) = tracker.step(None)  # no detection ran on this frame
         assert track.box == (10, 10, 50, 50)
-    assert tracker.step(None) == []  # 4 frames without a matching detection > 3
+    assert tracker.step([]) == []  # a detection misses it after 21 frames > 3: it is gone
+
+    tracker = IoUTracker(max_missed_frames=3)
+    tracker.step([(10, 10, 50, 50)])
+    tracker.step([(10, 10, 50, 50)])
+    for _ in range(3):  # detections that miss it for up to max_missed_frames are tolerated
+        assert len(tracker.step([])) == 1
+    assert tracker.step([]) == []
 
 
 def test_box_smoothing_damps_jitter():
