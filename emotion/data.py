@@ -100,6 +100,9 @@ class FER2013:
     ferplus:         the FER+ file whose labels replaced the originals, if any
     ferplus_dropped: rows dropped because FER+ gives them no FER2013 class
     from_cache:      True when the parsed arrays came from the cache instead of the source
+    drawn_splits:    the splits that the source did not name but were drawn at random
+                     (seeded, per class): all three for a CSV or .npz without Usage,
+                     PublicTest for an image folder without val/
     """
 
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -109,13 +112,26 @@ class FER2013:
     ferplus: Path | None = None
     ferplus_dropped: int = 0
     from_cache: bool = False
+    drawn_splits: tuple[str, ...] = ()
 
-    def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """(images (N, 1, 48, 48) float32, labels (N,) int64) of one split."""
+    def split(self, name: str, *, required: bool = False,
+              hint: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(images (N, 1, 48, 48) float32, labels (N,) int64) of one split.
+
+        required=True makes an empty split a UserError naming the splits the source does have
+        (followed by `hint`, advice for the caller's situation), instead of arrays of length 0
+        that would only fail later, somewhere less clear.
+        """
         if name not in self.splits:
             raise UserError(f"unknown split {name!r}: {self.source.name} has "
                             f"{', '.join(self.splits)}")
-        return self.splits[name]
+        images, labels = self.splits[name]
+        if required and len(labels) == 0:
+            present = ", ".join(f"{split} {len(y)}" for split, (_, y) in self.splits.items()
+                                if len(y))
+            has = f"it has: {present}" if present else "it has no usable rows at all"
+            raise UserError(f"{self.source} has no {name} rows ({has}). {hint}".rstrip())
+        return images, labels
 
     def summary(self) -> str:
         sizes = ", ".join(f"{name} {len(labels)}" for name, (_, labels) in self.splits.items())
@@ -230,13 +246,11 @@ def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, val_fraction=0
 
     if table.skipped:
         if not skip_bad_rows:
-            where, reason = table.skipped[0]
-            more = len(table.skipped) - 1
-            raise UserError(
-                f"{source}: {_describe_where(where)} {reason}."
-                + (f" ({more} more bad rows.)" if more else "")
-                + " Fix the file, or pass --skip-bad-rows (skip_bad_rows=True) to leave bad "
-                  "rows out.")
+            # Worded for the command line, the common case; in Python the same switch is the
+            # skip_bad_rows argument, which a reader of this signature finds at once.
+            raise UserError(f"{source}: {_describe_where(table.skipped[0][0])} "
+                            f"{table.skipped[0][1]}.{_more_bad_rows(table.skipped[1:])} "
+                            "Fix the file, or leave the bad rows out with --skip-bad-rows.")
         print(_skip_summary(source, table.skipped), file=sys.stderr)
 
     dropped = 0
@@ -244,9 +258,10 @@ def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, val_fraction=0
         ferplus = _find_ferplus(Path(ferplus).expanduser())
         table, dropped = _apply_ferplus(table, source, ferplus)
 
-    return FER2013(splits=_split(table, val_fraction, seed), source=source, layout=table.layout,
+    splits, drawn = _split(table, val_fraction, seed)
+    return FER2013(splits=splits, source=source, layout=table.layout,
                    skipped_rows=list(table.skipped), ferplus=ferplus, ferplus_dropped=dropped,
-                   from_cache=from_cache)
+                   from_cache=from_cache, drawn_splits=drawn)
 
 
 def _parse_with_cache(source: Path, cache: bool) -> tuple[_Table, bool]:
@@ -278,6 +293,26 @@ def _describe_where(where) -> str:
     return f"row {where} (line {where + 1} of the file, the header being line 1)"
 
 
+def _more_bad_rows(others) -> str:
+    """' There are 3 more bad rows (rows 17, 18, 40).' after the first bad row's message."""
+    if not others:
+        return ""
+    count = "is 1 more bad row" if len(others) == 1 else f"are {len(others)} more bad rows"
+    rows = [str(where) for where, _ in others if not isinstance(where, str)]  # CSV row numbers
+    listed = ""
+    if rows:
+        listed = (" (row " if len(rows) == 1 else " (rows ") + ", ".join(rows[:5]) + (
+            ", ..." if len(rows) > 5 else "") + ")"
+    return f" There {count}{listed}."
+
+
+def _shorten(text, limit: int = 60) -> str:
+    """`text` cut to `limit` characters: a line of 2,304 pixel values read as a header or a
+    label must not fill the screen with a 9 KB error message."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _skip_summary(source: Path, skipped) -> str:
     shown = "; ".join(f"{_describe_where(w)} {reason}" for w, reason in skipped[:5])
     more = f"; and {len(skipped) - 5} more" if len(skipped) > 5 else ""
@@ -302,8 +337,10 @@ class _Table:
     skipped: list
 
 
-def _split(table: _Table, val_fraction: float, seed: int) -> dict:
+def _split(table: _Table, val_fraction: float, seed: int) -> tuple[dict, tuple[str, ...]]:
+    """({split name: (images, labels)}, the names of the splits drawn at random)."""
     usage = table.usage.copy()
+    drawn = ()
     unassigned = np.flatnonzero(usage == UNASSIGNED)
     if unassigned.size:  # two-column CSV: PublicTest and PrivateTest carved from everything
         public, private = stratified_split(table.labels[unassigned],
@@ -311,10 +348,12 @@ def _split(table: _Table, val_fraction: float, seed: int) -> dict:
         usage[unassigned] = SPLITS.index("Training")
         usage[unassigned[public]] = SPLITS.index("PublicTest")
         usage[unassigned[private]] = SPLITS.index("PrivateTest")
+        drawn = SPLITS
     elif table.layout == "folders" and not (usage == SPLITS.index("PublicTest")).any():
         training = np.flatnonzero(usage == SPLITS.index("Training"))
         (public,) = stratified_split(table.labels[training], [val_fraction], seed)
         usage[training[public]] = SPLITS.index("PublicTest")
+        drawn = ("PublicTest",)
 
     splits = {}
     for code, name in enumerate(SPLITS):
@@ -322,7 +361,7 @@ def _split(table: _Table, val_fraction: float, seed: int) -> dict:
         # float32 holding 0..255: what `preprocess` and the models take; uint8 stays in the cache
         images = table.images[chosen, None].astype(np.float32)
         splits[name] = (images, table.labels[chosen].astype(np.int64))
-    return splits
+    return splits, drawn
 
 
 def stratified_split(labels, fractions, seed=0) -> list[np.ndarray]:
@@ -378,8 +417,12 @@ def _read_csv(source: Path) -> _Table:
 
     columns = {name.strip().lower(): name for name in frame.columns}
     if "emotion" not in columns or "pixels" not in columns:
+        found = ",".join(map(str, frame.columns))
+        # A first line that starts with a class number is a data row: the header is missing.
+        advice = (" (that is a data row: add the header line emotion,pixels,Usage at the top)"
+                  if str(frame.columns[0]).strip().isdigit() else "")
         raise UserError(f"{source}: expected the header emotion,pixels,Usage (or emotion,pixels),"
-                        f" found {','.join(map(str, frame.columns))!r}")
+                        f" found {_shorten(found)!r}{advice}")
     has_usage = "usage" in columns
     emotion = frame[columns["emotion"]].str.strip()
     pixels = frame[columns["pixels"]].to_numpy(dtype=object)
@@ -443,14 +486,14 @@ def _label_problem(text: str) -> str:
     try:
         float(text)
     except ValueError:
-        return f"has a non-numeric emotion label {text!r}"
-    return f"has an unknown emotion label {text} (expected 0..{NUM_CLASSES - 1})"
+        return f"has a non-numeric emotion label {_shorten(text)!r}"
+    return f"has an unknown emotion label {_shorten(text)} (expected 0..{NUM_CLASSES - 1})"
 
 
 def _usage_problem(text: str) -> str:
     if text == "":
         return "has no Usage"
-    return f"has an unknown Usage {text!r} (expected {', '.join(SPLITS)})"
+    return f"has an unknown Usage {_shorten(text)!r} (expected {', '.join(SPLITS)})"
 
 
 def _parse_pixels(texts: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:

@@ -4,6 +4,7 @@
     emotion evaluate --weights runs/wide/best.npz --tta flip --json report.json
 """
 
+import argparse
 import json
 import sys
 import time
@@ -11,22 +12,37 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion.data import SPLITS
+from emotion.errors import UserError
 from emotion.labels import EMOTIONS
+from emotion.train import check_output_file, check_output_folder, positive_int
+
+
+def split_name(text: str) -> str:
+    """argparse `type` for --split: a split name in any case -> its canonical spelling, so
+    that a typo fails at once instead of after loading the weights and the data set."""
+    for name in SPLITS:
+        if text.strip().lower() == name.lower():
+            return name
+    raise argparse.ArgumentTypeError(f"unknown split {text!r}: choose {', '.join(SPLITS[:-1])} "
+                                     f"or {SPLITS[-1]}")
 
 
 def add_arguments(parser):
     parser.add_argument("--data", help="FER2013 csv(.gz), image folder or .npz "
                         "(default: $EMOTION_DATA, then data/)")
-    parser.add_argument("--split", default="PrivateTest",
-                        help="Training, PublicTest or PrivateTest (default PrivateTest)")
-    parser.add_argument("--weights", default=None, help="weight file (default: the shipped one)")
+    parser.add_argument("--split", default="PrivateTest", type=split_name,
+                        help="Training, PublicTest or PrivateTest, any case (default PrivateTest)")
+    parser.add_argument("--weights", default=None, help="weight file, or a shipped model's "
+                        "name: default (used when omitted) or compact")
     parser.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"],
                         help="test-time augmentation: average over flips / ten crops")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
                         help="write the report as JSON (to stdout without PATH)")
-    parser.add_argument("--out", default="reports", help="folder for the confusion-matrix PNG")
+    parser.add_argument("--out", default="reports", help="folder for the confusion-matrix PNG "
+                        "(default: reports/ in the current folder; created if needed)")
     parser.add_argument("--backend", default=None)
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--ferplus", default=None)
     parser.add_argument("--skip-bad-rows", action="store_true")
 
@@ -107,19 +123,29 @@ def plot_confusion_matrix(confusion, path, title):
 
 def evaluate(args):
     from emotion.data import load_fer2013
-    from emotion.predictor import EmotionClassifier
+    from emotion.predictor import EmotionClassifier, resolve_weights
     from emotion.preprocess import preprocess
 
+    split = split_name(args.split)  # also for an `args` built in Python, past argparse
     classifier = EmotionClassifier.load(args.weights, args.backend)
     dataset = load_fer2013(args.data, skip_bad_rows=args.skip_bad_rows, ferplus=args.ferplus)
-    images, labels = dataset.split(args.split)
+    images, labels = dataset.split(split, required=True,
+                                   hint=f"Choose another --split, or data with {split} rows.")
+    if split in dataset.drawn_splits:
+        # Not the official split: say so, or its accuracy could pass for a PrivateTest figure.
+        print(f"note: {dataset.source.name} does not name its splits, so {split} here is a "
+              f"seeded random share of each class ({len(labels)} images), not FER2013's own "
+              f"{split}", file=sys.stderr)
     start = time.perf_counter()
     probs = predict_probabilities(classifier, preprocess(images, classifier.preprocess_config),
                                   args.tta, args.batch_size)
     seconds = time.perf_counter() - start
     report = classification_report(labels, probs.argmax(axis=1))
-    report.update(split=args.split, tta=args.tta, model=classifier.model_name,
-                  weights=str(args.weights or "shipped"), seconds=round(seconds, 2))
+    # weights: as the user named them (a shipped name or a path); weights_file: what that was.
+    report.update(split=split, split_drawn_at_random=split in dataset.drawn_splits,
+                  tta=args.tta, model=classifier.model_name,
+                  weights=str(args.weights or "default"),
+                  weights_file=str(resolve_weights(args.weights)), seconds=round(seconds, 2))
     return report
 
 
@@ -133,6 +159,13 @@ def print_report(report, file=sys.stdout):
 
 
 def run(args) -> int:
+    # The outputs are checked first: a bad path must not cost a whole evaluation.
+    check_output_folder(args.out, "--out")
+    if args.json not in (None, "-"):
+        check_output_file(args.json, "--json")
+        if Path(args.json).resolve() == Path(args.out).resolve():
+            raise UserError(f"--json {args.json} is also the --out folder: name a file for the "
+                            f"report, e.g. {Path(args.out) / 'report.json'}")
     report = evaluate(args)
     png = Path(args.out) / f"confusion_{report['split']}.png"
     plot_confusion_matrix(report["confusion_matrix"], png,

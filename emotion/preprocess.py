@@ -99,6 +99,8 @@ def fit_dataset_stats(images, config: PreprocessConfig = PreprocessConfig()) -> 
     """`config` with normalize="dataset" and the mean/std of `images` measured after the steps
     that come before normalization (so they match what normalization will see)."""
     x = _before_normalization(_as_batch(images), config)
+    if x.size == 0:
+        raise UserError("cannot measure dataset statistics on no images")
     # float64 accumulation: a float32 sum over 66 million pixels loses digits
     mean = float(x.mean(dtype=np.float64))
     std = float(x.std(dtype=np.float64))
@@ -205,6 +207,8 @@ def gaussian_blur(x, sigma: float, ksize: int = 0) -> np.ndarray:
     kernel = gaussian_kernel(sigma, ksize)[None, :]  # (1, ksize): a row filter
     n, h, w = x.shape
     x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.size == 0:  # OpenCV refuses an empty image; an empty batch simply stays empty
+        return x.copy()
     rows = cv2.filter2D(x.reshape(n * h, w), -1, kernel, borderType=cv2.BORDER_REFLECT_101)
     columns = np.ascontiguousarray(rows.reshape(n, h, w).transpose(0, 2, 1)).reshape(n * w, h)
     columns = cv2.filter2D(columns, -1, kernel, borderType=cv2.BORDER_REFLECT_101)

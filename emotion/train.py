@@ -9,12 +9,16 @@ What a run leaves in --out (default runs/MODEL):
     metrics.csv     one row per epoch
     curves.png      loss and accuracy curves
 
+A folder that already holds a run is never overwritten by accident: train refuses it unless
+--resume (continue it) or --overwrite (replace it) says what to do with it.
+
 Preprocessing runs once over the whole dataset (the same `preprocess` the live demo uses);
 augmentation then runs per batch on the preprocessed images. Geometric augmentation commutes
 with the per-pixel steps (gamma) up to interpolation, so the order costs nothing in accuracy
 and saves preprocessing every image every epoch.
 """
 
+import argparse
 import csv
 import json
 import os
@@ -41,6 +45,106 @@ CHECKPOINT_VERSION = 1
 RESUME_MUST_MATCH = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov",
                      "weight_decay", "schedule", "warmup", "label_smoothing", "class_weights",
                      "no_augment", "seed", "limit", "ferplus")
+# What a run writes in OUT: a folder holding any of these holds a run, which a new run into
+# the same folder would overwrite.
+RUN_FILES = ("best.npz", "last.npz", "metrics.csv", "curves.png")
+
+
+# -- checking the options ----------------------------------------------------------------------
+def number_type(kind, low=None, high=None, *, low_open=False, high_open=False):
+    """An argparse `type`: parses an int or float and checks that it lies in the range.
+
+    low/high bound it (None: no bound); *_open excludes the bound itself. A value outside
+    gives argparse's usage error ("argument --lr: must be > 0, got -1") and exit 2 before any
+    data is loaded, instead of a ZeroDivisionError, or a silent nonsense run, much later.
+    """
+    bounds = []
+    if low is not None:
+        bounds.append(f"{'>' if low_open else '>='} {low}")
+    if high is not None:
+        bounds.append(f"{'<' if high_open else '<='} {high}")
+    noun = "an integer" if kind is int else "a number"
+    wanted = f"{noun} {' and '.join(bounds)}".strip()
+
+    def parse(value):
+        if isinstance(value, str):
+            try:
+                number = kind(value)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"must be {wanted}, got {value!r}") from None
+        elif kind is int and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value!r}")
+        else:  # a value from a Python config, already a number
+            number = kind(value)
+        too_low = low is not None and (number <= low if low_open else number < low)
+        too_high = high is not None and (number >= high if high_open else number > high)
+        if too_low or too_high or number != number or number in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {value}")
+        return number
+
+    parse.__name__ = kind.__name__  # what argparse names in its own messages
+    return parse
+
+
+positive_int = number_type(int, 1)
+# The allowed range of every numeric setting: used as the argparse types below, and again by
+# Trainer for a config written in Python, which never passes through argparse.
+RANGES = {
+    "epochs": positive_int,
+    "batch_size": positive_int,
+    "lr": number_type(float, 0, low_open=True),
+    "momentum": number_type(float, 0, 1, high_open=True),
+    "weight_decay": number_type(float, 0),
+    "warmup": number_type(int, 0),
+    "label_smoothing": number_type(float, 0, 1, high_open=True),
+    "early_stopping": number_type(int, 0),
+    "seed": number_type(int, 0),  # NumPy's generators take no negative seed
+    "limit": number_type(int, 0),
+}
+
+
+def check_config(config) -> None:
+    """UserError naming the first setting of `config` outside its range (see RANGES)."""
+    for name, parse in RANGES.items():
+        if config.get(name) is not None:
+            try:
+                parse(config[name])
+            except argparse.ArgumentTypeError as err:
+                raise UserError(f"{name} {err}") from None
+
+
+def check_output_folder(path, option: str) -> None:
+    """UserError, before any work is done, if `path` cannot be (or become) a folder to write in:
+    it is an existing file, a file stands where one of its parent folders should be, or the
+    nearest existing folder is not writable. A missing folder is fine: it is created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path} is a file, not a folder: pass a folder (created if "
+                        "needed), or move the file away")
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise UserError(f"{option} {path}: {folder} is a file, so no folder can be "
+                                "made under it; choose another path")
+            if not os.access(folder, os.W_OK):
+                raise UserError(f"{option} {path}: cannot write in {folder} (no permission); "
+                                "choose another path")
+            return
+
+
+def check_output_file(path, option: str) -> None:
+    """UserError, before any work is done, if a file cannot be written at `path`: it names a
+    folder, or its folder does not exist."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path} is a folder: pass a file name, e.g. "
+                        f"{path / 'report.json'}")
+    folder = path.parent
+    if not folder.is_dir():
+        raise UserError(f"{option} {path}: the folder {folder} does not exist; create it first "
+                        "or choose another path")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{option} {path}: cannot write in {folder} (no permission)")
 
 
 def add_arguments(parser):
@@ -48,28 +152,36 @@ def add_arguments(parser):
                         "$EMOTION_DATA, then data/)")
     parser.add_argument("--model", default=models.DEFAULT_MODEL, choices=sorted(models.MODELS))
     # The defaults are the recipe of the shipped weights (see the README).
-    parser.add_argument("--epochs", type=int, default=22)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    parser.add_argument("--epochs", type=RANGES["epochs"], default=22)
+    parser.add_argument("--batch-size", type=RANGES["batch_size"], default=128)
+    parser.add_argument("--lr", type=RANGES["lr"], default=0.1, help="peak learning rate (> 0)")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])
-    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--momentum", type=RANGES["momentum"], default=0.9, help="0 <= M < 1")
     parser.add_argument("--nesterov", action="store_true")
-    parser.add_argument("--weight-decay", type=float, default=5e-4)
+    parser.add_argument("--weight-decay", type=RANGES["weight_decay"], default=5e-4)
     parser.add_argument("--schedule", default="cosine", choices=["cosine", "step", "plateau", "none"])
-    parser.add_argument("--warmup", type=int, default=1, help="warm-up epochs (cosine schedule)")
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--warmup", type=RANGES["warmup"], default=1,
+                        help="warm-up epochs (cosine schedule)")
+    parser.add_argument("--label-smoothing", type=RANGES["label_smoothing"], default=0.1,
+                        help="0 <= S < 1")
     parser.add_argument("--class-weights", action="store_true",
                         help="weight the loss by inverse class frequency (helps 'disgust')")
     parser.add_argument("--no-augment", action="store_true")
-    parser.add_argument("--early-stopping", type=int, default=0, metavar="EPOCHS",
-                        help="stop after this many epochs without a better PublicTest accuracy")
+    parser.add_argument("--early-stopping", type=RANGES["early_stopping"], default=0,
+                        metavar="EPOCHS", help="stop after this many epochs without a better "
+                        "PublicTest accuracy (default 0: never)")
     parser.add_argument("--backend", default=None, choices=nnlite.backends.NAMES,
                         help="nnlite backend (default: numba if available, else numpy)")
     parser.add_argument("--out", default=None, help="output folder (default runs/MODEL)")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N training "
-                        "images (and N//4 validation images): for quick experiments and tests")
+    what_to_do = parser.add_mutually_exclusive_group()
+    what_to_do.add_argument("--resume", action="store_true", help="continue from OUT/last.npz")
+    what_to_do.add_argument("--overwrite", action="store_true",
+                            help="replace the run already in OUT (without this, train refuses "
+                            "to overwrite one)")
+    parser.add_argument("--seed", type=RANGES["seed"], default=0)
+    parser.add_argument("--limit", type=RANGES["limit"], default=0, metavar="N",
+                        help="use only the first N Training images and the first N//4 (at least "
+                        "1) PublicTest images, for quick experiments and tests (default 0: all)")
     parser.add_argument("--ferplus", default=None, help="use FER+ majority labels from this csv")
     parser.add_argument("--skip-bad-rows", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -77,13 +189,15 @@ def add_arguments(parser):
 
 def choose_backend(name=None) -> str:
     """The requested backend, else $NNLITE_BACKEND, else the fastest CPU one that works here."""
+    source = ""
     if name is None:
-        name = os.environ.get("NNLITE_BACKEND", "").strip().lower() or (
-            "numba" if nnlite.available()["numba"] is None else "numpy")
+        name = os.environ.get("NNLITE_BACKEND", "").strip().lower()
+        source = f"NNLITE_BACKEND={name}: " if name else ""  # say where the name came from
+        name = name or ("numba" if nnlite.available()["numba"] is None else "numpy")
     try:
         nnlite.use(name)
     except nnlite.backends.BackendError as err:
-        raise UserError(str(err)) from None
+        raise UserError(f"{source}{err}") from None
     return name
 
 
@@ -92,29 +206,48 @@ def run(args) -> int:
     backend = choose_backend(args.backend)
     out = Path(args.out or f"runs/{args.model}")
     trainer = Trainer(config, out, backend)
-    result = trainer.fit(resume=args.resume, progress=not args.quiet)
+    result = trainer.fit(resume=args.resume, progress=not args.quiet,
+                         overwrite=getattr(args, "overwrite", False))
     print(json.dumps(result))
     return 130 if result["interrupted"] else 0  # 130: the shell's code for "stopped by Ctrl-C"
 
 
 # -- data ------------------------------------------------------------------------------------
 def load_splits(config):
-    """Preprocessed (images, labels) for Training and PublicTest, plus the preprocessing config."""
+    """Preprocessed (images, labels) for Training and PublicTest, plus the preprocessing config.
+
+    Prints one line saying how many images of each split are used, and how the splits came
+    about when the source did not name them: a validation accuracy means little without it.
+    """
     from emotion.data import load_fer2013
     from emotion.preprocess import PreprocessConfig, fit_dataset_stats, preprocess
 
     dataset = load_fer2013(config.get("data"), skip_bad_rows=config.get("skip_bad_rows", False),
                            ferplus=config.get("ferplus"))
-    x_train, y_train = dataset.split("Training")
-    x_val, y_val = dataset.split("PublicTest")
+    hint = ("Training learns from the Training rows and validates on the PublicTest rows: name "
+            "both in the Usage column, or leave the Usage column out to have the rows split at "
+            "random.")
+    x_train, y_train = dataset.split("Training", required=True, hint=hint)
+    x_val, y_val = dataset.split("PublicTest", required=True, hint=hint)
+    note = ""
     if config.get("limit"):
         n = config["limit"]
         x_train, y_train = x_train[:n], y_train[:n]
         x_val, y_val = x_val[: max(n // 4, 1)], y_val[: max(n // 4, 1)]
+        note = f" (--limit {n})"
+    if "PublicTest" in dataset.drawn_splits:
+        note += (f"; PublicTest is a seeded random share of each class: {dataset.source.name} "
+                 "does not name its splits")
+    print(f"data: {dataset.source}: training on {_images(len(y_train), 'Training')}, validating "
+          f"on {_images(len(y_val), 'PublicTest')}{note}", flush=True)
     pre = PreprocessConfig()
     if pre.normalize == "dataset":
         pre = fit_dataset_stats(x_train, pre)
     return preprocess(x_train, pre), y_train, preprocess(x_val, pre), y_val, pre
+
+
+def _images(n, split):
+    return f"{n} {split} image" + ("" if n == 1 else "s")
 
 
 def batches(n, batch_size, order=None):
@@ -139,6 +272,7 @@ def predict_logits(model, images, batch_size=256, device="cpu"):
 # -- the training loop -------------------------------------------------------------------------
 class Trainer:
     def __init__(self, config, out: Path, backend: str):
+        check_config(config)
         self.config, self.out, self.backend = config, Path(out), backend
         self.device = "cuda" if backend == "cuda" else "cpu"
 
@@ -191,8 +325,13 @@ class Trainer:
         }
         save_arrays(self.out / "last.npz", arrays, meta)
 
-    def load_checkpoint(self):
+    def read_checkpoint(self):
+        """(arrays, meta) of OUT/last.npz, checked against this run's settings. Needs no model,
+        so that a wrong --resume fails before the data set is loaded."""
         path = self.out / "last.npz"
+        if not path.exists():
+            raise UserError(f"cannot resume: {path} does not exist (there is no run to continue "
+                            f"in {self.out}); start a new run without --resume")
         try:
             arrays, meta = load_arrays(path)
         except WeightFileError as err:
@@ -206,6 +345,12 @@ class Trainer:
         if changed:
             raise UserError(f"cannot resume {path} with different settings: {'; '.join(changed)}. "
                             "Resume with the run's settings, or start a new run with another --out")
+        return arrays, meta
+
+    def restore_checkpoint(self, arrays, meta):
+        """Put the model, optimizer, schedule and random states back as read_checkpoint read
+        them."""
+        path = self.out / "last.npz"
         self.model.load_state_dict({k[6:]: v for k, v in arrays.items() if k.startswith("model/")},
                                    source=str(path))
         optimizer_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
@@ -226,27 +371,93 @@ class Trainer:
                 "backend": self.backend}
         save(self.model, self.out / "best.npz", meta=meta)
 
+    # -- the output folder ---------------------------------------------------------------------
+    def check_out(self, resume, overwrite):
+        """Check OUT before any work: the checkpoint to resume (arrays, meta), or None.
+
+        Nothing is lost by accident: a folder that already holds a run is refused unless the
+        caller says what to do with it (resume it, or overwrite it).
+        """
+        check_output_folder(self.out, "--out")
+        if resume and overwrite:
+            raise UserError("--resume continues the run in OUT and --overwrite replaces it: "
+                            "pass only one of them")
+        if resume:
+            return self.read_checkpoint()
+        existing = [name for name in RUN_FILES if (self.out / name).exists()]
+        if existing and not overwrite:
+            raise UserError(
+                f"{self.out} already holds a run ({_describe_run(self.out, existing)}). Pass "
+                f"--resume to continue it, --out with another folder to start a new run, or "
+                f"--overwrite to replace it")
+        return None
+
+    def _complete(self, state) -> str:
+        """Why a checkpoint's run has nothing left to do ("" if it has)."""
+        c = self.config
+        if state["epoch"] >= c["epochs"]:
+            return f"epoch {state['epoch']} of {c['epochs']} is done"
+        if (c.get("early_stopping") and state["bad_epochs"] >= c["early_stopping"]
+                and state["batch"] == 0):
+            return (f"it stopped early after epoch {state['epoch']} (no better PublicTest "
+                    f"accuracy for {c['early_stopping']} epochs)")
+        return ""
+
+    def _result(self, n_val=None, **extra):
+        """What `fit` returns (and `emotion train` prints as JSON)."""
+        best = self.state["best_accuracy"] if self.state["best_epoch"] else None
+        return {"out": str(self.out), "best_publictest_accuracy": best,
+                "best_epoch": self.state["best_epoch"], "epochs_done": self.state["epoch"],
+                "validation_images": n_val, "interrupted": self.stop_requested, **extra}
+
     # -- the loop ----------------------------------------------------------------------------
-    def fit(self, resume=False, progress=True):
+    def fit(self, resume=False, progress=True, overwrite=False):
+        """Train (or continue, with resume=True) and return a summary dict.
+
+        overwrite=True replaces a run already in OUT; without it, or resume, such a folder is
+        refused with a UserError before anything is loaded or written.
+        """
         from emotion.augment import Augmenter
         from emotion.data import class_weights
 
         c = self.config
+        self.stop_requested = False
+        checkpoint = self.check_out(resume, overwrite)
+        if checkpoint is not None:
+            state = checkpoint[1]["state"]
+            why = self._complete(state)
+            if why:
+                self.state = state
+                best = (f"; best PublicTest accuracy {state['best_accuracy']:.4f} at epoch "
+                        f"{state['best_epoch']}, in {self.out / 'best.npz'}"
+                        if state["best_epoch"] else "")
+                print(f"{self.out} holds a complete run: {why}{best}. Nothing to resume; to "
+                      "train again, start a new run with another --out (or --overwrite)")
+                return self._result(already_complete=True)
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
         x_train, y_train, x_val, y_val, self.preprocess_config = load_splits(c)
         self._build()
         self.out.mkdir(parents=True, exist_ok=True)
-        if resume:
-            self.load_checkpoint()
+        if checkpoint is not None:
+            self.restore_checkpoint(*checkpoint)
             print(f"resuming {self.out / 'last.npz'} at epoch {self.state['epoch'] + 1}, "
                   f"batch {self.state['batch']}")
+        elif overwrite:
+            # Only now, with the data loaded and the model built: a mistake in the command
+            # fails before the old run is gone. Removed, not left to be replaced one file at
+            # a time, so that OUT never mixes files of the two runs.
+            removed = [name for name in RUN_FILES if (self.out / name).exists()]
+            for name in removed:
+                (self.out / name).unlink()
+            if removed:
+                print(f"--overwrite: removed the previous run's {', '.join(removed)} "
+                      f"from {self.out}")
         weights = class_weights(y_train) if c.get("class_weights") else None
         if weights is not None and self.device == "cuda":
             weights = nnlite.to_device(weights, "cuda")
         augment = None if c.get("no_augment") else Augmenter()
         n, bs = len(x_train), c["batch_size"]
         steps_per_epoch = -(-n // bs)
-        self.stop_requested = False
         # First Ctrl-C: finish the step (and the epoch's validation if it is under way), save,
         # stop. A second Ctrl-C stops at once and keeps the last complete checkpoint.
         previous_handler = _install_sigint_handler(self)
@@ -263,9 +474,7 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous_handler)
         if self.stop_requested:
             print(f"interrupted: checkpoint saved to {self.out / 'last.npz'}; continue with --resume")
-        return {"out": str(self.out), "best_publictest_accuracy": self.state["best_accuracy"],
-                "best_epoch": self.state["best_epoch"], "epochs_done": self.state["epoch"],
-                "interrupted": self.stop_requested}
+        return self._result(len(y_val))
 
     def _run_epoch(self, x_train, y_train, x_val, y_val, weights, augment, n, bs,
                    steps_per_epoch, progress):
@@ -299,7 +508,10 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        self._end_epoch(epoch, time.perf_counter() - start, x_val, y_val)
+        # Only the images of this call: on a resumed epoch, those before the interruption were
+        # processed in another run's time and would inflate the images per second.
+        self._end_epoch(epoch, time.perf_counter() - start, self.running["seen"] - seen_at_start,
+                        x_val, y_val)
 
     def _step(self, images, labels, weights):
         if self.device == "cuda":  # see nnrandom.seed_device: keeps a resumed GPU run exact
@@ -317,7 +529,7 @@ class Trainer:
         self.running["correct"] += int((nnlite.to_numpy(logits.data).argmax(1) == labels).sum())
         self.running["seen"] += len(labels)
 
-    def _end_epoch(self, epoch, seconds, x_val, y_val):
+    def _end_epoch(self, epoch, seconds, images_processed, x_val, y_val):
         logits = predict_logits(self.model, x_val, device=self.device)
         val_loss = float(_cross_entropy(logits, y_val))
         val_acc = float((logits.argmax(1) == y_val).mean())
@@ -326,7 +538,7 @@ class Trainer:
                "train_loss": self.running["loss"] / seen,
                "train_accuracy": self.running["correct"] / seen,
                "val_loss": val_loss, "val_accuracy": val_acc,
-               "seconds": seconds, "images_per_second": seen / max(seconds, 1e-9)}
+               "seconds": seconds, "images_per_second": images_processed / max(seconds, 1e-9)}
         self.state["history"].append(row)
         self.state["epoch"], self.state["batch"] = epoch, 0
         self.order = None  # the next epoch draws a new order (after a resume too)
@@ -343,6 +555,18 @@ class Trainer:
               f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s "
               f"({row['images_per_second']:.0f} img/s) | best {self.state['best_accuracy']:.4f} "
               f"@ {self.state['best_epoch']}", flush=True)
+
+
+def _describe_run(out: Path, files) -> str:
+    """'best.npz, last.npz, metrics.csv; epoch 2 of 3 done' for the files of a run in `out`."""
+    text = ", ".join(files)
+    if "last.npz" in files:
+        try:
+            meta = load_arrays(out / "last.npz")[1]
+            text += f"; epoch {meta['state']['epoch']} of {meta['config']['epochs']} done"
+        except (WeightFileError, KeyError, TypeError):
+            pass  # an unreadable checkpoint: the file names alone say enough
+    return text
 
 
 def _install_sigint_handler(trainer):

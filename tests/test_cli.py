@@ -99,3 +99,12 @@ def test_a_reader_that_stops_early_ends_the_command_quietly():
     assert b"single_face.jpg" in first
     assert "Traceback" not in err and "BrokenPipeError" not in err
     assert process.returncode in (0, 1)  # 1 when it was still writing; 0 if it had finished
+
+
+def test_a_backend_named_by_the_environment_is_reported_as_such(monkeypatch):
+    from emotion.errors import UserError
+    from emotion.train import choose_backend
+
+    monkeypatch.setenv("NNLITE_BACKEND", "bogus")
+    with pytest.raises(UserError, match="NNLITE_BACKEND=bogus: backend 'bogus'"):
+        choose_backend(None)

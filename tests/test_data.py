@@ -72,6 +72,16 @@ def test_split_accessor_names_the_available_splits(tmp_path):
         load_fer2013(source).split("Validation")
 
 
+def test_an_empty_split_is_an_error_only_when_required(tmp_path):
+    source = write_csv(tmp_path / "f.csv", kaggle_rows(random_images(2), [0, 1], ["Training"] * 2))
+    dataset = load_fer2013(source)
+    assert len(dataset.split("PublicTest")[1]) == 0
+    with pytest.raises(UserError, match=r"f.csv has no PublicTest rows \(it has: Training 2\)\. "
+                                        "Do this"):
+        dataset.split("PublicTest", required=True, hint="Do this.")
+    assert dataset.drawn_splits == ()
+
+
 def test_two_column_csv_gets_a_seeded_stratified_split(tmp_path):
     labels = np.repeat(np.arange(7), 40)  # 40 per class -> 4 PublicTest, 4 PrivateTest each
     images = random_images(len(labels))
@@ -79,7 +89,7 @@ def test_two_column_csv_gets_a_seeded_stratified_split(tmp_path):
     source = write_csv(tmp_path / "two.csv", rows, header="emotion,pixels")
 
     first = load_fer2013(source, seed=1)
-    assert first.layout == "csv-no-usage"
+    assert first.layout == "csv-no-usage" and first.drawn_splits == SPLITS
     for split, per_class in [("Training", 32), ("PublicTest", 4), ("PrivateTest", 4)]:
         assert class_counts(first.split(split)[1]).tolist() == [per_class] * 7
     # Every image lands in exactly one split.
@@ -124,6 +134,7 @@ def test_image_folder_layout(tmp_path):
     # PublicTest is a stratified quarter of train: one happy and one sad image.
     assert sorted(dataset.split("PublicTest")[1].tolist()) == [3, 4]
     assert sorted(dataset.split("Training")[1].tolist()) == [3, 3, 3, 4, 4, 4]
+    assert dataset.drawn_splits == ("PublicTest",)
 
 
 def test_image_folder_val_folder_is_public_test(tmp_path):
@@ -131,6 +142,7 @@ def test_image_folder_val_folder_is_public_test(tmp_path):
     write_image_folder(root, {"train/happy": 3, "val/happy": 2, "test/sad": 1})
     dataset = load_fer2013(root)
     assert [len(dataset.split(s)[1]) for s in SPLITS] == [3, 2, 1]
+    assert dataset.drawn_splits == ()
 
 
 def test_image_folder_errors(tmp_path):
@@ -205,6 +217,12 @@ def test_many_bad_rows_across_chunks_are_all_found(tmp_path, monkeypatch):
 
     with pytest.raises(UserError, match=r"row 1 \(line 2.*has 2303 pixel values.*3 more bad"):
         load_fer2013(source)
+    with pytest.raises(UserError) as error:
+        load_fer2013(source)
+    # One readable message: the count and rows of the others, then what to do (in CLI terms).
+    assert str(error.value).endswith(
+        "expected 2304. There are 3 more bad rows (rows 17, 18, 40). Fix the file, or leave "
+        "the bad rows out with --skip-bad-rows.")
     dataset = load_fer2013(source, skip_bad_rows=True)
     assert [row for row, _ in dataset.skipped_rows] == sorted(bad)
     for row, reason in dataset.skipped_rows:
@@ -231,6 +249,25 @@ def test_blank_lines_keep_row_numbers_aligned_with_the_file(tmp_path):
     source.write_text(text)
     with pytest.raises(UserError, match=r"row 3 \(line 4 of the file.*unknown emotion label 9"):
         load_fer2013(source)
+
+
+def test_one_more_bad_row_reads_as_a_sentence(tmp_path):
+    rows = kaggle_rows(random_images(3), [0, 1, 2], ["Training"] * 3)
+    rows[0] = (9, GOOD, "Training")
+    rows[2] = (8, GOOD, "Training")
+    with pytest.raises(UserError, match=r"\(expected 0..6\)\. There is 1 more bad row \(row 3\)\. "
+                                        "Fix the file"):
+        load_fer2013(write_csv(tmp_path / "fer.csv", rows))
+
+
+def test_a_missing_header_is_named_without_dumping_the_row(tmp_path):
+    source = tmp_path / "fer.csv"
+    source.write_text(f"0,{GOOD},Training\n1,{GOOD},Training\n")
+    with pytest.raises(UserError) as error:
+        load_fer2013(source)
+    message = str(error.value)
+    assert len(message) < 400 and "..." in message
+    assert "that is a data row: add the header line emotion,pixels,Usage" in message
 
 
 @pytest.mark.parametrize("text, problem", [

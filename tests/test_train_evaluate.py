@@ -117,3 +117,195 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path):
     changed = dict(config, batch_size=32, lr=0.2)
     with pytest.raises(train.UserError, match="--batch-size 32 .*the run used 64"):
         run_trainer(tmp_path, changed, resume=True)
+
+
+# -- the command line on tiny CSVs: clear errors, nothing lost -------------------------------------
+def tiny_csv(path, usage=(("Training", 48), ("PublicTest", 16), ("PrivateTest", 16)),
+             header="emotion,pixels,Usage"):
+    """A small FER2013-style CSV of random images: `usage` gives (split, rows) pairs; a
+    header without Usage writes two-column rows."""
+    rng = np.random.default_rng(0)
+    lines = [header]
+    for split, count in usage:
+        for i in range(count):
+            pixels = " ".join(map(str, rng.integers(0, 256, 48 * 48)))
+            lines.append(f"{i % 7},{pixels}" + (f",{split}" if "Usage" in header else ""))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def train_cli(data, out, *extra):
+    return cli_main(["train", "--data", str(data), "--out", str(out), "--model", "compact",
+                     "--epochs", "1", "--batch-size", "32", "--quiet", *extra])
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTION_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("EMOTION_DATA", raising=False)
+
+
+@pytest.mark.parametrize("usage, missing, has", [
+    ((), "Training", "it has no usable rows at all"),
+    ((("Training", 20),), "PublicTest", "it has: Training 20"),
+])
+def test_train_names_a_missing_split(tmp_path, capsys, private_cache, usage, missing, has):
+    data = tiny_csv(tmp_path / "f.csv", usage)
+    assert train_cli(data, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert f"f.csv has no {missing} rows ({has}" in err and "Usage column" in err
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_evaluate_names_a_missing_split(tmp_path, capsys, private_cache):
+    data = tiny_csv(tmp_path / "f.csv", (("Training", 20), ("PublicTest", 6)))
+    code = cli_main(["evaluate", "--data", str(data), "--weights", "compact",
+                     "--out", str(tmp_path / "reports")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "has no PrivateTest rows (it has: Training 20, PublicTest 6)" in err
+    assert "--split" in err
+
+
+def test_preprocessing_an_empty_batch_gives_an_empty_batch():
+    from emotion.preprocess import PreprocessConfig, preprocess
+
+    for config in (PreprocessConfig(), PreprocessConfig(equalize=True)):
+        out = preprocess(np.zeros((0, 48, 48), np.uint8), config)
+        assert out.shape == (0, 1, 48, 48) and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("option, value, wanted", [
+    ("--batch-size", "0", "an integer >= 1"),
+    ("--batch-size", "-5", "an integer >= 1"),
+    ("--epochs", "0", "an integer >= 1"),
+    ("--limit", "-1", "an integer >= 0"),
+    ("--early-stopping", "-1", "an integer >= 0"),
+    ("--lr", "-1", "a number > 0"),
+    ("--lr", "nan", "a number > 0"),
+    ("--momentum", "2", "a number >= 0 and < 1"),
+    ("--weight-decay", "-1", "a number >= 0"),
+    ("--label-smoothing", "1.5", "a number >= 0 and < 1"),
+    ("--seed", "-1", "an integer >= 0"),
+])
+def test_train_options_out_of_range_fail_at_parsing(tmp_path, capsys, option, value, wanted):
+    with pytest.raises(SystemExit) as exit_:
+        train_cli(tmp_path / "never-read.csv", tmp_path / "run", option, value)
+    assert exit_.value.code == 2
+    assert f"argument {option}: must be {wanted}, got {value}" in capsys.readouterr().err
+
+
+def test_evaluate_batch_size_and_split_are_checked_at_parsing(tmp_path, capsys):
+    for option, value, message in [("--batch-size", "0", "must be an integer >= 1"),
+                                   ("--split", "Validation", "unknown split 'Validation'")]:
+        with pytest.raises(SystemExit) as exit_:
+            cli_main(["evaluate", "--data", str(tmp_path / "never-read.csv"), option, value])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_config_out_of_range_is_refused_by_the_trainer_too(tmp_path):
+    config = train_config(tmp_path, batch_size=0)
+    with pytest.raises(train.UserError, match="batch_size must be an integer >= 1, got 0"):
+        train.Trainer(config, tmp_path, "numpy")
+
+
+def test_limit_says_how_many_validation_images_it_used(tmp_path, capsys, private_cache):
+    data = tiny_csv(tmp_path / "f.csv")
+    assert train_cli(data, tmp_path / "run", "--limit", "3") == 0
+    out = capsys.readouterr().out
+    assert "training on 3 Training images, validating on 1 PublicTest image (--limit 3)" in out
+    assert json.loads(out.strip().splitlines()[-1])["validation_images"] == 1
+
+
+def test_bad_output_paths_fail_before_the_work(tmp_path, capsys, monkeypatch, private_cache):
+    from emotion import evaluate
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the evaluation ran although its output path is bad")
+
+    monkeypatch.setattr(evaluate, "evaluate", must_not_run)
+    a_file = tmp_path / "afile"
+    a_file.write_text("keep me")
+    base = ["evaluate", "--data", str(tmp_path / "f.csv"), "--weights", "compact"]
+    cases = [(["--json", str(tmp_path / "nodir" / "r.json"), "--out", str(tmp_path / "r")],
+              "does not exist"),
+             (["--out", str(a_file)], "is a file, not a folder"),
+             (["--out", str(a_file / "sub")], "is a file, so no folder can be made under it")]
+    for extra, message in cases:
+        assert cli_main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    monkeypatch.setattr(train, "load_splits", must_not_run)
+    assert train_cli(tmp_path / "f.csv", a_file) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"
+
+
+def test_an_existing_run_is_kept_unless_resumed_or_overwritten(tmp_path, capsys, private_cache):
+    data, out = tiny_csv(tmp_path / "f.csv"), tmp_path / "run"
+    assert train_cli(data, out) == 0
+    before = {name: (out / name).read_bytes() for name in ("best.npz", "last.npz", "metrics.csv")}
+    capsys.readouterr()
+
+    assert train_cli(data, out, "--seed", "1") == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (best.npz, last.npz, metrics.csv" in err
+    assert "epoch 1 of 1 done" in err
+    assert "--resume" in err and "--out" in err and "--overwrite" in err
+    assert {name: (out / name).read_bytes() for name in before} == before  # nothing lost
+
+    assert train_cli(data, out, "--seed", "1", "--overwrite") == 0
+    assert (out / "last.npz").read_bytes() != before["last.npz"]
+    assert nnlite.read_meta(out / "last.npz")["config"]["seed"] == 1
+
+
+def test_resuming_a_complete_run_says_so(tmp_path, capsys, private_cache):
+    data, out = tiny_csv(tmp_path / "f.csv"), tmp_path / "run"
+    assert train_cli(data, out) == 0
+    capsys.readouterr()
+    assert train_cli(data, out, "--resume") == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "holds a complete run: epoch 1 of 1 is done" in lines[0]
+    assert not any(line.startswith(("resuming", "epoch")) for line in lines)
+    assert json.loads(lines[-1])["already_complete"] is True
+
+
+def test_throughput_of_a_resumed_epoch_counts_only_the_images_it_processed(tmp_path,
+                                                                            private_cache):
+    data = tiny_csv(tmp_path / "f.csv", (("Training", 96), ("PublicTest", 8)))
+    config = train_config(tmp_path, data=str(data), epochs=1, batch_size=32, limit=0)
+    cut = train.Trainer(config, tmp_path / "run", "numpy")
+    original_step = cut._step
+
+    def step_then_stop(*args):
+        original_step(*args)
+        cut.stop_requested = True  # after the first of the epoch's 3 batches
+
+    cut._step = step_then_stop
+    assert cut.fit(progress=False)["interrupted"]
+    resumed = train.Trainer(config, tmp_path / "run", "numpy")
+    resumed.fit(resume=True, progress=False)
+    row = resumed.state["history"][-1]
+    # 64 images in this run's seconds, not the epoch's 96
+    assert row["images_per_second"] * row["seconds"] == pytest.approx(64)
+
+
+def test_evaluate_split_any_case_weights_as_named_and_random_split_noted(tmp_path, capsys,
+                                                                        private_cache):
+    data = tiny_csv(tmp_path / "f.csv")
+    report_path = tmp_path / "r.json"
+    assert cli_main(["evaluate", "--data", str(data), "--weights", "compact", "--split",
+                     "privatetest", "--out", str(tmp_path / "reports"), "--json",
+                     str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["split"] == "PrivateTest" and report["weights"] == "compact"
+    assert not report["split_drawn_at_random"]
+    assert (tmp_path / "reports" / "confusion_PrivateTest.png").exists()
+    capsys.readouterr()
+
+    two_column = tiny_csv(tmp_path / "two.csv", (("", 70),), header="emotion,pixels")
+    assert cli_main(["evaluate", "--data", str(two_column), "--out", str(tmp_path / "reports"),
+                     "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "does not name its splits, so PrivateTest here is a seeded random share" in captured.err
+    report = json.loads(captured.out.strip().splitlines()[-1])
+    assert report["split_drawn_at_random"] and report["weights"] == "default"
