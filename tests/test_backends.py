@@ -407,6 +407,35 @@ def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
 
 
 @pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
+@pytest.mark.parametrize("hw, winograd", [(12, True), (11, False)])  # 144 pixels and over
+def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw, winograd):
+    # Batch 1 on two threads (the live demo): Winograd from 12 x 12 on, in the calling thread,
+    # with the default thresholds, and the same result as the NumPy specification.
+    import numba
+    import threading
+    from nnlite.backends import numba_kernels
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    monkeypatch.setattr(numba_kernels, "_on_threads", None)  # no hand-off to the pool
+    calls = []
+    original = numba_kernels._winograd_input
+    monkeypatch.setattr(numba_kernels, "_winograd_input", lambda *a: calls.append(
+        threading.current_thread()) or original(*a))
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((1, 16, hw, hw)).astype(np.float32)
+    W = rng.standard_normal((8, 16, 3, 3)).astype(np.float32)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        y = numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
+    finally:
+        numba.set_num_threads(previous)
+    assert_matches(reference.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)), y, np.float32)
+    assert calls == ([threading.current_thread()] if winograd else [])
+
+
+@pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
 @pytest.mark.parametrize("h, w", [(6, 6), (5, 7), (1, 1), (2, 3), (7, 4)])
 def test_numba_winograd_transforms_ignore_their_scratch(h, w):
     # The input transform and its adjoint write every scratch value they later read: NaN left

@@ -8,10 +8,11 @@ How each kernel is organised, and why:
     conv2d_forward/      parallel over images: each thread unfolds one image at a time into
     conv2d_backward      a cache-sized im2col buffer and multiplies it at once with a
                          single-threaded BLAS GEMM (Python threads around nogil kernels);
-                         3x3 stride-1 'same' layers with 16 input channels or more, on
-                         batches of 4 images or more (and no fewer than the threads), use
-                         Winograd's F(2x2, 3x3) instead: 2.25x fewer multiplications, the same
-                         result up to rounding
+                         3x3 stride-1 'same' layers with 16 input channels or more use
+                         Winograd's F(2x2, 3x3) instead (2.25x fewer multiplications, the same
+                         result up to rounding) on batches of 4 images or more, and on
+                         smaller batches from 144 output pixels on (batch 1: 12 x 12 maps),
+                         those in the calling thread
     im2col               NumPy's (used by average pooling; the convolution has its own above)
     col2im               parallel over images, each added up by the convolution's per-image
                          adjoint: each image is owned by one thread, so there are no races
@@ -334,10 +335,16 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
 # forward for the 1-channel input layer, whose GEMM is tiny).
 WINOGRAD_MIN_PIXELS = 36
 WINOGRAD_MIN_CHANNELS = 16
-# The filters' transform is paid once per call, so small batches keep im2col (measured on one
-# thread, compact net inference, im2col against Winograd: 5.1 / 6.5 ms at batch 1, 14.6 / 12.4
-# ms at batch 4).
+# The filters' transform is paid once per call, so it pays when there are enough output
+# tiles to share it: on the threads from 4 images on, and for fewer images than threads (batch
+# 1: the live demo), in the calling thread, from 144 output pixels on (12 x 12 at batch 1).
+# Measured on the compact net's batch-1 inference, two cores, BLAS on one thread as the face
+# pipeline runs it, im2col and Winograd interleaved: 3.2 against 2.4 ms (medians); from 24 x 24
+# on it was 2.5 ms, down to 6 x 6 2.4. With BLAS on two threads, where im2col's one big GEMM
+# uses both cores, the two were level (2.3 ms). Keeping each layer's transformed filters for
+# the next call (inference does not change them) gained nothing measurable.
 WINOGRAD_MIN_IMAGES = 4
+WINOGRAD_MIN_SMALL_BATCH_PIXELS = 144
 WINOGRAD_CHUNK_BYTES = 1 << 20  # per thread, for its V and M (V, gV, gM); 0.5, 2 MiB were slower
 # From this many filters (K * C) on, the backward's last step (the weight gradient: the blocks'
 # sum, then G^T gU G) is spread over the threads; below it, one thread does it in ~0.5 ms or less.
@@ -345,14 +352,13 @@ WINOGRAD_FILTERS_MIN_THREADED = 8192
 
 
 def _winograd_applies(x, W, stride, pad):
-    # Fewer images than threads (batch 1, the live demo) stay with im2col too, whose single
-    # GEMM BLAS spreads over the cores (see conv2d_forward).
     n, _, h, w = x.shape
     threads = numba.get_num_threads()
     return (x.dtype.kind == "f"  # the transforms halve: integers would round
             and W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
             and W.shape[1] >= WINOGRAD_MIN_CHANNELS and h * w >= WINOGRAD_MIN_PIXELS
-            and n >= max(threads, WINOGRAD_MIN_IMAGES))
+            and (n >= max(threads, WINOGRAD_MIN_IMAGES)
+                 or n < threads and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS))
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -657,7 +663,10 @@ def _winograd_forward(x, W):
             np.matmul(U, V2[:, :, :tiles], out=M2[:, :, :tiles])  # 16 GEMMs: (K, C) @ (C, tiles)
             _winograd_output(M, b0, b1, S, y)
 
-    _on_threads(work, threads)
+    if n < threads:  # a small batch: handing it to a thread would cost more (~70 us a call)
+        work(0)
+    else:
+        _on_threads(work, threads)
     return y
 
 
