@@ -407,12 +407,14 @@ def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
 
 
 @pytest.mark.skipif(backends.available()["numba"] is not None, reason="needs the numba backend")
-@pytest.mark.parametrize("hw, winograd", [(12, True), (11, False)])  # 144 pixels and over
-def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw, winograd):
-    # Batch 1 on two threads (the live demo): Winograd from 12 x 12 on, in the calling thread,
-    # with the default thresholds, and the same result as the NumPy specification.
+@pytest.mark.parametrize("hw, blas, winograd", [(12, 1, True), (11, 1, False), (12, 2, False)])
+def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw, blas, winograd):
+    # Batch 1 on two threads with BLAS on one (the live demo): Winograd from 12 x 12 on (144
+    # pixels), in the calling thread, with the same result as the NumPy specification. BLAS on
+    # two threads keeps im2col, whose one GEMM it spreads over both.
     import numba
     import threading
+    from threadpoolctl import threadpool_limits
     from nnlite.backends import numba_kernels
 
     if numba.config.NUMBA_NUM_THREADS < 2:
@@ -428,7 +430,10 @@ def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw
     previous = numba.get_num_threads()
     numba.set_num_threads(2)
     try:
-        y = numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
+        with threadpool_limits(blas, user_api="blas"):
+            if numba_kernels._blas_threads() != blas:
+                pytest.skip(f"BLAS cannot run on {blas} threads here")
+            y = numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
     finally:
         numba.set_num_threads(previous)
     assert_matches(reference.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1)), y, np.float32)

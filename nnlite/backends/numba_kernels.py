@@ -11,8 +11,8 @@ How each kernel is organised, and why:
                          3x3 stride-1 'same' layers with 16 input channels or more use
                          Winograd's F(2x2, 3x3) instead (2.25x fewer multiplications, the same
                          result up to rounding) on batches of 4 images or more, and on
-                         smaller batches from 144 output pixels on (batch 1: 12 x 12 maps),
-                         those in the calling thread
+                         smaller batches from 144 output pixels on (batch 1: 12 x 12 maps)
+                         when BLAS runs on one thread, those in the calling thread
     im2col               NumPy's (used by average pooling; the convolution has its own above)
     col2im               parallel over images, each added up by the convolution's per-image
                          adjoint: each image is owned by one thread, so there are no races
@@ -208,6 +208,15 @@ def _blocks(items, threads):
     return [items[len(items) * i // count : len(items) * (i + 1) // count] for i in range(count)]
 
 
+def _blas_threads():
+    """How many threads BLAS would give a GEMM called here now (a ctypes call, ~1 us)."""
+    global _blas_controller
+    if _blas_controller is None:
+        _blas_controller = ThreadpoolController()
+    return max((lib.num_threads for lib in _blas_controller.lib_controllers
+                if lib.user_api == "blas"), default=1)
+
+
 def _one_blas_thread():
     global _blas_controller
     if _blas_controller is None:
@@ -337,12 +346,13 @@ WINOGRAD_MIN_PIXELS = 36
 WINOGRAD_MIN_CHANNELS = 16
 # The filters' transform is paid once per call, so it pays when there are enough output
 # tiles to share it: on the threads from 4 images on, and for fewer images than threads (batch
-# 1: the live demo), in the calling thread, from 144 output pixels on (12 x 12 at batch 1).
-# Measured on the compact net's batch-1 inference, two cores, BLAS on one thread as the face
-# pipeline runs it, im2col and Winograd interleaved: 3.2 against 2.4 ms (medians); from 24 x 24
-# on it was 2.5 ms, down to 6 x 6 2.4. With BLAS on two threads, where im2col's one big GEMM
-# uses both cores, the two were level (2.3 ms). Keeping each layer's transformed filters for
-# the next call (inference does not change them) gained nothing measurable.
+# 1: the live demo), in the calling thread, from 144 output pixels on (12 x 12 at batch 1) when
+# BLAS runs on one thread, as the face pipeline has it. Measured on the compact net's batch-1
+# inference, two cores, im2col and Winograd interleaved: 3.2 against 2.4 ms (medians); from
+# 24 x 24 on it was 2.5 ms, down to 6 x 6 2.4. With BLAS on two threads im2col's one big GEMM
+# uses both cores where Winograd's 16 small ones do not: 2.28 against 2.34 ms, and 4.0 against
+# 4.3 ms for a call after 0.2 s idle. Keeping each layer's transformed filters for the next
+# call (inference does not change them) gained nothing measurable.
 WINOGRAD_MIN_IMAGES = 4
 WINOGRAD_MIN_SMALL_BATCH_PIXELS = 144
 WINOGRAD_CHUNK_BYTES = 1 << 20  # per thread, for its V and M (V, gV, gM); 0.5, 2 MiB were slower
@@ -358,7 +368,8 @@ def _winograd_applies(x, W, stride, pad):
             and W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
             and W.shape[1] >= WINOGRAD_MIN_CHANNELS and h * w >= WINOGRAD_MIN_PIXELS
             and (n >= max(threads, WINOGRAD_MIN_IMAGES)
-                 or n < threads and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS))
+                 or n < threads and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS
+                 and _blas_threads() == 1))
 
 
 @njit(nogil=True, cache=True, inline="always")
