@@ -209,12 +209,19 @@ def _blocks(items, threads):
 
 
 def _blas_threads():
-    """How many threads BLAS would give a GEMM called here now (a ctypes call, ~1 us)."""
-    global _blas_controller
-    if _blas_controller is None:
-        _blas_controller = ThreadpoolController()
-    return max((lib.num_threads for lib in _blas_controller.lib_controllers
-                if lib.user_api == "blas"), default=1)
+    """How many threads NumPy's BLAS would give a GEMM called here now (a ctypes call, ~1 us).
+
+    NumPy's own: SciPy and OpenCV bring BLAS libraries of their own, which a limit set before
+    they were loaded does not reach. NumPy's is the one under numpy's folder (a wheel), else
+    the first one loaded (numpy is imported before this module)."""
+    global _numpy_blas
+    if _numpy_blas is None:
+        libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
+        # a wheel's: site-packages/numpy.libs/ (Linux), numpy/.dylibs/ (macOS)
+        prefix = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy")
+        own = [lib for lib in libs if lib.filepath.startswith(prefix)]
+        _numpy_blas = (own or libs or [False])[0]
+    return _numpy_blas.num_threads if _numpy_blas else 1
 
 
 def _one_blas_thread():
@@ -232,6 +239,7 @@ def _forget_pool():
 
 _pool, _pool_threads, _pool_lock = None, 0, threading.Lock()
 _blas_controller = None
+_numpy_blas = None  # see _blas_threads
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
