@@ -51,7 +51,9 @@ def main(argv=None) -> int:
         parser = argparse.ArgumentParser(prog=f"emotion {name}", description=COMMANDS[name][1])
         module.add_arguments(parser)
         args = parser.parse_args(rest)
-        return int(module.run(args) or 0)
+        code = int(module.run(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must end up in the handler below
+        return code
     except UserError as err:
         print(f"emotion {name}: error: {err}", file=sys.stderr)
         return err.exit_code

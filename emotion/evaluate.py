@@ -15,6 +15,7 @@ import numpy as np
 from emotion.data import SPLITS
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
+from emotion.sources import same_file
 from emotion.train import check_output_file, check_output_folder, positive_int
 
 
@@ -162,10 +163,17 @@ def run(args) -> int:
     # The outputs are checked first: a bad path must not cost a whole evaluation.
     check_output_folder(args.out, "--out")
     if args.json not in (None, "-"):
-        check_output_file(args.json, "--json")
-        if Path(args.json).resolve() == Path(args.out).resolve():
+        json_path, out = Path(args.json).resolve(), Path(args.out).resolve()
+        if json_path == out:
             raise UserError(f"--json {args.json} is also the --out folder: name a file for the "
                             f"report, e.g. {Path(args.out) / 'report.json'}")
+        for option, value in (("--weights", args.weights), ("--data", args.data)):
+            if value and same_file(args.json, value):
+                raise UserError(f"--json {args.json} is the {option} file: writing the report "
+                                f"there would destroy it; name another file")
+        if json_path.parent == out:  # the report goes into --out, which is made for it anyway
+            out.mkdir(parents=True, exist_ok=True)
+        check_output_file(args.json, "--json")
     report = evaluate(args)
     png = Path(args.out) / f"confusion_{report['split']}.png"
     plot_confusion_matrix(report["confusion_matrix"], png,

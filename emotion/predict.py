@@ -98,7 +98,8 @@ def _run(args) -> int:
             annotate.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create --annotate folder {annotate}: {err.strerror}") from None
-    paths = find_images(args.inputs)
+    # Each image once, even when named twice (x.jpg x.jpg, or a folder and a file in it).
+    paths = list({p.resolve(): p for p in find_images(args.inputs)}.values())
     targets = annotated_paths(annotate, paths) if annotate is not None else {}
     classifier = pipeline.load_classifier(args.weights, args.backend)
     detector = FaceDetector(PHOTO_CONFIG)

@@ -13,6 +13,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import cv2
 import numpy as np
@@ -99,14 +100,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 def find_images(inputs: list[str]) -> list[Path]:
     """Expand folders (non-recursively, sorted) into their image files; keep files as given.
 
-    Paths that do not exist are kept too, so the caller reports each of them by name.
+    A folder's *.annotated.png files are left out: they are `emotion predict --annotate`'s own
+    copies, which a second run into the same folder would otherwise annotate again. Paths that
+    do not exist are kept too, so the caller reports each of them by name.
     """
     paths: list[Path] = []
     for name in inputs:
         path = Path(name)
         if path.is_dir():
             found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                           and not p.name.endswith(".annotated.png"))
             if not found:
                 raise UserError(f"no image files in folder {path} "
                                 f"(looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
@@ -128,10 +132,13 @@ class Frame:
 
 
 def parse_source(source: str | int) -> str | int:
-    """'0' -> camera index 0; a URL or a path stays a string."""
+    """'0' -> camera index 0; 'file:///a/b.mp4' -> '/a/b.mp4' (a file, whatever it is called);
+    another URL or a path stays a string."""
     if isinstance(source, int):
         return source
     text = str(source).strip()
+    if text.lower().startswith("file://"):
+        return unquote(urlparse(text).path)
     return int(text) if text.isdigit() else text
 
 

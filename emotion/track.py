@@ -152,10 +152,9 @@ class IoUTracker:
             for di in sorted(unmatched):
                 self.tracks.append(Track(track_id=0, box=tuple(detections[di])))
             # A tentative track that missed a detection was most likely a false positive, and
-            # so was one reported at the start of the stream but never seen again.
-            probation = max(2, self.min_hits)
+            # so was one reported at the start of the stream (hits 1) but never seen again.
             self.tracks = [t for t in self.tracks
-                           if t.hits >= probation or t.frames_since_seen == 0]
+                           if t.hits >= self.min_hits or t.frames_since_seen == 0]
             # Only a detection can tell that a face has gone: between detections a track is
             # carried however long the gap, or --detect-every K > max_missed_frames would
             # drop every face before the detector looks again.

@@ -331,7 +331,8 @@ class Trainer:
         path = self.out / "last.npz"
         if not path.exists():
             raise UserError(f"cannot resume: {path} does not exist (there is no run to continue "
-                            f"in {self.out}); start a new run without --resume")
+                            f"in {self.out}); start a new run without --resume (with "
+                            f"--overwrite if {self.out} holds files of an earlier run)")
         try:
             arrays, meta = load_arrays(path)
         except WeightFileError as err:

@@ -9,6 +9,7 @@ File layout: one array per parameter/buffer name, plus
 import json
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -63,18 +64,19 @@ def load_arrays(path):
         raise WeightFileError(f"{path} is a folder, not a weight file")
     if not path.is_file():
         raise WeightFileError(f"weight file not found: {path}")
+    if not zipfile.is_zipfile(path):  # an .npz is a zip archive
+        # (NumPy's own message for such a file, a pickle, text or an image, talks about
+        # allow_pickle, which is no advice for a weight file: say what the file is not.)
+        with open(path, "rb") as f:
+            npy = f.read(6) == b"\x93NUMPY"
+        what = "a single .npy array, not an .npz archive" if npy else "not an .npz archive"
+        raise WeightFileError(f"cannot read weight file {path}: it is {what} "
+                              "(nnlite weights are .npz files written by nnlite.save)")
     try:
-        data = np.load(path, allow_pickle=False)
-        if isinstance(data, np.ndarray):  # np.load also reads a bare .npy array
-            raise ValueError("it is a single .npy array, not an .npz archive of named weights")
-        with data:
+        with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
     except Exception as err:
-        # NumPy's own message for a file that is not an .npz at all (a pickle, text, an image)
-        # talks about allow_pickle, which is no advice for a weight file: say what it is not.
-        reason = "it is not an .npz archive" if "pickle" in str(err) else str(err)
-        raise WeightFileError(f"cannot read weight file {path}: {reason} "
-                              "(nnlite weights are .npz files written by nnlite.save)") from err
+        raise WeightFileError(f"cannot read weight file {path}: {err}") from err
     if "__format__" not in arrays:
         raise WeightFileError(f"{path} is an .npz file but not one written by nnlite.save "
                               "(it has no __format__ entry)")

@@ -1,5 +1,6 @@
 """The `emotion` command itself: version, pipes, and messages that point the user the right way."""
 
+import os
 import subprocess
 import sys
 
@@ -86,19 +87,24 @@ def cli_backend_unavailable(name):
 
 
 @pytest.mark.skipif(not MEDIA.is_dir(), reason=f"shared test media not found at {MEDIA}")
-def test_a_reader_that_stops_early_ends_the_command_quietly():
-    # `emotion predict ... | head -1`: the pipe closes after the first line.
-    images = [str(MEDIA / "single_face.jpg")] * 40
-    process = subprocess.Popen([sys.executable, "-m", "emotion", "predict", *images,
-                                "--weights", "compact"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = process.stdout.readline()
-    process.stdout.close()
-    err = process.stderr.read().decode()
-    process.wait(timeout=120)
-    assert b"single_face.jpg" in first
-    assert "Traceback" not in err and "BrokenPipeError" not in err
-    assert process.returncode in (0, 1)  # 1 when it was still writing; 0 if it had finished
+@pytest.mark.parametrize("unbuffered", ["", "1"])  # written at the end, or line by line
+def test_a_reader_that_has_gone_ends_the_command_quietly(unbuffered):
+    # `emotion predict ... | head -1`, where head has already exited: every write to stdout
+    # fails with a broken pipe, at the first print or at the final flush.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = unbuffered
+    try:
+        result = subprocess.run([sys.executable, "-m", "emotion", "predict",
+                                 str(MEDIA / "single_face.jpg"), "--weights", "compact"],
+                                stdout=write_end, stderr=subprocess.PIPE, env=env, timeout=120)
+    finally:
+        os.close(write_end)
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception" not in err
 
 
 def test_a_backend_named_by_the_environment_is_reported_as_such(monkeypatch):
@@ -108,3 +114,14 @@ def test_a_backend_named_by_the_environment_is_reported_as_such(monkeypatch):
     monkeypatch.setenv("NNLITE_BACKEND", "bogus")
     with pytest.raises(UserError, match="NNLITE_BACKEND=bogus: backend 'bogus'"):
         choose_backend(None)
+
+
+def test_predict_takes_each_image_once_and_skips_its_own_annotated_copies(
+        tmp_path, capsys, fake_classifier):
+    image = tmp_path / "x.png"
+    cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
+    for _ in range(2):  # the second run finds x.annotated.png beside x.png and leaves it out
+        code = cli.main(["predict", str(tmp_path), str(image), "--annotate", str(tmp_path)])
+        out = capsys.readouterr().out
+        assert code == 0 and out.count("x.png") == 1 and "annotated" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.annotated.png", "x.png"]

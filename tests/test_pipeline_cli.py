@@ -238,6 +238,7 @@ def test_outputs_over_the_input_or_each_other_are_refused(tmp_path, capsys, fake
         ("video", clip, "--csv", clip),
         ("video", clip, "--jsonl", tmp_path / "." / "clip.mp4"),
         ("video", clip, "--out", tmp_path / "link.mp4"),  # a symlink to the input
+        ("video", clip.as_uri(), "--out", clip),  # file:///... is the same file
         ("live", "--source", clip, "--no-display", "--out", clip),
         ("live", "--source", clip, "--no-display", "--jsonl", clip),
     ]

@@ -68,7 +68,7 @@ def test_a_corrupt_file_is_a_clear_error(tmp_path):
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_bytes(b"\x80\x04 a pickle, or any other non-archive"),
      "it is not an .npz archive"),
-    (lambda p: np.save(p, np.zeros(3)), "a single .npy array"),
+    (lambda p: np.save(p, np.zeros(3)), "it is a single .npy array"),
     (lambda p: np.savez(p, W=np.zeros(3)), "not one written by nnlite.save"),
     (lambda p: p.mkdir(), "is a folder, not a weight file"),
 ])

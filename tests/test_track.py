@@ -93,6 +93,14 @@ def test_carry_keeps_boxes_between_detections():
     assert tracker.step([]) == []
 
 
+def test_with_min_hits_1_a_track_outlives_missed_detections_up_to_max_missed_frames():
+    tracker = IoUTracker(max_missed_frames=3, min_hits=1)
+    assert [t.track_id for t in tracker.step([(10, 10, 50, 50)])] == [1]
+    for _ in range(3):
+        assert len(tracker.step([])) == 1
+    assert tracker.step([]) == []
+
+
 def test_box_smoothing_damps_jitter():
     tracker = IoUTracker(box_weight=0.5, min_hits=1)
     tracker.step([(100, 100, 50, 50)])

@@ -234,6 +234,10 @@ def test_bad_output_paths_fail_before_the_work(tmp_path, capsys, monkeypatch, pr
     for extra, message in cases:
         assert cli_main(base + extra) == 2
         assert message in capsys.readouterr().err
+    data = tmp_path / "f.csv"
+    data.write_text("keep me too")
+    assert cli_main(base + ["--json", str(data)]) == 2  # the report over the data set
+    assert "is the --data file" in capsys.readouterr().err and data.read_text() == "keep me too"
     monkeypatch.setattr(train, "load_splits", must_not_run)
     assert train_cli(tmp_path / "f.csv", a_file) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
@@ -298,6 +302,10 @@ def test_evaluate_split_any_case_weights_as_named_and_random_split_noted(tmp_pat
                      str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["split"] == "PrivateTest" and report["weights"] == "compact"
+    # a report inside the --out folder that evaluate creates anyway: no need to create it first
+    assert cli_main(["evaluate", "--data", str(data), "--weights", "compact", "--out",
+                     str(tmp_path / "new"), "--json", str(tmp_path / "new" / "r.json")]) == 0
+    assert (tmp_path / "new" / "r.json").exists()
     assert not report["split_drawn_at_random"]
     assert (tmp_path / "reports" / "confusion_PrivateTest.png").exists()
     capsys.readouterr()

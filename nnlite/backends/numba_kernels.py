@@ -10,9 +10,9 @@ How each kernel is organised, and why:
                          single-threaded BLAS GEMM (Python threads around nogil kernels);
                          3x3 stride-1 'same' layers with 16 input channels or more use
                          Winograd's F(2x2, 3x3) instead (2.25x fewer multiplications, the same
-                         result up to rounding) on batches of 4 images or more, and on
-                         smaller batches from 144 output pixels on (batch 1: 12 x 12 maps)
-                         when BLAS runs on one thread, those in the calling thread
+                         result up to rounding) on batches of 4 images or more, and, for
+                         fewer images than threads (batch 1), from 144 output pixels on
+                         (12 x 12 maps) when BLAS runs on one thread, in the calling thread
     im2col               NumPy's (used by average pooling; the convolution has its own above)
     col2im               parallel over images, each added up by the convolution's per-image
                          adjoint: each image is owned by one thread, so there are no races
@@ -209,19 +209,21 @@ def _blocks(items, threads):
 
 
 def _blas_threads():
-    """How many threads NumPy's BLAS would give a GEMM called here now (a ctypes call, ~1 us).
+    """How many threads NumPy's BLAS would give a GEMM called here now (a ctypes call, ~1 us),
+    or 0 when we cannot tell which library is NumPy's.
 
     NumPy's own: SciPy and OpenCV bring BLAS libraries of their own, which a limit set before
-    they were loaded does not reach. NumPy's is the one under numpy's folder (a wheel), else
-    the first one loaded (numpy is imported before this module)."""
+    they were loaded does not reach. A NumPy wheel's lies under numpy's folder; a NumPy built
+    against the system's BLAS (conda, a distribution) cannot be told apart from the others, and
+    the caller then keeps to its default path."""
     global _numpy_blas
     if _numpy_blas is None:
-        libs = [lib for lib in ThreadpoolController().lib_controllers if lib.user_api == "blas"]
-        # a wheel's: site-packages/numpy.libs/ (Linux), numpy/.dylibs/ (macOS)
+        # site-packages/numpy.libs/ (Linux wheels), site-packages/numpy/.dylibs/ (macOS)
         prefix = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy")
-        own = [lib for lib in libs if lib.filepath.startswith(prefix)]
-        _numpy_blas = (own or libs or [False])[0]
-    return _numpy_blas.num_threads if _numpy_blas else 1
+        own = [lib for lib in ThreadpoolController().lib_controllers
+               if lib.user_api == "blas" and lib.filepath.startswith(prefix)]
+        _numpy_blas = own[0] if own else False
+    return _numpy_blas.num_threads if _numpy_blas else 0
 
 
 def _one_blas_thread():
@@ -356,8 +358,9 @@ WINOGRAD_MIN_CHANNELS = 16
 # tiles to share it: on the threads from 4 images on, and for fewer images than threads (batch
 # 1: the live demo), in the calling thread, from 144 output pixels on (12 x 12 at batch 1) when
 # BLAS runs on one thread, as the face pipeline has it. Measured on the compact net's batch-1
-# inference, two cores, im2col and Winograd interleaved: 3.2 against 2.4 ms (medians); from
-# 24 x 24 on it was 2.5 ms, down to 6 x 6 2.4. With BLAS on two threads im2col's one big GEMM
+# inference, two cores, im2col and Winograd interleaved: 3.2 against 2.4 ms (medians; with
+# Winograd from 24 x 24 on only, 2.5 ms; on the 6 x 6 layer too, 2.4 ms, in separate runs where
+# im2col took 3.0 ms). With BLAS on two threads im2col's one big GEMM
 # uses both cores where Winograd's 16 small ones do not: 2.28 against 2.34 ms, and 4.0 against
 # 4.3 ms for a call after 0.2 s idle. Keeping each layer's transformed filters for the next
 # call (inference does not change them) gained nothing measurable.
@@ -375,9 +378,9 @@ def _winograd_applies(x, W, stride, pad):
     return (x.dtype.kind == "f"  # the transforms halve: integers would round
             and W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
             and W.shape[1] >= WINOGRAD_MIN_CHANNELS and h * w >= WINOGRAD_MIN_PIXELS
-            and (n >= max(threads, WINOGRAD_MIN_IMAGES)
-                 or n < threads and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS
-                 and _blas_threads() == 1))
+            and (n >= max(threads, WINOGRAD_MIN_IMAGES)  # on the threads
+                 or (n < threads  # in the calling thread
+                     and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS and _blas_threads() == 1)))
 
 
 @njit(nogil=True, cache=True, inline="always")
