@@ -15,8 +15,8 @@ import numpy as np
 from emotion.data import SPLITS
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
-from emotion.sources import same_file
-from emotion.train import check_output_file, check_output_folder, positive_int
+from emotion.outputs import check_output_file, check_output_folder, same_file
+from emotion.train import positive_int
 
 
 def split_name(text: str) -> str:

@@ -21,6 +21,7 @@ from nnlite import layers as L
 from nnlite.viz import saliency_and_grad_cam
 
 from emotion.errors import UserError
+from emotion.outputs import check_output_file
 from emotion.labels import EMOTIONS
 
 MAPS_PER_LAYER = 8  # feature maps shown per conv layer (the first ones)
@@ -245,9 +246,7 @@ def explain_image(path, out, weights=None, emotion=None, backend="numpy"):
     from emotion.predictor import EmotionClassifier
     from emotion.sources import read_image
 
-    out = figure_path(out)
-    if out.parent and not out.parent.exists():  # before the work, not after it
-        raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+    out = check_output_file(figure_path(out), "--out")  # before the work, not after it
     image = read_image(path)  # UserError for a missing or unreadable file
     classifier = EmotionClassifier.load(weights, backend=backend)
     ex = explain(image, classifier, emotion)

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from emotion.errors import UserError
+from emotion.outputs import check_output_file, same_file
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm",
                     ".pbm", ".jp2", ".exr", ".hdr"}
@@ -284,27 +285,6 @@ def open_video(source: str | int, opener=None) -> VideoSource:
     return VideoSource(capture, f"video {path}", live=False)
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Fail before any work is done if `path` cannot be written (its folder is missing)."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise UserError(f"cannot write {path}: it is a folder")
-    return path
-
-
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether two paths name one file: the same path after resolving `..` and symlinks, or
-    (for files that exist) the same inode, which also catches hard links."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one of them does not exist (yet): then they cannot be one file
-        return False
-
-
 def check_output_paths(outputs: dict[str, str | os.PathLike | None],
                        source: str | int | None = None) -> None:
     """Fail before anything is written if an output cannot be written, is the input video,
@@ -317,7 +297,7 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None],
     """
     given = [(option, path) for option, path in outputs.items() if path]
     for option, path in given:
-        check_output_path(path)
+        check_output_file(path, option)
     source = parse_source(source) if source is not None else None
     if isinstance(source, str) and not is_url(source):
         for option, path in given:
@@ -333,7 +313,7 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None],
 
 def open_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):
     """An mp4v VideoWriter for `path`; UserError if the folder is missing or it won't open."""
-    path = check_output_path(path)
+    path = check_output_file(path)
     # mp4v (MPEG-4 part 2) is built into every opencv-python wheel; H.264 often is not.
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     if not writer.isOpened():

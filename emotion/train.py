@@ -37,6 +37,7 @@ from nnlite.serialization import WeightFileError, load_arrays, save_arrays
 
 from emotion import models
 from emotion.errors import UserError
+from emotion.outputs import check_output_folder
 from emotion.labels import EMOTIONS
 
 CHECKPOINT_VERSION = 1
@@ -111,40 +112,6 @@ def check_config(config) -> None:
                 parse(config[name])
             except argparse.ArgumentTypeError as err:
                 raise UserError(f"{name} {err}") from None
-
-
-def check_output_folder(path, option: str) -> None:
-    """UserError, before any work is done, if `path` cannot be (or become) a folder to write in:
-    it is an existing file, a file stands where one of its parent folders should be, or the
-    nearest existing folder is not writable. A missing folder is fine: it is created."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{option} {path} is a file, not a folder: pass a folder (created if "
-                        "needed), or move the file away")
-    for folder in (path, *path.parents):
-        if folder.exists():
-            if not folder.is_dir():
-                raise UserError(f"{option} {path}: {folder} is a file, so no folder can be "
-                                "made under it; choose another path")
-            if not os.access(folder, os.W_OK):
-                raise UserError(f"{option} {path}: cannot write in {folder} (no permission); "
-                                "choose another path")
-            return
-
-
-def check_output_file(path, option: str) -> None:
-    """UserError, before any work is done, if a file cannot be written at `path`: it names a
-    folder, or its folder does not exist."""
-    path = Path(path)
-    if path.is_dir():
-        raise UserError(f"{option} {path} is a folder: pass a file name, e.g. "
-                        f"{path / 'report.json'}")
-    folder = path.parent
-    if not folder.is_dir():
-        raise UserError(f"{option} {path}: the folder {folder} does not exist; create it first "
-                        "or choose another path")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"{option} {path}: cannot write in {folder} (no permission)")
 
 
 def add_arguments(parser):
