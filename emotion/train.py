@@ -55,6 +55,9 @@ RUN_FILES = ("best.npz", "last.npz", "metrics.csv", "curves.png")
 def number_type(kind, low=None, high=None, *, low_open=False, high_open=False):
     """An argparse `type`: parses an int or float and checks that it lies in the range.
 
+    For example `number_type(float, 0, 1, high_open=True)` accepts "0" and "0.5" but not "1"
+    or "-0.1": the range 0 <= value < 1 of --momentum.
+
     low/high bound it (None: no bound); *_open excludes the bound itself. A value outside
     gives argparse's usage error ("argument --lr: must be > 0, got -1") and exit 2 before any
     data is loaded, instead of a ZeroDivisionError, or a silent nonsense run, much later.
@@ -371,6 +374,23 @@ class Trainer:
                     f"accuracy for {c['early_stopping']} epochs)")
         return ""
 
+    def _report_complete_run(self, state):
+        """What --resume says, and returns, for a run that has nothing left to do."""
+        self.state = state
+        best = (f"; best PublicTest accuracy {state['best_accuracy']:.4f} at epoch "
+                f"{state['best_epoch']}, in {self.out / 'best.npz'}" if state["best_epoch"] else "")
+        print(f"{self.out} holds a complete run: {self._complete(state)}{best}. Nothing to "
+              "resume; to train again, start a new run with another --out (or --overwrite)")
+        return self._result(already_complete=True)
+
+    def _remove_previous_run(self):
+        # Removed, not left to be replaced one file at a time: OUT never mixes two runs' files.
+        removed = [name for name in RUN_FILES if (self.out / name).exists()]
+        for name in removed:
+            (self.out / name).unlink()
+        if removed:
+            print(f"--overwrite: removed the previous run's {', '.join(removed)} from {self.out}")
+
     def _result(self, n_val=None, **extra):
         """What `fit` returns (and `emotion train` prints as JSON)."""
         best = self.state["best_accuracy"] if self.state["best_epoch"] else None
@@ -391,17 +411,8 @@ class Trainer:
         c = self.config
         self.stop_requested = False
         checkpoint = self.check_out(resume, overwrite)
-        if checkpoint is not None:
-            state = checkpoint[1]["state"]
-            why = self._complete(state)
-            if why:
-                self.state = state
-                best = (f"; best PublicTest accuracy {state['best_accuracy']:.4f} at epoch "
-                        f"{state['best_epoch']}, in {self.out / 'best.npz'}"
-                        if state["best_epoch"] else "")
-                print(f"{self.out} holds a complete run: {why}{best}. Nothing to resume; to "
-                      "train again, start a new run with another --out (or --overwrite)")
-                return self._result(already_complete=True)
+        if checkpoint is not None and self._complete(checkpoint[1]["state"]):
+            return self._report_complete_run(checkpoint[1]["state"])
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
         x_train, y_train, x_val, y_val, self.preprocess_config = load_splits(c)
         self._build()
@@ -412,14 +423,8 @@ class Trainer:
                   f"batch {self.state['batch']}")
         elif overwrite:
             # Only now, with the data loaded and the model built: a mistake in the command
-            # fails before the old run is gone. Removed, not left to be replaced one file at
-            # a time, so that OUT never mixes files of the two runs.
-            removed = [name for name in RUN_FILES if (self.out / name).exists()]
-            for name in removed:
-                (self.out / name).unlink()
-            if removed:
-                print(f"--overwrite: removed the previous run's {', '.join(removed)} "
-                      f"from {self.out}")
+            # fails before the old run is gone.
+            self._remove_previous_run()
         weights = class_weights(y_train) if c.get("class_weights") else None
         if weights is not None and self.device == "cuda":
             weights = nnlite.to_device(weights, "cuda")
