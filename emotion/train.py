@@ -38,6 +38,7 @@ from nnlite.serialization import WeightFileError, load_arrays, save_arrays
 from emotion import models
 from emotion.errors import UserError
 from emotion.outputs import check_output_folder
+from emotion.sources import plural
 from emotion.labels import EMOTIONS
 
 CHECKPOINT_VERSION = 1
@@ -208,16 +209,12 @@ def load_splits(config):
     if "PublicTest" in dataset.drawn_splits:
         note += (f"; PublicTest is a seeded random share of each class: {dataset.source.name} "
                  "does not name its splits")
-    print(f"data: {dataset.source}: training on {_images(len(y_train), 'Training')}, validating "
-          f"on {_images(len(y_val), 'PublicTest')}{note}", flush=True)
+    print(f"data: {dataset.source}: training on {plural(len(y_train), 'Training image')}, "
+          f"validating on {plural(len(y_val), 'PublicTest image')}{note}", flush=True)
     pre = PreprocessConfig()
     if pre.normalize == "dataset":
         pre = fit_dataset_stats(x_train, pre)
     return preprocess(x_train, pre), y_train, preprocess(x_val, pre), y_val, pre
-
-
-def _images(n, split):
-    return f"{n} {split} image" + ("" if n == 1 else "s")
 
 
 def batches(n, batch_size, order=None):

@@ -220,17 +220,22 @@ def _blas_threads():
     if _numpy_blas is None:
         # site-packages/numpy.libs/ (Linux wheels), site-packages/numpy/.dylibs/ (macOS)
         prefix = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy")
-        own = [lib for lib in ThreadpoolController().lib_controllers
+        own = [lib for lib in _blas().lib_controllers
                if lib.user_api == "blas" and lib.filepath.startswith(prefix)]
         _numpy_blas = own[0] if own else False
     return _numpy_blas.num_threads if _numpy_blas else 0
 
 
 def _one_blas_thread():
+    return _blas().limit(limits=1, user_api="blas")
+
+
+def _blas():
+    """threadpoolctl's view of the BLAS libraries loaded, made once (it takes milliseconds)."""
     global _blas_controller
     if _blas_controller is None:
         _blas_controller = ThreadpoolController()
-    return _blas_controller.limit(limits=1, user_api="blas")
+    return _blas_controller
 
 
 def _forget_pool():
@@ -360,9 +365,9 @@ WINOGRAD_MIN_CHANNELS = 16
 # BLAS runs on one thread, as the face pipeline has it. Measured on the compact net's batch-1
 # inference, two cores, im2col and Winograd interleaved: 3.2 against 2.4 ms (medians; with
 # Winograd from 24 x 24 on only, 2.5 ms; on the 6 x 6 layer too, 2.4 ms, in separate runs where
-# im2col took 3.0 ms). With BLAS on two threads im2col's one big GEMM
-# uses both cores where Winograd's 16 small ones do not: 2.28 against 2.34 ms, and 4.0 against
-# 4.3 ms for a call after 0.2 s idle. Keeping each layer's transformed filters for the next
+# im2col took 3.0 ms). With BLAS on two threads im2col's one big GEMM uses both cores where
+# Winograd's 16 small ones do not: 2.28 against 2.34 ms, and 4.0 against 4.3 ms for a call
+# after 0.2 s idle. Keeping each layer's transformed filters for the next
 # call (inference does not change them) gained nothing measurable.
 WINOGRAD_MIN_IMAGES = 4
 WINOGRAD_MIN_SMALL_BATCH_PIXELS = 144
