@@ -35,9 +35,9 @@ def one_blas_thread():
     face detector needs (measured on woman_talking.mp4: detection 11.8 -> 18.6 ms per frame
     with the default two BLAS threads).
     """
-    from threadpoolctl import threadpool_limits
+    from nnlite.backends.numba_runtime import blas_on_threads  # (imports no Numba)
 
-    return threadpool_limits(limits=1, user_api="blas")
+    return blas_on_threads(1)
 
 
 def load_classifier(weights: str | None = None, backend: str | None = None):

@@ -15,7 +15,7 @@ from nnlite.backends import numpy_kernels as reference
 from nnlite.gradcheck import check_all
 
 # "numba-parallel" is the numba backend with every kernel forced onto its parallel twin
-# (small calls otherwise run the serial one; see numba_kernels.PARALLEL_MIN).
+# (small calls otherwise run the serial one; see numba_compile.PARALLEL_MIN).
 BACKENDS = [
     pytest.param(name, marks=pytest.mark.skipif(reason is not None, reason=str(reason)))
     for name, reason in backends.available().items()
@@ -30,9 +30,9 @@ def backend(request, monkeypatch):
     """Select the backend for one test and restore the previous one afterwards."""
     name = request.param
     if name == "numba-parallel":
-        from nnlite.backends import numba_kernels
+        from nnlite.backends import numba_compile
 
-        monkeypatch.setattr(numba_kernels, "PARALLEL_MIN", 0)
+        monkeypatch.setattr(numba_compile, "PARALLEL_MIN", 0)
         name = "numba"
     previous = nnlite.current()
     nnlite.use(name)
@@ -363,17 +363,17 @@ def _force_winograd(monkeypatch, chunk_bytes):
     (by default only batches of 4 or more images of 6x6 and more with 16 channels or more take
     it), with the filters' gradients computed on the threads however few they are, and count the
     calls."""
-    from nnlite.backends import numba_kernels
+    from nnlite.backends import numba_winograd
 
-    monkeypatch.setattr(numba_kernels, "WINOGRAD_FILTERS_MIN_THREADED", 0)
-    monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_PIXELS", 0)
-    monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_CHANNELS", 0)
-    monkeypatch.setattr(numba_kernels, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
-    monkeypatch.setattr(numba_kernels, "WINOGRAD_MIN_IMAGES", 1)
+    monkeypatch.setattr(numba_winograd, "WINOGRAD_FILTERS_MIN_THREADED", 0)
+    monkeypatch.setattr(numba_winograd, "WINOGRAD_MIN_PIXELS", 0)
+    monkeypatch.setattr(numba_winograd, "WINOGRAD_MIN_CHANNELS", 0)
+    monkeypatch.setattr(numba_winograd, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(numba_winograd, "WINOGRAD_MIN_IMAGES", 1)
     calls = []
     for name in ("_winograd_forward", "_winograd_backward"):
-        original = getattr(numba_kernels, name)
-        monkeypatch.setattr(numba_kernels, name,
+        original = getattr(numba_winograd, name)
+        monkeypatch.setattr(numba_winograd, name,
                             lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args))
     return calls
 
@@ -415,14 +415,14 @@ def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw
     import numba
     import threading
     from threadpoolctl import threadpool_limits
-    from nnlite.backends import numba_kernels
+    from nnlite.backends import numba_kernels, numba_runtime, numba_winograd
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two threads")
-    monkeypatch.setattr(numba_kernels, "_on_threads", None)  # no hand-off to the pool
+    monkeypatch.setattr(numba_runtime, "run_on_threads", None)  # no hand-off to the pool
     calls = []
-    original = numba_kernels._winograd_input
-    monkeypatch.setattr(numba_kernels, "_winograd_input", lambda *a: calls.append(
+    original = numba_winograd._winograd_input
+    monkeypatch.setattr(numba_winograd, "_winograd_input", lambda *a: calls.append(
         threading.current_thread()) or original(*a))
     rng = np.random.default_rng(14)
     x = rng.standard_normal((1, 16, hw, hw)).astype(np.float32)
@@ -431,7 +431,7 @@ def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw
     numba.set_num_threads(2)
     try:
         with threadpool_limits(blas, user_api="blas"):
-            if numba_kernels._blas_threads() != blas:
+            if numba_runtime.numpy_blas_threads() != blas:
                 pytest.skip(f"BLAS cannot run on {blas} threads here")
             y = numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
     finally:
@@ -445,7 +445,7 @@ def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw
 def test_numba_winograd_transforms_ignore_their_scratch(h, w):
     # The input transform and its adjoint write every scratch value they later read: NaN left
     # in the scratch buffers (np.empty gives whatever was there) must not reach V or gx.
-    from nnlite.backends import numba_kernels as nk
+    from nnlite.backends import numba_winograd as nk
 
     rng = np.random.default_rng(3)
     th, tw = (h + 1) // 2, (w + 1) // 2
@@ -517,7 +517,7 @@ def test_numba_conv_follows_numba_thread_count():
     # The Numba convolution runs its images on as many threads as numba.get_num_threads();
     # changing that between calls must give the same result (and use a pool of the new size).
     import numba
-    from nnlite.backends import numba_kernels
+    from nnlite.backends import numba_kernels, numba_runtime
 
     rng = np.random.default_rng(6)
     x = rng.standard_normal((5, 3, 8, 8)).astype(np.float32)
@@ -533,7 +533,7 @@ def test_numba_conv_follows_numba_thread_count():
                    *numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)))
             for w, g in zip(want, got):
                 assert_matches(w, g, np.float32)
-            assert numba_kernels._pool_threads == threads
+            assert numba_runtime._pool_threads == threads
     finally:
         numba.set_num_threads(previous)
 
@@ -669,7 +669,7 @@ def test_numba_winograd_filter_transforms(monkeypatch, dtype):
     # view (which the backward uses for U^T); and the adjoint is the transpose:
     # <U(W), gU> = <W, U^T(gU)>.
     import numba
-    from nnlite.backends import numba_kernels as nb
+    from nnlite.backends import numba_winograd as nb
 
     rng = np.random.default_rng(12)
     W = rng.standard_normal((9, 13, 3, 3)).astype(dtype)

@@ -3,7 +3,8 @@
 There is one maths (the ops in `nnlite.functions`) and three ways to run it:
 
 - ``numpy``: the readable reference. Kernels in `numpy_kernels.py` are the specification.
-- ``numba``: the same kernels compiled for the CPU with Numba (`numba_kernels.py`).
+- ``numba``: the same kernels compiled for the CPU with Numba (`numba_kernels.py`, with
+  `numba_winograd.py`, `numba_runtime.py` and `numba_compile.py` beside it).
 - ``cuda``: arrays are CuPy arrays on the GPU, GEMMs go to cuBLAS, and the hot loops are
   Numba CUDA kernels (`cuda_kernels.py`).
 
@@ -56,6 +57,10 @@ def _why_unavailable(name: str):
             import numba  # noqa: F401
         except ImportError as err:
             return f"Numba is not installed ({err}); pip install numba"
+        try:  # the kernels themselves: defining them is where a cache folder is needed, say
+            importlib.import_module("nnlite.backends.numba_kernels")
+        except Exception as err:
+            return f"the Numba kernels cannot be loaded ({type(err).__name__}: {err})"
         return None
     if name == "cuda":
         try:

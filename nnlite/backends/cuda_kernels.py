@@ -56,6 +56,7 @@ from numba import cuda  # noqa: E402  (after the compatibility alias above)
 
 from nnlite.backends import get_array_module
 from nnlite.backends import numpy_kernels as _reference
+from nnlite.backends.numba_compile import CACHE  # the cache folder: see numba_compile
 from nnlite import random as nnrandom
 
 # A small grid on a big GPU is expected for small layers: Numba's low-occupancy warning
@@ -121,7 +122,7 @@ def _contiguous(xp, a):
 
 
 # -- im2col / col2im ---------------------------------------------------------------------------
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _im2col_kernel(x, col, kh, kw, sh, sw, pt, pl, oh, ow, fill):
     # col[(c*KH + i)*KW + j, (n*OH + y)*OW + z] = x[n, c, y*SH + i - pt, z*SW + j - pl]
     n, c, h, w = x.shape
@@ -153,7 +154,7 @@ def im2col(x, kh, kw, stride, pad, fill=0.0):
     return col
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _col2im_kernel(col, x, kh, kw, sh, sw, pt, pl, oh, ow, zero):
     # Pixel (hp, wp) of the padded image sat at kernel offset i = hp - y*SH in output row y,
     # for the rows y with 0 <= i < KH: y from ceil((hp - KH + 1) / SH) to hp // SH.
@@ -202,7 +203,7 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
 
 
 # -- pooling -----------------------------------------------------------------------------------
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _max_pool_forward_kernel(x, y, argmax, kh, kw, sh, sw, pt, pl, neg_inf):
     # Scan the window row-major; padding counts as -inf. A strictly greater value wins, so
     # ties go to the first position, and the first NaN wins and stays (as numpy's argmax).
@@ -243,7 +244,7 @@ def max_pool_forward(x, kh, kw, stride, pad):
     return y, argmax
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _max_pool_backward_kernel(gy, argmax, gx, kh, kw, sh, sw, pt, pl, zero):
     # Each input pixel gathers gy from the windows that hold it and that it won.
     n, c, h, w = gx.shape
@@ -281,7 +282,7 @@ def max_pool_backward(gy, argmax, x_shape, kh, kw, stride, pad):
 
 
 # -- local response normalization --------------------------------------------------------------
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _lrn_forward_kernel(x, y, scale, before, after, alpha_over_size, k, neg_beta, zero):
     n, c, h, w = x.shape
     total = n * c * h * w
@@ -309,7 +310,7 @@ def lrn_forward(x, size, alpha, beta, k):
     return y, scale
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _lrn_backward_kernel(x, y, scale, gy, gx, before, after, coeff, neg_beta, zero):
     # The mirrored window: channel c receives from every c' whose forward window held c.
     n, c, h, w = x.shape
@@ -391,7 +392,7 @@ def _batch_norm_affine(gamma, beta, mean, inv_std, ci):
     return a, beta[ci] - a * mean[ci]
 
 
-@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
+@cuda.jit(cache=CACHE, **_REDUCTION_OPTIONS)
 def _batch_norm_stats_kernel(x, mean, var):
     n, c, hw = x.shape
     m = n * hw
@@ -423,7 +424,7 @@ def batch_norm_stats(x):
     return mean, var
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _batch_norm_forward_kernel(x, gamma, beta, mean, var, eps, one, relu, zero, y, inv_std):
     n, c, hw = x.shape
     for idx in range(cuda.grid(1), max(x.size, c), cuda.gridsize(1)):  # (max: a batch of 0)
@@ -457,7 +458,7 @@ def _relu_masked(g, x, a, d, relu, zero):
     return zero if relu and not a * x + d > zero else g
 
 
-@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
+@cuda.jit(cache=CACHE, **_REDUCTION_OPTIONS)
 def _batch_norm_backward_sums_kernel(gy, x, mean, gamma, beta, inv_std, relu, zero, ggamma, gbeta):
     # gbeta = sum(g), ggamma = sum(g * xhat) per channel, g = gy through the fused ReLU
     n, c, hw = gy.shape
@@ -479,7 +480,7 @@ def _batch_norm_backward_sums_kernel(gy, x, mean, gamma, beta, inv_std, relu, ze
             ggamma[ci] = sum_g_xhat
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _batch_norm_backward_kernel(gy, x, mean, gamma, beta, inv_std, ggamma, gbeta, train, inv_m,
                                 relu, zero, gx):
     # gx = gamma*inv_std * (g - sum(g)/m - xhat * sum(g*xhat)/m) in training, else gamma*inv_std*g
@@ -516,7 +517,7 @@ def batch_norm_backward(gy, x, mean, gamma, inv_std, train, relu_beta=None):
     return gx.reshape(gy.shape), ggamma, gbeta
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _batch_norm_running_update_kernel(running_mean, running_var, mean, var, momentum,
                                       keep, bessel):
     for ci in range(cuda.grid(1), mean.size, cuda.gridsize(1)):
@@ -542,7 +543,7 @@ def batch_norm_running_update(running_mean, running_var, mean, var, momentum, co
 relu_forward = _reference.relu_forward
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _relu_backward_kernel(gy, y, zero, gx):
     for i in range(cuda.grid(1), gx.size, cuda.gridsize(1)):
         gx[i] = gy[i] if y[i] > zero else zero
@@ -566,7 +567,7 @@ def relu_backward(gy, y):
 log_softmax = _reference.log_softmax
 
 
-@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
+@cuda.jit(cache=CACHE, **_REDUCTION_OPTIONS)
 def _softmax_cross_entropy_forward_kernel(logits, labels, weights, smoothing_over_k,
                                           one_minus_smoothing, zero, loss, probs):
     n, k = logits.shape
@@ -605,7 +606,7 @@ def softmax_cross_entropy_forward(logits, labels, sample_weights, smoothing):
     return loss.reshape(()), probs
 
 
-@cuda.jit(cache=True, **_REDUCTION_OPTIONS)
+@cuda.jit(cache=CACHE, **_REDUCTION_OPTIONS)
 def _softmax_cross_entropy_backward_kernel(probs, labels, weights, smoothing_over_k,
                                            one_minus_smoothing, gloss, zero, glogits):
     n, k = probs.shape
@@ -635,7 +636,7 @@ def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, glo
 
 
 # -- dropout -----------------------------------------------------------------------------------
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _dropout_mask_kernel(u, mask, p, keep_scale, zero):
     for i in range(cuda.grid(1), mask.size, cuda.gridsize(1)):
         mask[i] = keep_scale if u[i] >= p else zero
@@ -653,7 +654,7 @@ def dropout_mask(shape, p, dtype, like):
 
 
 # -- optimizer updates (in place, one launch per parameter) ------------------------------------
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _sgd_kernel(param, grad, velocity, lr, momentum, weight_decay, nesterov):
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i]
@@ -687,7 +688,7 @@ def sgd_update(param, grad, velocity, lr, momentum, weight_decay, nesterov):
             t(weight_decay), bool(nesterov))
 
 
-@cuda.jit(cache=True)
+@cuda.jit(cache=CACHE)
 def _adam_kernel(param, grad, m, v, lr, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
                  weight_decay, m_hat_scale, v_hat_scale):
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):

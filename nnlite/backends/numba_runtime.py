@@ -1,0 +1,123 @@
+"""The Numba backend's threads: a pool of Python threads for the convolutions, and BLAS's own.
+
+The convolutions (numba_kernels' im2col + GEMM, numba_winograd) cut their work into whole
+images or chunks of images and run them on a pool of plain Python threads. That works because
+both halves of the work release the GIL: the unfolding kernels are compiled with nogil=True,
+and NumPy's BLAS drops the GIL for every GEMM. Meanwhile BLAS runs each GEMM on one thread, so
+that the two kinds of threads do not compete for the cores.
+
+    run_on_threads(work, n)  work(0) .. work(n-1) on the pool, BLAS on one thread meanwhile
+    Shared(items)            a queue that the threads draw items from, first come first served
+    blocks(items, n)         items cut into fixed runs, so that sums over them are repeatable
+    blas_on_threads(n)       a context in which BLAS runs on n threads (also used by the face
+                             pipeline, which wants one)
+    numpy_blas_threads()     how many threads NumPy's own BLAS would use now
+
+Nothing here imports Numba: the face pipeline uses blas_on_threads on every backend.
+"""
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+
+# -- the pool --------------------------------------------------------------------------------
+def run_on_threads(work, threads):
+    """Run work(t) for t = 0..threads-1 on a pool of Python threads, BLAS single-threaded
+    meanwhile. An exception in any of them is raised here, after all have stopped (none still
+    writes into the caller's arrays)."""
+    global _pool, _pool_threads
+    # One call at a time: two Python threads running convolutions would otherwise replace each
+    # other's pool, and interleave the BLAS limit's save/restore (leaving BLAS at 1 thread).
+    with _pool_lock:
+        if _pool is None or _pool_threads != threads:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool, _pool_threads = ThreadPoolExecutor(threads, thread_name_prefix="nnlite"), threads
+        with blas_on_threads(1):
+            futures = [_pool.submit(work, t) for t in range(threads)]
+            wait(futures)
+    for f in futures:
+        f.result()  # re-raises a worker's exception
+
+
+class Shared:
+    """Items that several threads draw from together, each item going to whichever thread asks
+    first: a thread that the machine slows down takes fewer, where a fixed split would make
+    everyone wait for it."""
+
+    def __init__(self, items):
+        self._items, self._lock = iter(items), threading.Lock()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            return next(self._items)
+
+
+def blocks(items, threads):
+    """items cut into runs of consecutive items, for threads to draw from a Shared queue when
+    their results must be summed: one sum per run, the runs' sums added in order at the end.
+    Which thread took which run then changes nothing, not even the last bit (float addition is
+    not associative), so a training run is repeatable, and a resumed one matches an
+    uninterrupted one on the same number of threads. 8 runs for up to 4 threads: the same
+    floats on 1, 2 or 4 threads (as long as the batch takes the same path, im2col or Winograd,
+    on each: see numba_winograd._winograd_applies)."""
+    items = list(items)
+    count = max(1, min(len(items), max(8, 2 * threads)))
+    return [items[len(items) * i // count : len(items) * (i + 1) // count] for i in range(count)]
+
+
+def _forget_pool():
+    # After os.fork() the child has the pool object but none of its threads: make a new one.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+_pool, _pool_threads, _pool_lock = None, 0, threading.Lock()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+# -- BLAS's threads --------------------------------------------------------------------------
+def blas_on_threads(threads):
+    """A context in which the BLAS libraries run each GEMM on `threads` threads; their own
+    counts come back on leaving it. (Idle OpenBLAS workers spin-wait after every call, so code
+    that keeps the cores busy itself wants BLAS on one.) It reaches the libraries loaded when
+    it was first called: threadpoolctl's view of them is made once, as it takes milliseconds."""
+    return _blas().limit(limits=threads, user_api="blas")
+
+
+def numpy_blas_threads():
+    """How many threads NumPy's BLAS would give a GEMM called here now (a ctypes call, ~1 us),
+    or 0 when we cannot tell which library is NumPy's.
+
+    NumPy's own: SciPy and OpenCV bring BLAS libraries of their own, which a limit set before
+    they were loaded does not reach. A NumPy wheel's lies under numpy's folder; a NumPy built
+    against the system's BLAS (conda, a distribution) cannot be told apart from the others, and
+    the caller then keeps to its default path."""
+    global _numpy_blas
+    if _numpy_blas is None:
+        # site-packages/numpy.libs/ (Linux wheels), site-packages/numpy/.dylibs/ (macOS)
+        prefix = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy")
+        own = [lib for lib in _blas().lib_controllers
+               if lib.user_api == "blas" and lib.filepath.startswith(prefix)]
+        _numpy_blas = own[0] if own else False
+    return _numpy_blas.num_threads if _numpy_blas else 0
+
+
+def _blas():
+    """threadpoolctl's view of the BLAS libraries loaded, made once (it takes milliseconds)."""
+    global _blas_controller
+    if _blas_controller is None:
+        _blas_controller = ThreadpoolController()
+    return _blas_controller
+
+
+_blas_controller = None
+_numpy_blas = None  # see numpy_blas_threads
