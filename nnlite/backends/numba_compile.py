@@ -78,7 +78,7 @@ def _user_cache_folder(environ):
     caches there; XDG_CACHE_HOME counts only when absolute, as the XDG specification says)."""
     base = environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(base):
-        base = os.path.join(os.path.expanduser("~"), ".cache")
+        base = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
     return os.path.join(base, "nnlite", "numba")
 
 
