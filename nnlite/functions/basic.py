@@ -191,7 +191,7 @@ class GetItem(Function):
 
 
 # -- functional wrappers --------------------------------------------------------------------
-def _pair(a, b):
+def _coerce_operands(a, b):
     """Make the non-Tensor operand an array with the Tensor operand's dtype and device."""
     if isinstance(a, Tensor) and not isinstance(b, Tensor):
         b = _as_array(b, like=a.data)
@@ -201,19 +201,19 @@ def _pair(a, b):
 
 
 def add(a, b):
-    return Add()(*_pair(a, b))
+    return Add()(*_coerce_operands(a, b))
 
 
 def sub(a, b):
-    return Sub()(*_pair(a, b))
+    return Sub()(*_coerce_operands(a, b))
 
 
 def mul(a, b):
-    return Mul()(*_pair(a, b))
+    return Mul()(*_coerce_operands(a, b))
 
 
 def div(a, b):
-    return Div()(*_pair(a, b))
+    return Div()(*_coerce_operands(a, b))
 
 
 def neg(x):

@@ -12,7 +12,8 @@ from nnlite.autograd import Function
 from nnlite.backends import kernels_for
 
 
-def _pair(v):
+def as_pair(v):
+    """An int as (v, v), for height and width; a pair as a tuple."""
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
@@ -56,7 +57,7 @@ class Conv2d(Function):
     """
 
     def __init__(self, stride=1, pad=0):
-        self.stride, self.pad = _pair(stride), pad
+        self.stride, self.pad = as_pair(stride), pad
 
     def forward(self, x, W, b=None):
         c, (oc, wc, kh, kw) = x.shape[1], W.shape

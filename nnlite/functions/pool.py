@@ -2,7 +2,7 @@
 
 from nnlite.autograd import Function
 from nnlite.backends import get_array_module, kernels_for
-from nnlite.functions.conv import _pair, resolve_padding
+from nnlite.functions.conv import as_pair, resolve_padding
 
 
 class _Pool2d(Function):
@@ -10,8 +10,8 @@ class _Pool2d(Function):
     windows do not overlap) and padding (resolved against the input's size in forward)."""
 
     def __init__(self, kernel_size, stride=None, pad=0):
-        self.kernel = _pair(kernel_size)
-        self.stride = _pair(stride if stride is not None else kernel_size)
+        self.kernel = as_pair(kernel_size)
+        self.stride = as_pair(stride if stride is not None else kernel_size)
         self.pad = pad
 
     def _resolve(self, x):
