@@ -38,6 +38,10 @@ def seed_net(num_classes=NUM_CLASSES):
 
 def _conv_bn_relu(c_in, c_out):
     # No conv bias: the batch norm right after it subtracts the mean, so a bias would cancel.
+    # The BatchNorm2d and the ReLU after it run as one fused op (F.batch_norm(relu=True)):
+    # L.Sequential does that for every batch norm directly followed by a ReLU (see
+    # nnlite.layers.Sequential), giving the same values with one pass less. The layers stay
+    # three, so the weight names ("1.gamma", "1.beta", ...) and Grad-CAM see them as listed.
     return [L.Conv2d(c_in, c_out, 3, pad=1, bias=False), L.BatchNorm2d(c_out), L.ReLU()]
 
 

@@ -316,13 +316,22 @@ class LocalResponseNorm(Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
+def _fuses_with_relu(layer, following):
+    """Whether Sequential runs `layer` and the `following` one as one op: a batch norm
+    (BatchNorm1d/2d, or a subclass that keeps their forward: one with its own forward may do
+    more than normalize) directly followed by a plain ReLU (exactly ReLU: a subclass may do
+    more than max(x, 0))."""
+    return (isinstance(layer, _BatchNorm) and type(layer).forward is _BatchNorm.forward
+            and type(following) is ReLU)
+
+
 class Sequential(Module):
     """Layers applied in order; parameter names are "0.W", "1.b", ... as in PyTorch.
 
-    A batch norm directly followed by a ReLU runs as one fused op (F.batch_norm(relu=True)):
-    the same values with one pass less over the activations. The layers stay as they are,
-    so parameter names, saved weights and layer-by-layer tools (nnlite.viz, Grad-CAM) do not
-    change.
+    A batch norm directly followed by a ReLU runs as one fused op (F.batch_norm(relu=True);
+    which pairs: see _fuses_with_relu): the same values with one pass less over the
+    activations. Only forward changes: the layers stay as they are, so parameter names, saved
+    weights and layer-by-layer tools (nnlite.viz, Grad-CAM) do not change.
     """
 
     def __init__(self, *layers):
@@ -336,10 +345,8 @@ class Sequential(Module):
     def forward(self, x):
         layers, i = self.layers, 0
         while i < len(layers):
-            # (a subclass that overrides forward may do more than batch norm, or than max(x, 0))
-            if (isinstance(layers[i], _BatchNorm) and type(layers[i]).forward is _BatchNorm.forward
-                    and i + 1 < len(layers) and type(layers[i + 1]) is ReLU):
-                x = layers[i](x, relu=True)
+            if i + 1 < len(layers) and _fuses_with_relu(layers[i], layers[i + 1]):
+                x = layers[i](x, relu=True)  # this batch norm and the ReLU after it
                 i += 2
             else:
                 x = layers[i](x)
