@@ -7,7 +7,7 @@ Each op is a `Function` (forward and backward side by side) in `nnlite/functions
     linear.py         linear
     activation.py     relu, softmax, log_softmax, dropout, flatten
     normalization.py  batch_norm, local_response_norm
-    loss.py           softmax_cross_entropy (and the accuracy metric)
+    loss.py           softmax_cross_entropy, soft_target_cross_entropy (distillation), accuracy
 """
 
 from nnlite.functions.activation import dropout, flatten, log_softmax, relu, softmax
@@ -16,7 +16,7 @@ from nnlite.functions.basic import (
 )
 from nnlite.functions.conv import conv2d, same_padding
 from nnlite.functions.linear import linear
-from nnlite.functions.loss import accuracy, softmax_cross_entropy
+from nnlite.functions.loss import accuracy, soft_target_cross_entropy, softmax_cross_entropy
 from nnlite.functions.normalization import batch_norm, local_response_norm
 from nnlite.functions.pool import avg_pool2d, global_avg_pool2d, max_pool2d
 
@@ -24,5 +24,6 @@ __all__ = [
     "add", "sub", "mul", "div", "neg", "exp", "log", "matmul", "sum", "mean", "reshape",
     "transpose", "getitem", "conv2d", "same_padding", "max_pool2d", "avg_pool2d",
     "global_avg_pool2d", "linear", "relu", "softmax", "log_softmax", "dropout", "flatten",
-    "batch_norm", "local_response_norm", "softmax_cross_entropy", "accuracy",
+    "batch_norm", "local_response_norm", "softmax_cross_entropy", "soft_target_cross_entropy",
+    "accuracy",
 ]

@@ -193,6 +193,8 @@ def op_cases():
         ("softmax_cross_entropy_weighted_smoothed", lambda z, y: F.softmax_cross_entropy(
             z, y, class_weights=backends.to_device(CLASS_WEIGHTS, z.device), label_smoothing=0.1),
          lambda r: [r.standard_normal((6, 7)), r.integers(0, 7, 6)]),
+        ("soft_target_cross_entropy_T3", lambda z, q: F.soft_target_cross_entropy(z, q, 3.0),
+         lambda r: [r.standard_normal((5, 7)) * 2, r.dirichlet(np.ones(7), 5)]),
     ]
     layer_cases = [
         ("layer_Conv2d_same", lambda: layers.Conv2d(2, 3, 3, pad="same"), (2, 2, 4, 4)),

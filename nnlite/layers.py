@@ -358,3 +358,20 @@ class Sequential(Module):
 
     def __len__(self):
         return len(self.layers)
+
+
+class Residual(Module):
+    """y = body(x) + shortcut(x): a residual connection (He et al., 2016).
+
+    The addition gives the gradient a path around `body`: d(y)/d(x) = d(body)/d(x) + 1 (or the
+    shortcut's own derivative), so deep stacks train even when `body` starts near zero.
+    shortcut=None is the identity (x and body(x) must then have the same shape); otherwise it
+    is usually a 1x1 convolution with the body's stride, which matches the channels and size.
+    """
+
+    def __init__(self, body, shortcut=None):
+        super().__init__()
+        self.body, self.shortcut = body, shortcut
+
+    def forward(self, x):
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))

@@ -1,4 +1,6 @@
-"""Softmax cross-entropy: the loss of a classifier, fused with its softmax for stability."""
+"""Softmax cross-entropy: the loss of a classifier, fused with its softmax for stability;
+against hard labels (SoftmaxCrossEntropy) or against another model's probabilities
+(SoftTargetCrossEntropy, the loss of knowledge distillation)."""
 
 import numpy as np
 
@@ -57,6 +59,52 @@ def softmax_cross_entropy(logits, labels, class_weights=None, label_smoothing=0.
     check_same_device([data, labels] + ([class_weights] if class_weights is not None else []),
                       op="softmax_cross_entropy")
     return SoftmaxCrossEntropy(labels, class_weights, label_smoothing)(logits)
+
+
+class SoftTargetCrossEntropy(Function):
+    """Mean cross-entropy between softmax(logits / T) and target probabilities q, times T^2.
+
+    Shapes: logits (N, K), targets (N, K) with rows summing to 1 -> loss ().
+        log p = log_softmax(logits / T)
+        loss = -T^2 / N * sum_i sum_k q_ik log p_ik
+    dloss/dlogits = T / N * (p - q): the hard-label form with q in place of the one-hot row,
+    and one factor T from the inner 1/T and the T^2 outside.
+    dloss/dq = -T^2 / N * log p (for completeness: a teacher's targets take no gradient).
+
+    This is the soft half of knowledge distillation (Hinton et al., 2015): q is a trained
+    teacher's softmax at the same temperature T. A temperature above 1 flattens both
+    distributions, so the student also learns how the teacher ranks the wrong classes (that
+    a frown is more like anger than like joy); the T^2 keeps the gradient's size
+    independent of T, so the soft and the hard loss can be mixed with one weight. Up to the
+    teacher's own entropy, which does not depend on the student, this is T^2 KL(q || p).
+    Saved: log p and q.
+    """
+
+    def __init__(self, temperature=1.0):
+        self.temperature = float(temperature)
+
+    def forward(self, logits, targets):
+        t = logits.dtype.type(self.temperature)  # a Python float would make it float64
+        self.log_p, self.targets = kernels_for(logits).log_softmax(logits / t), targets
+        return -(t * t / len(logits)) * (targets * self.log_p).sum()
+
+    def backward(self, gloss):
+        xp = get_array_module(gloss)
+        t = self.log_p.dtype.type(self.temperature)
+        scale = gloss / len(self.log_p)
+        return (scale * t) * (xp.exp(self.log_p) - self.targets), -(scale * t * t) * self.log_p
+
+
+def soft_target_cross_entropy(logits, targets, temperature=1.0):
+    """See `SoftTargetCrossEntropy`. targets: (N, K) probabilities on the logits' device."""
+    data = logits.data if isinstance(logits, Tensor) else logits
+    if tuple(targets.shape) != tuple(data.shape):
+        raise ValueError(f"targets must have the logits' shape {data.shape}, got {targets.shape}")
+    if targets.dtype != data.dtype:
+        raise TypeError(f"targets are {targets.dtype} but the logits {data.dtype}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return SoftTargetCrossEntropy(temperature)(logits, targets)
 
 
 def accuracy(logits, labels) -> float:
