@@ -193,24 +193,34 @@ def _on_default_device(array):
 
 # -- layers ---------------------------------------------------------------------------------
 class Conv2d(Module):
-    """A convolution layer. W (OC, C, KH, KW), He-initialised; b zeros."""
+    """A convolution layer. W (OC, C/groups, KH, KW), He-initialised; b zeros.
+
+    groups > 1 splits the channels into independent convolutions (groups=C: depthwise). Each
+    output then sums C/groups*KH*KW products, which is the fan-in of its initialisation.
+    """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, pad=0, bias=True,
-                 init="he"):
+                 init="he", groups=1):
         super().__init__()
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"Conv2d: groups={groups} must divide in_channels ({in_channels}) "
+                             f"and out_channels ({out_channels})")
         kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
-        fan_in, fan_out = in_channels * kh * kw, out_channels * kh * kw
-        self.W = Parameter(_on_default_device(_init((out_channels, in_channels, kh, kw),
+        c = in_channels // groups
+        fan_in, fan_out = c * kh * kw, out_channels // groups * kh * kw
+        self.W = Parameter(_on_default_device(_init((out_channels, c, kh, kw),
                                                     fan_in, fan_out, init)))
         self.b = Parameter(_on_default_device(np.zeros(out_channels, np.float32))) if bias else None
-        self.stride, self.pad = stride, pad
+        self.stride, self.pad, self.groups = stride, pad, groups
 
     def forward(self, x):
-        return F.conv2d(x, self.W, self.b, stride=self.stride, pad=self.pad)
+        return F.conv2d(x, self.W, self.b, stride=self.stride, pad=self.pad, groups=self.groups)
 
     def extra_repr(self):
         oc, c, kh, kw = self.W.shape
-        return f"{c}, {oc}, kernel_size=({kh}, {kw}), stride={self.stride}, pad={self.pad!r}"
+        groups = f", groups={self.groups}" if self.groups > 1 else ""
+        return (f"{c * self.groups}, {oc}, kernel_size=({kh}, {kw}), stride={self.stride}, "
+                f"pad={self.pad!r}{groups}")
 
 
 class Linear(Module):

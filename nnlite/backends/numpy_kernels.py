@@ -113,6 +113,45 @@ def _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad):
     return col2im(gcol, x.shape, kh, kw, stride, pad), gW
 
 
+# -- grouped and depthwise convolution -------------------------------------------------------
+def grouped_conv2d_forward(x, W, stride, pad, groups):
+    """Grouped convolution: the channels in `groups` slices, each convolved on its own.
+
+    x (N, C, H, W), W (OC, C/G, KH, KW) -> y (N, OC, OH, OW), G = groups: output channels
+    g*OC/G .. (g+1)*OC/G see only input channels g*C/G .. (g+1)*C/G,
+        y[n, o, i, j] = sum_{c,u,v} W[o, c, u, v] * x_padded[n, g(o)*C/G + c, i*SH + u, j*SW + v]
+    with g(o) = o // (OC/G). groups=C is the depthwise convolution of MobileNet and Xception:
+    each channel filtered by its own OC/C filters (9 weights each for 3x3), no channel mixing.
+    Written here as what it is, G independent convolutions side by side.
+    """
+    return _per_group_forward(conv2d_forward, x, W, stride, pad, groups)
+
+
+def grouped_conv2d_backward(gy, x, W, stride, pad, groups, input_grad=True):
+    """Gradients of grouped_conv2d_forward, group by group: gx (N, C, H, W) or None, gW."""
+    return _per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups, input_grad)
+
+
+def _per_group_forward(conv2d_forward, x, W, stride, pad, groups):
+    # Shared with the other backends, which pass their own dense convolution.
+    xp = get_array_module(x)
+    c, oc = x.shape[1] // groups, W.shape[0] // groups
+    return xp.concatenate([conv2d_forward(x[:, g * c:(g + 1) * c], W[g * oc:(g + 1) * oc],
+                                          stride, pad) for g in range(groups)], axis=1)
+
+
+def _per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups, input_grad):
+    xp = get_array_module(gy)
+    c, oc = x.shape[1] // groups, W.shape[0] // groups
+    grads = [conv2d_backward(gy[:, g * oc:(g + 1) * oc], x[:, g * c:(g + 1) * c],
+                             W[g * oc:(g + 1) * oc], stride, pad, input_grad)
+             for g in range(groups)]
+    gW = xp.concatenate([gw for _, gw in grads], axis=0)
+    if not input_grad:
+        return None, gW
+    return xp.concatenate([gx for gx, _ in grads], axis=1), gW
+
+
 # -- pooling ---------------------------------------------------------------------------------
 def max_pool_forward(x, kh, kw, stride, pad):
     """Max over each window. x (N, C, H, W) -> y (N, C, OH, OW), argmax (N, C, OH, OW).

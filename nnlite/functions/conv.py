@@ -46,26 +46,38 @@ def resolve_padding(pad, in_hw, kernel_hw, stride_hw):
 
 
 class Conv2d(Function):
-    """y = conv2d(x, W) + b.
+    """y = conv2d(x, W) + b, optionally grouped.
 
-    Shapes: x (N, C, H, W), W (OC, C, KH, KW), b (OC,) -> y (N, OC, OH, OW),
+    Shapes: x (N, C, H, W), W (OC, C/G, KH, KW), b (OC,) -> y (N, OC, OH, OW), G = groups,
             OH = (H + top + bottom - KH) // SH + 1 (likewise OW).
-    Formula: y[n, o, i, j] = b[o] + sum_{c,u,v} W[o, c, u, v] * x_pad[n, c, i*SH + u, j*SW + v]
+    Formula: y[n, o, i, j] = b[o] + sum_{c,u,v} W[o, c, u, v] * x_pad[n, g*C/G + c, i*SH + u, j*SW + v]
+             where g = o // (OC/G) is the group of output channel o. G=1 is the ordinary
+             convolution (every output sees every input channel); G=C is depthwise (each
+             channel filtered on its own: MobileNet's and Xception's spatial half).
     Backward: gb = sum of gy over (n, i, j); gW and gx are the two other products of the
-    GEMM (see numpy_kernels.conv2d_backward); gx only when x takes a gradient.
+    GEMM (see numpy_kernels.conv2d_backward), group by group when G > 1; gx only when x
+    takes a gradient.
     Saved for backward: x and W (the kernels rebuild the im2col matrix from x).
     """
 
-    def __init__(self, stride=1, pad=0):
-        self.stride, self.pad = as_pair(stride), pad
+    def __init__(self, stride=1, pad=0, groups=1):
+        self.stride, self.pad, self.groups = as_pair(stride), pad, groups
 
     def forward(self, x, W, b=None):
-        c, (oc, wc, kh, kw) = x.shape[1], W.shape
-        if wc != c:
-            raise ValueError(f"conv2d: input has {c} channels, weights expect {wc}")
+        c, (oc, wc, kh, kw), g = x.shape[1], W.shape, self.groups
+        if c % g or oc % g:
+            raise ValueError(f"conv2d: groups={g} must divide the input channels ({c}) and "
+                             f"the output channels ({oc})")
+        if wc * g != c:
+            raise ValueError(f"conv2d: input has {c} channels, weights expect {wc * g}"
+                             + (f" ({wc} per group x {g} groups)" if g > 1 else ""))
         self.pad = resolve_padding(self.pad, x.shape[2:], (kh, kw), self.stride)
         self.x, self.W = x, W
-        y = kernels_for(x).conv2d_forward(x, W, self.stride, self.pad)  # a new array
+        kernels = kernels_for(x)
+        if g == 1:
+            y = kernels.conv2d_forward(x, W, self.stride, self.pad)  # a new array
+        else:
+            y = kernels.grouped_conv2d_forward(x, W, self.stride, self.pad, g)
         if b is not None:
             y += b.reshape(1, oc, 1, 1)
         return y
@@ -73,18 +85,27 @@ class Conv2d(Function):
     def backward(self, gy):
         # The network's input (the images) needs no gradient: skip gx, half of the work.
         input_grad = self.inputs[0].requires_grad
-        gx, gW = kernels_for(gy).conv2d_backward(gy, self.x, self.W, self.stride, self.pad,
-                                                 input_grad)
+        kernels = kernels_for(gy)
+        if self.groups == 1:
+            gx, gW = kernels.conv2d_backward(gy, self.x, self.W, self.stride, self.pad,
+                                             input_grad)
+        else:
+            gx, gW = kernels.grouped_conv2d_backward(gy, self.x, self.W, self.stride, self.pad,
+                                                     self.groups, input_grad)
         if len(self.inputs) == 2:  # no bias (e.g. a conv followed by batch norm)
             return gx, gW
         return gx, gW, gy.sum(axis=(0, 2, 3))
 
 
-def conv2d(x, W, b=None, stride=1, pad=0):
+def conv2d(x, W, b=None, stride=1, pad=0, groups=1):
     """2-D convolution (cross-correlation, as in every DL library). See `Conv2d`.
 
     pad: an int, a pair (pad_h, pad_w), (top, bottom, left, right), "valid", or "same"
     (TensorFlow semantics: output size ceil(H / stride), odd totals padded more at the end).
+    groups: split the channels into this many independent convolutions (W has C/groups
+    input channels); groups = C is a depthwise convolution.
     """
-    function = Conv2d(stride, pad)
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
+    function = Conv2d(stride, pad, groups)
     return function(x, W) if b is None else function(x, W, b)
