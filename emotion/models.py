@@ -6,6 +6,16 @@ logits; softmax of the logits gives the seven class probabilities.
     compact  a small VGG-style network with batch norm and global average pooling (584k)
     wide     the same shape with twice the channels (2.3M): more accuracy per epoch, ~4x the
              compute of compact
+    mobile   depthwise-separable residual blocks (the mini-Xception / MobileNet idea), for real
+             time on small machines and many faces a frame
+
+Their size for one 48x48 face, as `nnlite.summary.count` counts it (a test keeps these lines
+equal to the counter's output):
+
+    seed     56,883.0k parameters, 138.19M multiply-adds
+    compact     584.1k parameters, 96.22M multiply-adds
+    wide      2,329.4k parameters, 383.54M multiply-adds
+    mobile      183.5k parameters, 15.56M multiply-adds
 """
 
 from nnlite import layers as L
@@ -60,10 +70,48 @@ def vgg_net(widths=(32, 64, 128, 256), num_classes=NUM_CLASSES, dropout=0.5):
     )
 
 
+def _separable(c_in, c_out):
+    """A depthwise-separable 3x3 convolution (Xception's SeparableConv2D): a 3x3 convolution
+    of each channel on its own (groups=c_in: 9 weights a channel), then a 1x1 convolution
+    that mixes the channels. 9*C + C*OC weights instead of 9*C*OC: the spatial and the
+    cross-channel work are done apart, at about 1/9 of the multiply-adds for wide layers."""
+    return [L.Conv2d(c_in, c_in, 3, pad=1, groups=c_in, bias=False),
+            L.Conv2d(c_in, c_out, 1, bias=False)]
+
+
+def _mobile_block(c_in, c_out):
+    """Two separable convolutions and a 2x2 max pool, with a residual 1x1 stride-2
+    convolution beside them (mini-Xception's module). Halves the map, c_in -> c_out."""
+    body = L.Sequential(*_separable(c_in, c_out), L.BatchNorm2d(c_out), L.ReLU(),
+                        *_separable(c_out, c_out), L.BatchNorm2d(c_out),
+                        L.MaxPool2d(2))
+    shortcut = L.Sequential(L.Conv2d(c_in, c_out, 1, stride=2, bias=False), L.BatchNorm2d(c_out))
+    return L.Residual(body, shortcut)
+
+
+def mobile_net(stem=16, widths=(24, 64, 128, 256), num_classes=NUM_CLASSES, dropout=0.3):
+    """A full 3x3 stem at 48x48, then one residual block per width, each halving the map
+    (48 -> 24 -> 12 -> 6 -> 3), a ReLU after each residual sum, global average pooling,
+    dropout and the dense layer. Most weights sit in the 1x1 convolutions of the last block.
+    """
+    blocks, c_in = [], stem
+    for c_out in widths:
+        blocks += [_mobile_block(c_in, c_out), L.ReLU()]
+        c_in = c_out
+    return L.Sequential(
+        L.Conv2d(1, stem, 3, pad=1, bias=False), L.BatchNorm2d(stem), L.ReLU(),
+        *blocks,
+        L.GlobalAvgPool2d(),
+        L.Dropout(dropout),
+        L.Linear(c_in, num_classes, init="glorot"),
+    )
+
+
 MODELS = {
     "seed": seed_net,
     "compact": lambda: vgg_net((32, 64, 128, 256)),
     "wide": lambda: vgg_net((64, 128, 256, 512)),
+    "mobile": mobile_net,
 }
 
 

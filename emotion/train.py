@@ -30,7 +30,7 @@ import numpy as np
 
 import nnlite
 import nnlite.functional as F
-from nnlite import optim
+from nnlite import optim, summary
 from nnlite import random as nnrandom
 from nnlite.backends import numpy_kernels
 from nnlite.serialization import WeightFileError, load_arrays, save_arrays
@@ -46,10 +46,11 @@ CHECKPOINT_VERSION = 1
 # --early-stopping, --quiet or the --data path of the same file moved elsewhere).
 RESUME_MUST_MATCH = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov",
                      "weight_decay", "schedule", "warmup", "label_smoothing", "class_weights",
-                     "no_augment", "seed", "limit", "ferplus")
+                     "no_augment", "seed", "limit", "ferplus", "teacher", "temperature",
+                     "distill_weight")
 # What a run writes in OUT: a folder holding any of these holds a run, which a new run into
 # the same folder would overwrite.
-RUN_FILES = ("best.npz", "last.npz", "metrics.csv", "curves.png")
+RUN_FILES = ("best.npz", "last.npz", "metrics.csv", "curves.png", "teacher.npz")
 
 
 # -- checking the options ----------------------------------------------------------------------
@@ -105,6 +106,8 @@ RANGES = {
     "early_stopping": number_type(int, 0),
     "seed": number_type(int, 0),  # NumPy's generators take no negative seed
     "limit": number_type(int, 0),
+    "temperature": number_type(float, 0, low_open=True),
+    "distill_weight": number_type(float, 0, 1),
 }
 
 
@@ -154,6 +157,14 @@ def add_arguments(parser):
                         help="use only the first N Training images and the first N//4 (at least "
                         "1) PublicTest images, for quick experiments and tests (default 0: all)")
     parser.add_argument("--ferplus", default=None, help="use FER+ majority labels from this csv")
+    parser.add_argument("--teacher", default=None, metavar="WEIGHTS",
+                        help="distil from this trained model (a weight file, or 'default' for "
+                        "the shipped one): its softened probabilities join the labels as "
+                        "targets (see emotion/distill.py)")
+    parser.add_argument("--temperature", type=RANGES["temperature"], default=4.0,
+                        help="softmax temperature of the teacher and student for --teacher")
+    parser.add_argument("--distill-weight", type=RANGES["distill_weight"], default=0.7,
+                        help="weight of the teacher's loss, 1 - it for the labels' (0..1)")
     parser.add_argument("--skip-bad-rows", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -185,13 +196,17 @@ def run(args) -> int:
 
 # -- data ------------------------------------------------------------------------------------
 def load_splits(config):
-    """Preprocessed (images, labels) for Training and PublicTest, plus the preprocessing config.
+    """Preprocessed (images, labels) for Training and PublicTest, plus the preprocessing config."""
+    return preprocess_splits(*load_raw_splits(config))
+
+
+def load_raw_splits(config):
+    """(images, labels) for Training and PublicTest as read, pixels 0..255.
 
     Prints one line saying how many images of each split are used, and how the splits came
     about when the source did not name them: a validation accuracy means little without it.
     """
     from emotion.data import load_fer2013
-    from emotion.preprocess import PreprocessConfig, fit_dataset_stats, preprocess
 
     dataset = load_fer2013(config.get("data"), skip_bad_rows=config.get("skip_bad_rows", False),
                            ferplus=config.get("ferplus"))
@@ -211,6 +226,12 @@ def load_splits(config):
                  "does not name its splits")
     print(f"data: {dataset.source}: training on {plural(len(y_train), 'Training image')}, "
           f"validating on {plural(len(y_val), 'PublicTest image')}{note}", flush=True)
+    return x_train, y_train, x_val, y_val
+
+
+def preprocess_splits(x_train, y_train, x_val, y_val):
+    from emotion.preprocess import PreprocessConfig, fit_dataset_stats, preprocess
+
     pre = PreprocessConfig()
     if pre.normalize == "dataset":
         pre = fit_dataset_stats(x_train, pre)
@@ -411,8 +432,13 @@ class Trainer:
         if checkpoint is not None and self._complete(checkpoint[1]["state"]):
             return self._report_complete_run(checkpoint[1]["state"])
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
-        x_train, y_train, x_val, y_val, self.preprocess_config = load_splits(c)
+        raw = load_raw_splits(c)
+        self.soft_targets = self._teacher_targets(raw[0]) if c.get("teacher") else None
+        x_train, y_train, x_val, y_val, self.preprocess_config = preprocess_splits(*raw)
+        del raw
         self._build()
+        print(f"model: {c['model']}, {summary.count(self.model, x_train.shape[1:])} per image",
+              flush=True)
         self.out.mkdir(parents=True, exist_ok=True)
         if checkpoint is not None:
             self.restore_checkpoint(*checkpoint)
@@ -466,7 +492,7 @@ class Trainer:
                 images = x_train[idx]
                 if augment is not None:
                     images = augment(images, self.rng)
-                self._step(images, y_train[idx], weights)
+                self._step(images, y_train[idx], weights, idx)
                 self.state["batch"] = b + 1
                 if bar is not None:
                     seen = self.running["seen"]
@@ -483,14 +509,42 @@ class Trainer:
         self._end_epoch(epoch, time.perf_counter() - start, self.running["seen"] - seen_at_start,
                         x_val, y_val)
 
-    def _step(self, images, labels, weights):
+    def _teacher_targets(self, raw_train):
+        """The teacher's probabilities for every Training image (emotion.distill), computed
+        once per run and kept in OUT/teacher.npz, so a resumed run does not recompute them."""
+        from emotion import distill
+
+        c, path = self.config, self.out / "teacher.npz"
+        if path.exists():
+            try:
+                arrays, _ = load_arrays(path)
+                return distill.check_targets(arrays["probabilities"], len(raw_train), path)
+            except (WeightFileError, KeyError):
+                raise UserError(f"{path} is not a teacher file of this run: delete it to have it "
+                                "recomputed") from None
+        print(f"teacher: {c['teacher']} on {plural(len(raw_train), 'Training image')} and "
+              f"their mirror images (T = {c.get('temperature', 4.0)})", flush=True)
+        targets = distill.teacher_probabilities(c["teacher"], raw_train, c.get("temperature", 4.0),
+                                                self.device, progress=not c.get("quiet"))
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_arrays(path, {"probabilities": targets}, {"teacher": str(c["teacher"]),
+                                                       "temperature": c.get("temperature", 4.0)})
+        return targets
+
+    def _step(self, images, labels, weights, index):
         if self.device == "cuda":  # see nnrandom.seed_device: keeps a resumed GPU run exact
             nnrandom.seed_device(self.config.get("seed", 0) * 1_000_003 + self.optimizer.steps)
+        from emotion import distill
+
         x = nnlite.Tensor(nnlite.to_device(images, self.device))
         y = nnlite.to_device(labels, self.device)
         logits = self.model(x)
-        loss = F.softmax_cross_entropy(logits, y, class_weights=weights,
-                                       label_smoothing=self.config.get("label_smoothing", 0.0))
+        soft = (None if self.soft_targets is None else
+                nnlite.to_device(self.soft_targets[index], self.device))
+        loss = distill.loss(logits, y, soft, self.config.get("temperature", 4.0),
+                            self.config.get("distill_weight", 0.7) if soft is not None else 0,
+                            class_weights=weights,
+                            label_smoothing=self.config.get("label_smoothing", 0.0))
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()

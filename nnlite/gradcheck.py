@@ -160,6 +160,10 @@ def op_cases():
          lambda r: [r.standard_normal((2, 2, 7, 6)), r.standard_normal((3, 2, 4, 4))]),
         ("conv2d_pad_pair", lambda x, w, b: F.conv2d(x, w, b, stride=(2, 1), pad=(1, 0)),
          lambda r: [r.standard_normal((1, 2, 6, 5)), r.standard_normal((2, 2, 3, 2)), r.standard_normal(2)]),
+        ("conv2d_groups2", lambda x, w, b: F.conv2d(x, w, b, pad=1, groups=2),
+         lambda r: [r.standard_normal((2, 4, 5, 4)), r.standard_normal((6, 2, 3, 3)), r.standard_normal(6)]),
+        ("conv2d_depthwise_stride2", lambda x, w: F.conv2d(x, w, stride=2, pad=1, groups=3),
+         lambda r: [r.standard_normal((2, 3, 6, 5)), r.standard_normal((6, 1, 3, 3))]),
         ("max_pool2d", lambda x: F.max_pool2d(x, 2), lambda r: [_distinct(r, (2, 3, 4, 6))]),
         ("max_pool2d_k3s2_same", lambda x: F.max_pool2d(x, 3, 2, pad="same"),
          lambda r: [_distinct(r, (2, 2, 7, 8))]),
@@ -205,6 +209,10 @@ def op_cases():
             layers.Conv2d(1, 3, 3, pad=1), layers.BatchNorm2d(3), layers.ReLU(),
             layers.MaxPool2d(2), layers.LocalResponseNorm(3, 0.1, 0.75, 2.0), layers.Flatten(),
             layers.Dropout(0.3), layers.Linear(12, 4)), (2, 1, 4, 4)),
+        ("layer_Residual_separable", lambda: layers.Residual(
+            layers.Sequential(layers.Conv2d(2, 2, 3, pad=1, groups=2, bias=False),
+                              layers.Conv2d(2, 3, 1), layers.BatchNorm2d(3), layers.ReLU()),
+            layers.Conv2d(2, 3, 1, bias=False)), (2, 2, 4, 4)),
     ]
     for name, make_module, shape in layer_cases:
         fn, make = module_case(make_module, shape)
