@@ -105,6 +105,34 @@ for case in CONV_CASES:
             assert_close(gW, nk.conv2d_backward(gy, x, W, stride, pad)[1], dtype, "conv2d_backward gW alone")
 
 
+# Grouped convolution: (x shape, output channels, groups, stride, pad); groups == C is depthwise.
+GROUPED_CASES = [
+    ((1, 3, 5, 6), 3, 3, (1, 1), (1, 1, 1, 1)),   # depthwise, 'same'
+    ((1, 3, 6, 5), 6, 3, (2, 2), (1, 1, 1, 1)),   # depthwise, two filters a channel, stride 2
+    ((1, 2, 7, 6), 2, 2, (2, 1), (0, 1, 2, 0)),   # depthwise, uneven stride and padding
+    ((2, 4, 5, 5), 6, 2, (1, 1), (1, 1, 1, 1)),   # two groups: the dense kernels per group
+]
+
+for case in GROUPED_CASES:
+    for dtype in DTYPES:
+        shape, oc, groups, stride, pad = case
+        tag = f"{shape} oc{oc} g{groups} s{stride} p{pad} {np.dtype(dtype).name}"
+
+        @check(f"grouped conv2d forward/backward {tag}")
+        def _(shape=shape, oc=oc, groups=groups, stride=stride, pad=pad, dtype=dtype):
+            x = rng(5).standard_normal(shape).astype(dtype)
+            W = rng(6).standard_normal((oc, shape[1] // groups, 3, 3)).astype(dtype)
+            y = nk.grouped_conv2d_forward(x, W, stride, pad, groups)
+            assert_close(ck.grouped_conv2d_forward(x, W, stride, pad, groups), y, dtype,
+                         "grouped_conv2d_forward")
+            gy = rng(7).standard_normal(y.shape).astype(dtype)
+            for got, want in zip(ck.grouped_conv2d_backward(gy, x, W, stride, pad, groups),
+                                 nk.grouped_conv2d_backward(gy, x, W, stride, pad, groups)):
+                assert_close(got, want, dtype, "grouped_conv2d_backward")
+            gx, gW = ck.grouped_conv2d_backward(gy, x, W, stride, pad, groups, input_grad=False)
+            assert gx is None, "grouped_conv2d_backward(input_grad=False) returned a gx"
+
+
 # Pooling geometries: (x shape, kh, kw, stride, pad).
 POOL_CASES = [
     ((2, 3, 4, 6), 2, 2, (2, 2), (0, 0, 0, 0)),

@@ -713,3 +713,109 @@ def adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, step):
     _launch(_adam_kernel, param.size, views[0], grad, views[1], views[2], t(lr), t(beta1),
             t(1.0 - beta1), t(beta2), t(1.0 - beta2), t(eps), t(weight_decay),
             t(1.0 / (1.0 - beta1**step)), t(1.0 / (1.0 - beta2**step)))
+
+
+# -- grouped and depthwise convolution -----------------------------------------------------------
+# Depthwise (one input channel a group): three direct kernels, as in the Numba CPU backend
+# (a 9-weight filter gains nothing from im2col + GEMM). Other group counts run the dense
+# convolution above group by group (numpy_kernels._per_group_*), one cuBLAS GEMM a group.
+@cuda.jit(cache=CACHE)
+def _depthwise_forward_kernel(x, W, y, sh, sw, pt, pl, zero):
+    # one thread per output element: y[b, o, i, j] = sum_{u,v} W[o, 0, u, v] * x[b, o // M, ...]
+    n, c, h, w = x.shape
+    oc, _, kh, kw = W.shape
+    _, _, oh, ow = y.shape
+    m = oc // c
+    for idx in range(cuda.grid(1), y.size, cuda.gridsize(1)):
+        j, r = idx % ow, idx // ow
+        i, r = r % oh, r // oh
+        o, b = r % oc, r // oc
+        acc = zero
+        for u in range(kh):
+            hy = i * sh + u - pt
+            if 0 <= hy < h:
+                for v in range(kw):
+                    wz = j * sw + v - pl
+                    if 0 <= wz < w:
+                        acc += W[o, 0, u, v] * x[b, o // m, hy, wz]
+        y[b, o, i, j] = acc
+
+
+@cuda.jit(cache=CACHE)
+def _depthwise_grad_input_kernel(gy, W, gx, sh, sw, pt, pl, zero):
+    # one thread per input pixel, a GATHER (no atomics): pixel (r, s) was read by output
+    # (i, j) at tap (u, v) when r = i*SH + u - PT and s = j*SW + v - PL.
+    n, c, h, w = gx.shape
+    oc, _, kh, kw = W.shape
+    _, _, oh, ow = gy.shape
+    m = oc // c
+    for idx in range(cuda.grid(1), gx.size, cuda.gridsize(1)):
+        s, rest = idx % w, idx // w
+        r, rest = rest % h, rest // h
+        ci, b = rest % c, rest // c
+        acc = zero
+        for o in range(ci * m, (ci + 1) * m):
+            for u in range(kh):
+                a = r + pt - u
+                if a >= 0 and a % sh == 0 and a // sh < oh:
+                    for v in range(kw):
+                        e = s + pl - v
+                        if e >= 0 and e % sw == 0 and e // sw < ow:
+                            acc += W[o, 0, u, v] * gy[b, o, a // sh, e // sw]
+        gx[b, ci, r, s] = acc
+
+
+@cuda.jit(cache=CACHE, **_REDUCTION_OPTIONS)
+def _depthwise_grad_weight_kernel(gy, x, gW, sh, sw, pt, pl):
+    # one block per weight (o, u, v): its threads share the batch's outputs, sum in float64
+    # and add up their partial sums in shared memory (as the batch-norm sums do).
+    n, c, h, w = x.shape
+    oc, _, kh, kw = gW.shape
+    _, _, oh, ow = gy.shape
+    m, p = oc // c, n * oh * ow
+    partial = cuda.shared.array((2, REDUCE_THREADS), np.float64)
+    for k in range(cuda.blockIdx.x, gW.size, cuda.gridDim.x):
+        v, rest = k % kw, k // kw
+        u, o = rest % kh, rest // kh
+        total = 0.0
+        for q in range(cuda.threadIdx.x, p, cuda.blockDim.x):
+            j, rest = q % ow, q // ow
+            i, b = rest % oh, rest // oh
+            hy, wz = i * sh + u - pt, j * sw + v - pl
+            if 0 <= hy < h and 0 <= wz < w:
+                total += np.float64(gy[b, o, i, j]) * np.float64(x[b, o // m, hy, wz])
+        total, _ = _block_sum2(total, 0.0, partial)
+        if cuda.threadIdx.x == 0:
+            gW[o, 0, u, v] = total
+
+
+def grouped_conv2d_forward(x, W, stride, pad, groups):
+    """Depthwise: one thread per output; else per group; see numpy_kernels.grouped_conv2d_forward."""
+    if groups != x.shape[1]:
+        return _reference._per_group_forward(conv2d_forward, x, W, stride, pad, groups)
+    xp = get_array_module(x)
+    (sh, sw), (pt, pb, pl, pr) = stride, pad
+    (n, c, h, w), (oc, _, kh, kw) = x.shape, W.shape
+    x, W = _contiguous(xp, x), _contiguous(xp, W)
+    y = xp.empty((n, oc, output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)),
+                 dtype=x.dtype)
+    _launch(_depthwise_forward_kernel, y.size, x, W, y, sh, sw, pt, pl, x.dtype.type(0))
+    return y
+
+
+def grouped_conv2d_backward(gy, x, W, stride, pad, groups, input_grad=True):
+    """Depthwise: a gather for gx, a block per weight for gW; else per group."""
+    if groups != x.shape[1]:
+        return _reference._per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups,
+                                              input_grad)
+    xp = get_array_module(gy)
+    (sh, sw), (pt, _, pl, _) = stride, pad
+    gy, x, W = _contiguous(xp, gy), _contiguous(xp, x), _contiguous(xp, W)
+    gW = xp.empty_like(W)
+    _launch_grid(_depthwise_grad_weight_kernel, min(gW.size, MAX_BLOCKS), REDUCE_THREADS,
+                 gy, x, gW, sh, sw, pt, pl)
+    if not input_grad:
+        return None, gW
+    gx = xp.empty_like(x)
+    _launch(_depthwise_grad_input_kernel, gx.size, gy, W, gx, sh, sw, pt, pl, x.dtype.type(0))
+    return gx, gW
