@@ -63,7 +63,7 @@ def main(argv=None):
     parser.add_argument("--video", default=str(DEFAULT_VIDEO))
     parser.add_argument("--weights", default=None, help="default: the shipped weights")
     parser.add_argument("--backend", default=None)
-    parser.add_argument("--detect-every", type=int, default=2)
+    parser.add_argument("--detect-every", type=int, default=pipeline.DETECT_EVERY)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if not Path(args.video).exists():

@@ -14,11 +14,13 @@ Two tuned presets, because stills and live video want different trade-offs:
   side and a fine pyramid (`scale_factor=1.05`). Measured on the shared test photos it finds
   exactly 6 / 2 / 1 faces in group_selfie / two_faces / single_face (640 and 720 px both
   give that; 560 px loses the man in the cap, 800+ px adds false faces on clothing).
-- `VIDEO_CONFIG`: in a webcam or talking-head video the face is big and the budget is a few
-  ms per frame, so 320 px, a coarse pyramid (1.1) and faces of at least 15% of the short
-  side (a 72 px face in a 640x480 webcam frame: someone within ~2 m of the camera). Measured on
-  woman_talking.mp4 (every frame detected, 2-core EPYC): 13.4 ms per detection, against 23.8 ms
-  at 400 px / 10%, with the face found in 463 of 464 frames either way.
+- `VIDEO_CONFIG`: the full-frame scan of the video pipeline, which runs every few frames
+  only (between scans each face is looked for near its last box: `detect_near`). It keeps
+  640 px and looks for faces down to 5% of the short side (36 px in 720p: a group on camera,
+  or someone 4 m from a webcam) with a coarser pyramid (1.1) than photos. The measurements
+  that chose it, on every shared clip, are in benchmarks/RESULTS.md ("Video detection").
+- `detect_near`: the window search between scans, twice the box, scaled so the face is
+  ~48 px, at sizes 0.7-1.5x the box: a few pyramid levels on a few thousand pixels.
 """
 
 from __future__ import annotations
@@ -78,7 +80,13 @@ class DetectorConfig:
 
 
 PHOTO_CONFIG = DetectorConfig()
-VIDEO_CONFIG = DetectorConfig(max_side=320, scale_factor=1.1, min_size_frac=0.15)
+VIDEO_CONFIG = DetectorConfig(max_side=640, scale_factor=1.1, min_size_frac=0.05, min_neighbors=4)
+
+# The window search of `detect_near` (see the module docstring).
+NEAR_WINDOW = 0.5      # the box grown by half its size on every side: twice its width
+NEAR_FACE_PX = 48      # the window is scaled so that a face of the box's size is this wide
+NEAR_MIN_NEIGHBORS = 3  # fewer than the scan's: the window is known to have held a face
+NEAR_SIZES = (0.7, 1.5)  # face sizes looked for, relative to the box
 
 
 def downscale(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -132,6 +140,41 @@ class FaceDetector:
         boxes = drop_duplicates(boxes, cfg.max_overlap)
         # Left to right, so faces in a photo are numbered in reading order.
         return sorted(boxes, key=lambda b: (b[0], b[1]))
+
+    def detect_near(self, gray: np.ndarray, box: Box) -> list[Box]:
+        """The face near `box` (where a track last was): [] or one box, in frame pixels.
+
+        Only a window twice the box's size is searched, scaled so that a face of the box's
+        size is NEAR_FACE_PX wide, and only for faces of NEAR_SIZES times that: a handful of
+        pyramid levels over a few thousand pixels, instead of every size over the frame.
+        """
+        cfg = self.config
+        x, y, w, h = expand_box(box, NEAR_WINDOW, gray.shape)
+        if w < 8 or h < 8:
+            return []
+        scale = min(1.0, NEAR_FACE_PX / max(1, box[2]))  # never upscale: a small face stays
+        window = gray[y:y + h, x:x + w]
+        if scale < 1.0:
+            window = cv2.resize(window, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                interpolation=cv2.INTER_AREA)
+        if cfg.equalize:
+            window = cv2.equalizeHist(window)
+        face = box[2] * scale
+        low = max(cfg.min_size_px, int(NEAR_SIZES[0] * face))
+        high = max(low + 1, int(NEAR_SIZES[1] * face))
+        if min(window.shape[:2]) < low:
+            return []
+        found = self.cascade.detectMultiScale(window, scaleFactor=cfg.scale_factor,
+                                              minNeighbors=NEAR_MIN_NEIGHBORS,
+                                              minSize=(low, low), maxSize=(high, high))
+        if len(found) == 0:
+            return []
+        # The hit closest to where the face was (a neighbour's face may enter the window).
+        cx, cy = (box_center(box)[0] - x) * scale, (box_center(box)[1] - y) * scale
+        bx, by, bw, bh = min(found, key=lambda b: (b[0] + b[2] / 2 - cx) ** 2
+                             + (b[1] + b[3] / 2 - cy) ** 2)
+        return [(x + int(round(bx / scale)), y + int(round(by / scale)),
+                 int(round(bw / scale)), int(round(bh / scale)))]
 
 
 # ---------------------------------------------------------------------------------------

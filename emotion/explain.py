@@ -96,7 +96,7 @@ def conv_blocks(model):
 def explain(image, classifier, emotion: str | None = None) -> Explanation:
     """Run the classifier on the face in `image` (any depth/channels) and collect the figure's data."""
     from emotion.preprocess import face_to_input, preprocess_steps, resize_face
-    from emotion.sources import to_bgr8, to_gray8
+    from emotion.images import to_bgr8, to_gray8
 
     model = classifier.model
     if not isinstance(model, L.Sequential):
@@ -244,7 +244,7 @@ def figure_path(out) -> Path:
 def explain_image(path, out, weights=None, emotion=None, backend="numpy"):
     """Read `path`, explain it, write the figure to `out`; returns (Explanation, titles)."""
     from emotion.predictor import EmotionClassifier
-    from emotion.sources import read_image
+    from emotion.images import read_image
 
     out = check_output_file(figure_path(out), "--out")  # before the work, not after it
     image = read_image(path)  # UserError for a missing or unreadable file

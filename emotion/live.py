@@ -18,8 +18,8 @@ import cv2
 
 from emotion import pipeline
 from emotion.errors import UserError
-from emotion.sources import check_output_paths, open_video, open_writer, plural
-from emotion.video import RowWriter, face_rows
+from emotion.frames import FrameLoop
+from emotion.messages import plural
 
 WINDOW = "emotion live (q or Esc to quit)"
 
@@ -43,12 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="also write the annotated frames to this .mp4 file")
     parser.add_argument("--jsonl", help="write one JSON line per face per frame to this file")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
-    parser.add_argument("--weights", default="compact",
-                        help="weight file, or a shipped model name: 'compact' (default: 61 "
-                             "frames/s, 67.3%% on PrivateTest) or 'default' (38 frames/s, 69.5%%)")
-    parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
-    parser.add_argument("--detect-every", type=int, default=2, metavar="K",
-                        help="run the face detector on every K-th frame (default 2)")
+    pipeline.add_model_arguments(parser)
 
 
 class FpsMeter:
@@ -92,52 +87,39 @@ def run(args) -> int:
 def _run(args) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be 1 or more")
-    if args.detect_every < 1:
-        raise UserError("--detect-every must be 1 or more")
+    pipeline.check_model_arguments(args)
     show = not args.no_display and has_display()
     if not args.no_display and not show:
         print("emotion live: no display (DISPLAY / WAYLAND_DISPLAY not set): running without "
               "a window", file=sys.stderr)
-    check_output_paths({"--out": args.out, "--jsonl": args.jsonl}, source=args.source)
-    source = open_video(args.source)
+    loop = FrameLoop(args.source, args.weights, args.backend, detect_every=args.detect_every,
+                     jsonl=args.jsonl, out=args.out, max_frames=args.max_frames)
     quiet = bool(args.out or args.jsonl)
-    writer = rows = faces = None
     quit_by_user = False
     try:
-        classifier = pipeline.load_classifier(args.weights, args.backend)
-        faces = pipeline.FacePipeline(classifier, detect_every=args.detect_every)
-        rows = RowWriter(jsonl_path=args.jsonl)
-        meter = FpsMeter()
-        next_summary = 0.0
-        for frame in source.frames(args.max_frames):
-            results = faces.process(frame.image, frame.timestamp)
-            faces.draw(frame.image, results, meter.tick())
-            rows.write(face_rows(frame.index, frame.timestamp, results))
-            if args.out:
-                if writer is None:
-                    h, w = frame.image.shape[:2]
-                    writer = open_writer(args.out, source.fps, (w, h))
-                writer.write(frame.image)
-            if show:
-                if not show_frame(frame.image):
-                    quit_by_user = True
-                    break
-            elif not quiet and frame.timestamp >= next_summary:
-                print(summary_line(frame.timestamp, results), file=sys.stderr, flush=True)
-                next_summary = frame.timestamp + 1.0
+        with loop:
+            meter = FpsMeter()
+            next_summary = 0.0
+            for frame, results in loop:
+                loop.draw(frame, results, meter.tick())
+                loop.write(frame.image)
+                if show:
+                    if not show_frame(frame.image):
+                        quit_by_user = True
+                        break
+                elif not quiet and frame.timestamp >= next_summary:
+                    print(summary_line(frame.timestamp, results), file=sys.stderr, flush=True)
+                    next_summary = frame.timestamp + 1.0
     finally:
-        source.release()
-        if writer is not None:
-            writer.release()
-        if rows is not None:
-            rows.close()
         if show:
             cv2.destroyAllWindows()
 
+    source, faces = loop.source, loop.faces
     # Timings over zero frames would be a meaningless "0 frames = 9000 frames/s".
     if faces is not None and faces.timings.frames > 0:
-        faces.timings.add("decode", source.read_seconds)
-        print(f"emotion live: pipeline: {faces.timings.summary()}", file=sys.stderr)
+        dropped = (f"; {plural(loop.dropped, 'stale camera frame')} dropped to stay current"
+                   if loop.dropped else "")
+        print(f"emotion live: pipeline: {loop.summary()}{dropped}", file=sys.stderr)
     if source.stopped_early and not quit_by_user:
         # A camera or stream that stops delivering is a failure, not the end of a film.
         raise UserError(source.end_message(), exit_code=1)
@@ -145,7 +127,7 @@ def _run(args) -> int:
         raise UserError(f"could not read any frame from {source.name}: empty or corrupt "
                         f"video", exit_code=1)
     if quit_by_user:
-        print(f"emotion live: quit after {plural(source.frames_read, 'frame')}",
+        print(f"emotion live: quit after {plural(loop.frames_done, 'frame')}",
               file=sys.stderr)
     else:
         print(f"emotion live: {source.end_message()}", file=sys.stderr)

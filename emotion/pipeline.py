@@ -1,9 +1,18 @@
 """The real-time face pipeline: detect -> track -> align and crop -> classify -> smooth.
 
-    frame (BGR) --gray--> FaceDetector (every k-th frame) --> IoUTracker (every frame)
-        --> PartsDetector (eyes, on detection frames) --> align_face / crop
-        --> classifier.predict_faces(all crops of the frame at once)
+    frame (BGR) --gray--> FaceDetector: the whole frame every k-th frame, and at once when a
+                          track is lost; in between, each track's neighbourhood only
+        --> IoUTracker (every frame) --> PartsDetector (eyes, every few frames per track)
+        --> align_face / crop --> classifier.predict_faces(all crops of the frame at once)
         --> per-track smoothing --> intensity and phase --> [FaceResult]
+
+Tracking first: finding a face where it was a frame ago is far cheaper than finding it
+anywhere. A full-frame scan must look at every position and every size down to the smallest
+face wanted (5% of the short side: the people 4 m from a webcam, the group of
+group_pan.mp4), which costs tens of milliseconds at 720p; a track's window (twice its box,
+scaled so the face is ~48 px, searched at face sizes 0.7-1.5x its own) costs a fraction of
+a millisecond. The full scan runs every `detect_every` frames to find new faces, so a face
+that walks in is found within that many frames.
 
 The classifier is passed in (dependency injection): anything with a
 `predict_faces(list of gray uint8 crops) -> (N, 7) probabilities` method works, which is
@@ -21,10 +30,17 @@ import numpy as np
 
 from emotion import dynamics, overlay
 from emotion.detect import (VIDEO_CONFIG, Box, FaceDetector, PartsDetector, align_face,
-                            crop_face, roll_angle)
-from emotion.labels import EMOTIONS
-from emotion.sources import plural, to_gray8
+                            crop_face, drop_duplicates, roll_angle)
+from emotion.errors import UserError
+from emotion.images import to_gray8
+from emotion.labels import EMOTIONS, NUM_CLASSES
+from emotion.messages import plural
 from emotion.track import IoUTracker
+
+# See the class docstring of FacePipeline for how these were chosen.
+DETECT_EVERY = 10  # a full-frame scan every 10 frames (1/3 s at 30 fps)
+EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
+VIDEO_WEIGHTS = "compact"  # the weights `live` and `video` use by default
 
 
 def one_blas_thread():
@@ -38,6 +54,23 @@ def one_blas_thread():
     from nnlite.backends.numba_runtime import blas_on_threads  # (imports no Numba)
 
     return blas_on_threads(1)
+
+
+def add_model_arguments(parser) -> None:
+    """The options every video front end shares (live, video)."""
+    parser.add_argument("--weights", default=VIDEO_WEIGHTS,
+                        help=f"weight file, or a shipped model name (default {VIDEO_WEIGHTS!r}; "
+                        "'default' is the most accurate and the slowest; see the README)")
+    parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
+    parser.add_argument("--detect-every", type=int, default=DETECT_EVERY, metavar="K",
+                        help=f"scan the whole frame for new faces every K-th frame (default "
+                        f"{DETECT_EVERY}); in between, each face is looked for near where it "
+                        "was. Faces of 5%% of the frame's short side and larger are found")
+
+
+def check_model_arguments(args) -> None:
+    if args.detect_every < 1:
+        raise UserError("--detect-every must be 1 or more")
 
 
 def load_classifier(weights: str | None = None, backend: str | None = None):
@@ -59,6 +92,16 @@ class FaceResult:
     phase: str                  # neutral / onset / apex / offset (see emotion.dynamics)
     eyes: list[Box] = field(default_factory=list)
     roll: float | None = None   # head roll in degrees, when both eyes were found
+
+    @classmethod
+    def build(cls, track_id: int, box: Box, probabilities: np.ndarray, eyes: list[Box],
+              phase: str = "") -> "FaceResult":
+        """The one way a result is made: the dominant emotion and its intensity from the
+        probabilities, the roll from the eyes."""
+        emotion, p = dynamics.dominant(probabilities)
+        return cls(track_id=track_id, box=tuple(box), probabilities=probabilities,
+                   emotion=emotion, intensity=dynamics.intensity(p), phase=phase,
+                   eyes=list(eyes), roll=roll_angle(eyes))
 
     def to_dict(self) -> dict:
         return {
@@ -110,47 +153,75 @@ class StageTimer:
 class FacePipeline:
     """Per-frame processing of a video or camera stream; see the module docstring.
 
-    `detect_every=k` runs the face detector on every k-th frame only; in between, tracks
-    keep their last box (see `emotion.track` for the trade-off), but the faces are still
-    classified on every frame, so expressions are followed at full frame rate.
+    detect_every=k: a full-frame scan every k-th frame, and on the frame after a track was
+    lost; in between each track is looked for in a window around its box (local=True), or
+    keeps its last box (local=False, the tracker's carry). Faces are classified on every
+    frame either way, so expressions are followed at full frame rate. eyes_every=e: a
+    track's eyes (used to level the crop) are looked for again every e-th frame it is seen.
+
+    How the defaults were chosen (2-core EPYC, every shared clip; benchmarks/RESULTS.md,
+    "Video detection", has the figures): the scan preset (VIDEO_CONFIG) with the window
+    search keeps all six 60-140 px faces of group_pan.mp4 (720p) in all 240 frames under 6
+    track IDs, and the face of woman_talking / woman_smiling_phone; k = 10 finds a new face
+    within a third of a second at 30 fps while a scan's cost is spread over ten frames;
+    e = 5 because levelling the crop with eyes found every frame instead gave the same
+    emotion in 96.4% (woman_talking), 100% (woman_smiling_phone) and 100% (group_pan) of
+    the face-frames, for 8-16 ms more per frame (the compact weights).
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,
                  tracker: IoUTracker | None = None, parts: PartsDetector | None = None,
-                 detect_every: int = 2, margin: float = 0.15, align: bool = True):
-        if detect_every < 1:
-            raise ValueError("detect_every must be >= 1")
+                 detect_every: int = DETECT_EVERY, margin: float = 0.15, align: bool = True,
+                 local: bool = True, eyes_every: int = EYES_EVERY):
+        if detect_every < 1 or eyes_every < 1:
+            raise ValueError("detect_every and eyes_every must be >= 1")
         self.classifier = classifier
         self.detector = detector or FaceDetector(VIDEO_CONFIG)
         self.tracker = tracker or IoUTracker()
         # Eyes are only needed to align the crop; skip their cascade when not aligning.
         self.parts = parts if parts is not None else (
             PartsDetector(smile_cascade=None) if align else None)
-        self.detect_every = detect_every
-        self.margin = margin
-        self.align = align
+        self.detect_every, self.eyes_every = detect_every, eyes_every
+        self.margin, self.align, self.local = margin, align, local
         self.phases: dict[int, dynamics.PhaseTracker] = {}
         self.frame_index = 0
+        self.rescan = False  # a track was lost: scan the whole next frame
         self.timings = StageTimer()
+
+    def _detections(self, gray: np.ndarray) -> list[Box] | None:
+        """This frame's boxes: a full scan, the tracks' windows, or None (carry the boxes)."""
+        scan = self.frame_index % self.detect_every == 0 or self.rescan
+        if scan or not self.tracker.tracks:
+            return self.detector.detect(gray) if scan else None
+        if not self.local:
+            return None
+        found = [box for track in self.tracker.tracks
+                 for box in self.detector.detect_near(gray, track.box)]
+        # Two tracks' windows can overlap and both find the same face: keep it once.
+        return drop_duplicates(found, self.detector.config.max_overlap)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[FaceResult]:
         """Faces of one frame (BGR, BGRA or gray, any depth) at `timestamp` seconds."""
         if timestamp is None:
             timestamp = self.frame_index / 30.0  # a nominal clock keeps the phase slopes sane
         gray = to_gray8(frame)
-        detect_now = self.frame_index % self.detect_every == 0
-        self.frame_index += 1
         self.timings.frames += 1
 
         with self.timings.stage("detect"):
-            boxes = self.detector.detect(gray) if detect_now else None
+            boxes = self._detections(gray)
             tracks = self.tracker.step(boxes)
+            # A track the window search just missed for the first time: scan next frame.
+            self.rescan = boxes is not None and any(
+                t.frames_since_seen == 1 for t in self.tracker.tracks)
+        self.frame_index += 1
 
-        # Eyes are looked for on detection frames only and carried in between, like the box.
-        if detect_now and self.parts is not None:
+        # Eyes where a track was just seen, every eyes_every-th frame of its life (and at once
+        # for a new one); carried in between, like the box.
+        if self.parts is not None:
             with self.timings.stage("parts"):
                 for track in tracks:
-                    if track.frames_since_seen == 0:
+                    if track.frames_since_seen == 0 and (
+                            track.age % self.eyes_every == 1 or self.eyes_every == 1):
                         track.eyes = self.parts.find_eyes(gray, track.box)
 
         with self.timings.stage("classify"):
@@ -160,26 +231,20 @@ class FacePipeline:
             tracks = [tracks[i] for i in keep]
             # One call for all faces: the CNN is far faster on one batch of N than N batches of 1.
             probabilities = (np.asarray(self.classifier.predict_faces([crops[i] for i in keep]),
-                                        dtype=np.float32) if keep else np.zeros((0, 7), np.float32))
+                                        dtype=np.float32) if keep
+                             else np.zeros((0, NUM_CLASSES), np.float32))
             results = []
             for track, probs in zip(tracks, probabilities):
                 smoothed = self.tracker.smooth_probabilities(track, probs, timestamp)
-                results.append(self._result(track, smoothed, timestamp))
+                phase = self.phases.setdefault(track.track_id, dynamics.PhaseTracker())
+                results.append(FaceResult.build(track.track_id, track.box, smoothed,
+                                                track.eyes, phase.update(smoothed, timestamp)))
 
         live_ids = {t.track_id for t in self.tracker.tracks}
         for track_id in list(self.phases):
             if track_id not in live_ids:
                 del self.phases[track_id]
         return results
-
-    def _result(self, track, probabilities: np.ndarray, timestamp: float) -> FaceResult:
-        emotion, p = dynamics.dominant(probabilities)
-        phase = self.phases.setdefault(track.track_id, dynamics.PhaseTracker())
-        return FaceResult(
-            track_id=track.track_id, box=tuple(track.box), probabilities=probabilities,
-            emotion=emotion, intensity=dynamics.intensity(p),
-            phase=phase.update(probabilities, timestamp),
-            eyes=list(track.eyes), roll=roll_angle(track.eyes))
 
     def draw(self, frame: np.ndarray, results: list[FaceResult],
              fps: float | None = None) -> np.ndarray:
@@ -199,11 +264,6 @@ def analyze_image(classifier, image: np.ndarray, detector: FaceDetector,
     eyes = [parts.find_eyes(gray, box) if parts else [] for box in boxes]
     crops = [align_face(gray, box, e, margin) for box, e in zip(boxes, eyes)]
     probabilities = (np.asarray(classifier.predict_faces(crops), dtype=np.float32)
-                     if crops else np.zeros((0, 7), np.float32))
-    results = []
-    for i, (box, e, probs) in enumerate(zip(boxes, eyes, probabilities)):
-        emotion, p = dynamics.dominant(probs)
-        results.append(FaceResult(track_id=i + 1, box=box, probabilities=probs, emotion=emotion,
-                                  intensity=dynamics.intensity(p), phase="", eyes=e,
-                                  roll=roll_angle(e)))
-    return results
+                     if crops else np.zeros((0, NUM_CLASSES), np.float32))
+    return [FaceResult.build(i + 1, box, probs, e)
+            for i, (box, e, probs) in enumerate(zip(boxes, eyes, probabilities))]

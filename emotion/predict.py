@@ -20,7 +20,7 @@ from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 from emotion.overlay import draw_results
-from emotion.sources import find_images, read_image, to_bgr8
+from emotion.images import find_images, read_image, to_bgr8
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

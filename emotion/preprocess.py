@@ -236,10 +236,10 @@ def to_gray(image) -> np.ndarray:
 
     Accepts gray (H, W) or (H, W, 1), BGR (H, W, 3) or BGRA (H, W, 4), as uint8, uint16 (the
     top 8 bits are kept: 65535 -> 255) or float (taken as 0..1, OpenCV's convention). The
-    conversion is the one the face pipeline uses (emotion.sources.to_gray8); this adds the
+    conversion is the one the face pipeline uses (emotion.images.to_gray8); this adds the
     checks that give a clear error for anything else.
     """
-    from emotion.sources import to_gray8
+    from emotion.images import to_gray8
 
     x = np.asarray(image)
     if x.ndim not in (2, 3) or (x.ndim == 3 and x.shape[2] not in (1, 3, 4)):

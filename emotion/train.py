@@ -38,7 +38,7 @@ from nnlite.serialization import WeightFileError, load_arrays, save_arrays
 from emotion import models
 from emotion.errors import UserError
 from emotion.outputs import check_output_folder
-from emotion.sources import plural
+from emotion.messages import plural
 from emotion.labels import EMOTIONS
 
 CHECKPOINT_VERSION = 1

@@ -16,9 +16,10 @@ import pytest
 from emotion import cli, live, pipeline
 from emotion.detect import PHOTO_CONFIG, FaceDetector
 from emotion.labels import EMOTIONS
-from emotion.sources import count_frames, read_image, to_bgr8, to_gray8
+from emotion.images import read_image, to_bgr8, to_gray8
+from emotion.sources import count_frames
 from emotion.track import IoUTracker
-from emotion.video import COLUMNS
+from emotion.records import COLUMNS
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 needs_media = pytest.mark.skipif(not MEDIA.is_dir(),

@@ -1,0 +1,115 @@
+"""The real-time video path: the reader and writer threads keep every frame in order, the
+tracking-first pipeline keeps a group's faces, and a face that leaves and returns is found."""
+
+import csv
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from emotion import pipeline
+from emotion.frames import FrameReader, FrameWriter
+from emotion.sources import Frame
+from tests.conftest import SHARED_DATA
+
+MEDIA = SHARED_DATA / "media"
+needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"shared test media not found at {MEDIA}")
+
+
+class CountingSource:
+    """Stands in for a VideoSource: frames whose pixels say their index."""
+
+    def __init__(self, n, delay=0.0):
+        self.n, self.delay = n, delay
+
+    def frames(self, max_frames=None):
+        for i in range(self.n if max_frames is None else min(self.n, max_frames)):
+            time.sleep(self.delay)
+            yield Frame(i, i / 30, np.full((8, 8, 3), i, np.uint8))
+
+
+class Fake:
+    def predict_faces(self, crops):
+        return np.full((len(crops), 7), 1 / 7, np.float32)
+
+
+def test_the_reader_gives_every_frame_once_in_order_however_slow_the_consumer():
+    reader = FrameReader(CountingSource(40), depth=3)
+    seen = []
+    for frame in reader:
+        time.sleep(0.001)
+        seen.append(frame.index)
+    reader.stop()
+    assert seen == list(range(40)) and reader.dropped == 0
+
+
+def test_a_live_reader_drops_stale_frames_and_counts_them():
+    reader = FrameReader(CountingSource(30, delay=0.002), drop_stale=True)
+    seen = []
+    for frame in reader:
+        time.sleep(0.02)  # a pipeline ten times slower than the camera
+        seen.append(frame.index)
+    reader.stop()
+    assert seen == sorted(seen) and seen[-1] == 29  # in order, and the newest one reached
+    assert reader.dropped > 0 and len(seen) + reader.dropped == 30
+
+
+def test_the_reader_hands_on_the_sources_error_and_stop_ends_a_blocked_thread():
+    class Broken(CountingSource):
+        def frames(self, max_frames=None):
+            yield from super().frames(2)
+            raise OSError("camera unplugged")
+
+    with pytest.raises(OSError, match="unplugged"):
+        list(FrameReader(Broken(5)))
+    reader = FrameReader(CountingSource(1000), depth=2)  # nobody reads: the thread blocks
+    reader.stop()
+    assert not any(t.name == "frame-reader" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_writer_writes_every_frame_in_order(tmp_path):
+    path = tmp_path / "numbered.avi"
+    writer = FrameWriter(path, 10.0, (32, 32))
+    for i in range(25):
+        writer.write(np.full((32, 32, 3), i * 10, np.uint8))
+    writer.close()
+    capture, levels = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        levels.append(image.mean())
+    assert len(levels) == 25
+    assert np.allclose(levels, np.arange(25) * 10, atol=4)  # each frame once, in order
+
+
+@needs_media
+def test_group_pan_keeps_all_six_faces_under_six_to_eight_ids(tmp_path):
+    capture = cv2.VideoCapture(str(MEDIA / "group_pan.mp4"))
+    faces = pipeline.FacePipeline(Fake(), align=False)
+    counts, ids = [], set()
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        results = faces.process(frame)
+        counts.append(len(results))
+        ids.update(r.track_id for r in results)
+    assert len(counts) == 240
+    assert np.mean(np.array(counts) >= 6) >= 0.9
+    assert 6 <= len(ids) <= 8
+
+
+@needs_media
+def test_a_face_that_leaves_is_found_again_after_it_returns():
+    frame = cv2.imread(str(MEDIA / "single_face.jpg"))
+    blank = np.zeros_like(frame)
+    faces = pipeline.FacePipeline(Fake(), detect_every=10, align=False)
+    shown = [frame] * 5 + [blank] * 15 + [frame] * 12
+    found = [len(faces.process(image)) for image in shown]
+    assert found[:5] == [1] * 5
+    assert found[18:20] == [0, 0]                  # gone after the tracker gave up on it
+    first_back = found.index(1, 20)
+    assert first_back < 20 + 10 and all(found[first_back:])  # found within one scan interval
