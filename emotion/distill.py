@@ -31,11 +31,13 @@ import nnlite
 import nnlite.functional as F
 
 from emotion.errors import UserError
+from emotion.labels import NUM_CLASSES
 
 
 def teacher_probabilities(weights, raw_images, temperature: float, device: str = "cpu",
                           batch_size: int = 256, progress: bool = True) -> np.ndarray:
-    """(N, 7) float32: softmax(teacher logits / T), averaged over each image and its mirror.
+    """(N, NUM_CLASSES) float32: softmax(teacher logits / T), averaged over each image and
+    its mirror.
 
     raw_images: (N, 1, 48, 48) float32 in 0..255, before preprocessing: the teacher
     preprocesses them with the config its own weight file carries, which need not be the
@@ -47,7 +49,7 @@ def teacher_probabilities(weights, raw_images, temperature: float, device: str =
     teacher = EmotionClassifier.load(weights, backend=nnlite.current())
     x = preprocess(raw_images, teacher.preprocess_config)
     t = np.float32(temperature)
-    out = np.empty((len(x), 7), np.float32)
+    out = np.empty((len(x), NUM_CLASSES), np.float32)
     starts = range(0, len(x), batch_size)
     if progress:
         from tqdm import tqdm
@@ -66,9 +68,10 @@ def teacher_probabilities(weights, raw_images, temperature: float, device: str =
 
 def check_targets(targets, n: int, source) -> np.ndarray:
     """The teacher's probabilities as read back from a run folder, checked."""
-    if targets.shape != (n, 7) or not np.all(np.isfinite(targets)):
+    if targets.shape != (n, NUM_CLASSES) or not np.all(np.isfinite(targets)):
         raise UserError(f"{source}: the teacher's probabilities have shape {targets.shape} "
-                        f"(expected ({n}, 7), all finite): delete it to have it recomputed")
+                        f"(expected ({n}, {NUM_CLASSES}), all finite): delete it to have it "
+                        "recomputed")
     return targets.astype(np.float32, copy=False)
 
 
