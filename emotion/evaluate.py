@@ -16,7 +16,7 @@ from emotion.data import SPLITS
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 from emotion.outputs import check_output_file, check_output_folder, same_file
-from emotion.train import positive_int
+from emotion.options import positive_int
 
 
 def split_name(text: str) -> str:

@@ -15,6 +15,8 @@ import nnlite.functional as F
 from emotion import models
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
+from emotion.options import choose_backend
+
 
 def shipped_weights_path(name: str = "default") -> Path:
     """A weight file shipped inside the package: "default" (the most accurate) or "compact"
@@ -45,7 +47,6 @@ class EmotionClassifier:
         """Load a weight file: None for the shipped default, "compact" for the shipped compact
         model, or the path of a file written by `emotion train` (runs/NAME/best.npz)."""
         from emotion.preprocess import PreprocessConfig
-        from emotion.train import choose_backend
 
         backend = choose_backend(backend)
         path = resolve_weights(weights)

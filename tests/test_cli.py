@@ -109,7 +109,7 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(unbuffered):
 
 def test_a_backend_named_by_the_environment_is_reported_as_such(monkeypatch):
     from emotion.errors import UserError
-    from emotion.train import choose_backend
+    from emotion.options import choose_backend
 
     monkeypatch.setenv("NNLITE_BACKEND", "bogus")
     with pytest.raises(UserError, match="NNLITE_BACKEND=bogus: backend 'bogus'"):

@@ -1,6 +1,8 @@
 """Training and evaluation on real FER2013 rows (skipped with a reason when it is absent)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ import pytest
 import nnlite
 from emotion import models, train
 from emotion.cli import main as cli_main
+from emotion.errors import UserError
 from emotion.evaluate import classification_report
 from emotion.predictor import EmotionClassifier, shipped_weights_path
 from tests.conftest import FER2013_CSV
@@ -36,9 +39,9 @@ def test_a_short_run_on_real_rows_lowers_the_loss(tmp_path):
     config = train_config(tmp_path, epochs=4, no_augment=True, limit=256)
     x, y, _, _, pre = train.load_splits(config)
     nnlite.seed(config["seed"])
-    before = train._cross_entropy(train.predict_logits(models.build("compact"), x), y)
+    before = train.validation_loss(train.predict_logits(models.build("compact"), x), y)
     trainer, result = run_trainer(tmp_path, config)
-    after = train._cross_entropy(train.predict_logits(trainer.model, x), y)
+    after = train.validation_loss(train.predict_logits(trainer.model, x), y)
     print(f"training-set loss {before:.3f} -> {after:.3f}")
     assert after < before - 0.1
     for name in ["best.npz", "last.npz", "metrics.csv", "curves.png"]:
@@ -115,7 +118,7 @@ def test_resume_with_other_settings_is_a_clear_error(tmp_path):
     config = train_config(tmp_path, epochs=1, limit=64)
     run_trainer(tmp_path, config)
     changed = dict(config, batch_size=32, lr=0.2)
-    with pytest.raises(train.UserError, match="--batch-size 32 .*the run used 64"):
+    with pytest.raises(UserError, match="--batch-size 32 .*the run used 64"):
         run_trainer(tmp_path, changed, resume=True)
 
 
@@ -205,7 +208,7 @@ def test_evaluate_batch_size_and_split_are_checked_at_parsing(tmp_path, capsys):
 
 def test_a_config_out_of_range_is_refused_by_the_trainer_too(tmp_path):
     config = train_config(tmp_path, batch_size=0)
-    with pytest.raises(train.UserError, match="batch_size must be an integer >= 1, got 0"):
+    with pytest.raises(UserError, match="batch_size must be an integer >= 1, got 0"):
         train.Trainer(config, tmp_path, "numpy")
 
 
@@ -317,3 +320,24 @@ def test_evaluate_split_any_case_weights_as_named_and_random_split_noted(tmp_pat
     assert "does not name its splits, so PrivateTest here is a seeded random share" in captured.err
     report = json.loads(captured.out.strip().splitlines()[-1])
     assert report["split_drawn_at_random"] and report["weights"] == "default"
+
+
+# -- inference never imports training ------------------------------------------------------------
+INFERENCE_MODULES = ("emotion.predictor", "emotion.predict", "emotion.evaluate", "emotion.live",
+                     "emotion.video", "emotion.explain", "emotion.pipeline", "emotion.cli",
+                     "emotion.frames", "emotion.records", "emotion.distill")
+TRAINING_MODULES = ("emotion.train", "emotion.runs")
+
+
+def test_no_inference_module_imports_the_training_module():
+    # A fresh interpreter: this test process has imported emotion.train already. Imported one
+    # at a time, so that a failure names the module that pulled training in.
+    script = ("import importlib, sys\n"
+              f"for name in {INFERENCE_MODULES!r}:\n"
+              "    importlib.import_module(name)\n"
+              f"    loaded = [m for m in {TRAINING_MODULES!r} if m in sys.modules]\n"
+              "    if loaded:\n"
+              "        sys.exit(f'{name} imports {loaded}')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
