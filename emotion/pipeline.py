@@ -159,7 +159,7 @@ class FacePipeline:
     frame either way, so expressions are followed at full frame rate. eyes_every=e: a
     track's eyes (used to level the crop) are looked for again every e-th frame it is seen.
 
-    How the defaults were chosen (2-core EPYC, every shared clip; benchmarks/RESULTS.md,
+    How the defaults were chosen (2-vCPU Xeon VM, every shared clip; benchmarks/RESULTS.md,
     "Video detection", has the figures): the scan preset (VIDEO_CONFIG) with the window
     search keeps all six 60-140 px faces of group_pan.mp4 (720p) in all 240 frames under 6
     track IDs, and the face of woman_talking / woman_smiling_phone; k = 10 finds a new face
