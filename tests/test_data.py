@@ -204,7 +204,7 @@ def test_a_bad_row_is_named_with_its_row_number_and_problem(tmp_path, capsys, ba
 
 def test_many_bad_rows_across_chunks_are_all_found(tmp_path, monkeypatch):
     # Small chunks so that the bad rows sit in different chunks and the halving search runs.
-    monkeypatch.setattr(data, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(data.csv_file, "CHUNK_ROWS", 8)
     images = random_images(40)
     rows = kaggle_rows(images, [i % 7 for i in range(40)], ["Training"] * 40)
     bad = {1: "has 2303 pixel values", 17: "non-numeric pixel value 'x'",
@@ -305,7 +305,7 @@ def test_second_load_comes_from_the_cache_next_to_the_source(tmp_path, monkeypat
     assert not first.from_cache
     assert (tmp_path / "fer.csv.cache.npz").is_file()
 
-    monkeypatch.setattr(data, "_read_csv", fail_if_parsed)
+    monkeypatch.setattr(data.load, "_read_csv", fail_if_parsed)
     second = load_fer2013(source)
     assert second.from_cache
     for split in SPLITS:
@@ -329,7 +329,7 @@ def test_changing_the_source_invalidates_the_cache(tmp_path):
 
 def test_read_only_source_folder_uses_the_cache_dir(tmp_path, monkeypatch):
     source = small_csv(tmp_path)
-    monkeypatch.setattr(data, "_is_writable_dir", lambda folder: False)
+    monkeypatch.setattr(data.cache, "_is_writable_dir", lambda folder: False)
     load_fer2013(source)
     assert not (tmp_path / "fer.csv.cache.npz").exists()
     cached = list((tmp_path / "fallback-cache").glob("fer.csv-*.cache.npz"))
@@ -344,7 +344,7 @@ def test_bad_rows_are_cached_and_a_strict_load_still_fails(tmp_path, monkeypatch
     source = write_csv(tmp_path / "fer.csv", rows)
     assert len(load_fer2013(source, skip_bad_rows=True).skipped_rows) == 1
 
-    monkeypatch.setattr(data, "_read_csv", fail_if_parsed)
+    monkeypatch.setattr(data.load, "_read_csv", fail_if_parsed)
     with pytest.raises(UserError, match=r"row 2 \(line 3.*has 2303 pixel values"):
         load_fer2013(source)
     again = load_fer2013(source, skip_bad_rows=True)
@@ -388,6 +388,23 @@ def test_save_npz_round_trip(tmp_path):
     for split in SPLITS:
         np.testing.assert_array_equal(copy.split(split)[0], original.split(split)[0])
         np.testing.assert_array_equal(copy.split(split)[1], original.split(split)[1])
+
+
+@pytest.mark.parametrize("images, labels, message", [
+    (np.full((4, 48, 48), 0.5, np.float32), np.arange(4), "floats in \\[0, 1\\]"),
+    (np.where(np.arange(4 * 48 * 48).reshape(4, 48, 48) == 5000, np.nan, 100.0),
+     np.arange(4), "NaN or infinite pixels \\(first in image 2\\)"),
+    (np.full((4, 48, 48), 100.5), np.arange(4), "fractional gray levels"),
+    (np.full((4, 48, 48), 300, np.int32), np.arange(4), "must lie in 0..255"),
+    (np.zeros((4, 48, 48), np.uint8), np.array([0, 1.5, 2, 3]), "non-integer"),
+    (np.zeros((4, 48, 48), np.uint8), np.array([0, 1, 2, 9]), "must lie in 0..6"),
+    (np.zeros((4, 48, 48), np.uint8), np.array(["a", "b", "c", "d"]), "dtype <U1"),
+])
+def test_npz_arrays_are_checked_like_csv_rows(tmp_path, images, labels, message):
+    np.savez(tmp_path / "bad.npz", images=images, labels=labels)
+    with pytest.raises(UserError, match=message) as info:
+        load_fer2013(tmp_path / "bad.npz")
+    assert "'images'" in str(info.value) or "'labels'" in str(info.value)  # names the array
 
 
 def test_npz_without_the_arrays_is_refused(tmp_path):
@@ -455,7 +472,7 @@ def test_ferplus_file_must_line_up_with_the_csv(tmp_path):
 # -- finding the data ----------------------------------------------------------------------
 def test_find_dataset_order_argument_then_environment_then_data_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(data, "DEFAULT_DATA_DIRS", (data.Path("data"),))
+    monkeypatch.setattr(data.dataset, "DEFAULT_DATA_DIRS", (data.dataset.Path("data"),))
     with pytest.raises(UserError) as error:
         find_dataset()
     for advice in ("data/fer2013/fer2013.csv", "--data", "EMOTION_DATA"):
