@@ -43,7 +43,7 @@ def cases(batch, rng):
         ("max_pool fwd 3x3s2 same (N,64,48,48)", lambda k, d: lambda: k.max_pool_forward(d(x64), 3, 3, (2, 2), (0, 1, 0, 1))),
         ("max_pool bwd 3x3s2 same", lambda k, d: lambda: k.max_pool_backward(d(gy24), d(argmax), x64.shape, 3, 3, (2, 2), (0, 1, 0, 1))),
         ("lrn fwd size 11 (N,64,48,48)", lambda k, d: lambda: k.lrn_forward(d(x64), 11, 1.1e-3, 0.75, 1.0)),
-        ("lrn bwd size 11", lambda k, d: lambda: k.lrn_backward(d(x64), d(lrn_y), d(lrn_scale), d(x64), 11, 1.1e-3, 0.75, 1.0)),
+        ("lrn bwd size 11", lambda k, d: lambda: k.lrn_backward(d(x64), d(x64), d(lrn_y), d(lrn_scale), 11, 1.1e-3, 0.75, 1.0)),
         ("batch_norm stats (N,32,48,48)", lambda k, d: lambda: k.batch_norm_stats(d(x32))),
         ("batch_norm fwd", lambda k, d: lambda: k.batch_norm_forward(d(x32), *(d(np.full(32, v, np.float32)) for v in (1, 0, 0, 1)), 1e-5)),
         ("batch_norm bwd (train)", lambda k, d: lambda: k.batch_norm_backward(d(x32), d(x32), d(mean), d(np.ones(32, np.float32)), d(inv_std), True)),

@@ -2,14 +2,38 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import nnlite
+from nnlite import backends
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 FER2013_CSV = SHARED_DATA / "fer2013" / "fer2013.csv.gz"
 MEDIA = SHARED_DATA / "media"
+
+# How close a backend's result must be to the NumPy specification, relative to the largest
+# |value| of the expected array (one table for every backend suite: CPU, simulator, GPU).
+TOLERANCE = {np.float32: 2e-5, np.float64: 1e-12}
+DTYPES = [np.float32, np.float64]
+
+
+def close_enough(dtype):
+    """The same tolerance as rtol/atol keywords, for elementwise assert_allclose checks."""
+    return dict(rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype] / 10)
+
+
+def assert_matches(expected, got, dtype):
+    got_host = backends.to_numpy(got)
+    assert got_host.dtype == np.dtype(dtype), f"dtype {got_host.dtype}, expected {np.dtype(dtype)}"
+    assert got_host.shape == expected.shape
+    scale = max(float(np.max(np.abs(expected))), 1e-30) if expected.size else 1.0
+    np.testing.assert_allclose(got_host, expected, rtol=0, atol=TOLERANCE[dtype] * scale)
+
+
+needs_numba = pytest.mark.skipif(backends.available()["numba"] is not None,
+                                 reason=f"needs the numba backend: {backends.available()['numba']}")
 
 
 @pytest.fixture(autouse=True)

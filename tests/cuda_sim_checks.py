@@ -21,9 +21,9 @@ import numpy as np
 from nnlite import random as nnrandom
 from nnlite.backends import cuda_kernels as ck
 from nnlite.backends import numpy_kernels as nk
+from tests.conftest import close_enough
 
 DTYPES = (np.float32, np.float64)
-TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 _results = []
 
@@ -45,7 +45,7 @@ def assert_close(got, want, dtype, what, exact=False):
     if exact:
         assert np.array_equal(got, want), f"{what}: not equal"
         return
-    tol = TOLERANCE[dtype]
+    tol = close_enough(dtype)
     if not np.allclose(got, want, **tol):
         err = np.abs(got.astype(np.float64) - want)
         worst = tuple(int(i) for i in np.unravel_index(np.argmax(err), err.shape))
@@ -182,8 +182,8 @@ for case in LRN_CASES:
             assert_close(scale, scale_ref, dtype, "scale")
             assert_close(y, y_ref, dtype, "y")
             gy = r.standard_normal(shape).astype(dtype)
-            assert_close(ck.lrn_backward(x, y_ref, scale_ref, gy, size, alpha, beta, k),
-                         nk.lrn_backward(x, y_ref, scale_ref, gy, size, alpha, beta, k), dtype, "gx")
+            assert_close(ck.lrn_backward(gy, x, y_ref, scale_ref, size, alpha, beta, k),
+                         nk.lrn_backward(gy, x, y_ref, scale_ref, size, alpha, beta, k), dtype, "gx")
 
 
 # Batch norm: (x shape); 5 channels > the 3 blocks main() allows, so blocks stride over
@@ -256,8 +256,8 @@ for dtype in DTYPES:
                 assert_close(loss, loss_ref, dtype, "loss " + what)
                 assert_close(probs, probs_ref, dtype, "probs " + what)
                 gloss = np.asarray(0.7, dtype=dtype)
-                assert_close(ck.softmax_cross_entropy_backward(probs_ref, labels, weights, smoothing, gloss),
-                             nk.softmax_cross_entropy_backward(probs_ref, labels, weights, smoothing, gloss),
+                assert_close(ck.softmax_cross_entropy_backward(gloss, probs_ref, labels, weights, smoothing),
+                             nk.softmax_cross_entropy_backward(gloss, probs_ref, labels, weights, smoothing),
                              dtype, "glogits " + what)
 
     @check(f"softmax cross-entropy {name}")
@@ -270,8 +270,8 @@ for dtype in DTYPES:
         loss_ref, _ = nk.softmax_cross_entropy_forward(logits, labels, weights, 0.1)
         assert_close(loss, loss_ref, dtype, "loss")
         gloss = np.asarray(0.7, dtype=dtype)
-        assert_close(ck.softmax_cross_entropy_backward(probs, labels, weights, 0.1, gloss),
-                     nk.softmax_cross_entropy_backward(probs, labels, weights, 0.1, gloss), dtype, "glogits")
+        assert_close(ck.softmax_cross_entropy_backward(gloss, probs, labels, weights, 0.1),
+                     nk.softmax_cross_entropy_backward(gloss, probs, labels, weights, 0.1), dtype, "glogits")
 
     @check(f"dropout_mask {name}")
     def _(dtype=dtype):

@@ -19,6 +19,7 @@ import nnlite
 from nnlite import backends
 from nnlite import random as nnrandom
 from nnlite.backends import numpy_kernels as nk
+from tests.conftest import close_enough
 
 CUDA_REASON = backends.available()["cuda"]
 
@@ -37,7 +38,6 @@ else:  # the case lists are only needed to parametrize the (skipped) tests
     BATCH_NORM_CASES = CONV_CASES = LRN_CASES = POOL_CASES = [None]
 
 DTYPES = [np.float32, np.float64]
-TOLERANCE = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
 
 
 def on_gpu(*arrays):
@@ -52,7 +52,7 @@ def assert_matches(got, want, dtype, exact=False):
     if exact:
         np.testing.assert_array_equal(got, want)
     else:
-        np.testing.assert_allclose(got, want, **TOLERANCE[dtype])
+        np.testing.assert_allclose(got, want, **close_enough(dtype))
 
 
 @pytest.fixture(autouse=True)
@@ -106,8 +106,8 @@ def test_lrn(case, dtype):
     assert_matches(scale, scale_ref, dtype)
     assert_matches(y, y_ref, dtype)
     gy = rng.standard_normal(shape).astype(dtype)
-    assert_matches(ck.lrn_backward(*on_gpu(x, y_ref, scale_ref, gy), size, alpha, beta, k),
-                   nk.lrn_backward(x, y_ref, scale_ref, gy, size, alpha, beta, k), dtype)
+    assert_matches(ck.lrn_backward(*on_gpu(gy, x, y_ref, scale_ref), size, alpha, beta, k),
+                   nk.lrn_backward(gy, x, y_ref, scale_ref, size, alpha, beta, k), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -166,8 +166,8 @@ def test_softmax_cross_entropy(dtype):
     loss_ref, probs_ref = nk.softmax_cross_entropy_forward(logits, labels, weights, 0.1)
     assert_matches(loss, loss_ref, dtype)
     gloss = np.asarray(0.7, dtype=dtype)
-    assert_matches(ck.softmax_cross_entropy_backward(*on_gpu(probs_ref, labels, weights), 0.1, *on_gpu(gloss)),
-                   nk.softmax_cross_entropy_backward(probs_ref, labels, weights, 0.1, gloss), dtype)
+    assert_matches(ck.softmax_cross_entropy_backward(*on_gpu(gloss, probs_ref, labels, weights), 0.1),
+                   nk.softmax_cross_entropy_backward(gloss, probs_ref, labels, weights, 0.1), dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

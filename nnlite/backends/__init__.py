@@ -21,6 +21,21 @@ import sys
 import numpy as np
 
 NAMES = ("numpy", "numba", "cuda")
+
+# The kernel contract: every kernel module (numpy_kernels, the specification; numba_kernels;
+# cuda_kernels) defines each of these with the same signature, and every backward kernel takes
+# the upstream gradient first (tests/test_backends.py checks both). A new backend starts here.
+KERNELS = (
+    "output_size", "im2col", "col2im",
+    "conv2d_forward", "conv2d_backward", "grouped_conv2d_forward", "grouped_conv2d_backward",
+    "max_pool_forward", "max_pool_backward",
+    "lrn_forward", "lrn_backward",
+    "batch_norm_stats", "batch_norm_running_update", "batch_norm_forward", "batch_norm_backward",
+    "relu_forward", "relu_backward",
+    "log_softmax", "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+    "dropout_mask",
+    "sgd_update", "adam_update",
+)
 _current = "numpy"
 _kernel_modules = {}
 _cupy = None  # imported lazily: importing CuPy is slow and it is optional

@@ -326,7 +326,7 @@ def _lrn_backward_kernel(x, y, scale, gy, gx, before, after, coeff, neg_beta, ze
         gx[b, ch, hy, wz] = g * math.pow(scale[b, ch, hy, wz], neg_beta) - coeff * x[b, ch, hy, wz] * acc
 
 
-def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
+def lrn_backward(gy, x, y, scale, size, alpha, beta, k):
     """dL/dx for LRN; see numpy_kernels.lrn_backward for the formula."""
     xp = get_array_module(gy)
     x, y, scale, gy = (_contiguous(xp, a) for a in (x, y, scale, gy))
@@ -622,7 +622,7 @@ def _softmax_cross_entropy_backward_kernel(probs, labels, weights, smoothing_ove
             glogits[i, j] = w * (probs[i, j] - q)
 
 
-def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gloss):
+def softmax_cross_entropy_backward(gloss, probs, labels, sample_weights, smoothing):
     """dloss/dlogits = gloss * w_i / sum(w) * (p_i - q_i); one launch of one block."""
     xp = get_array_module(probs)
     probs = _contiguous(xp, probs)

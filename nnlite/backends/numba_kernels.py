@@ -465,7 +465,7 @@ def _lrn_backward(x, y, scale, gy, before, after, coef2, beta, gx):
                                     - coef2 * x[b, ci, t] * window[t - t0])
 
 
-def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
+def lrn_backward(gy, x, y, scale, size, alpha, beta, k):
     """dL/dx for LRN; see numpy_kernels.lrn_backward for the formula."""
     x, y, scale, gy = (np.ascontiguousarray(a) for a in (x, y, scale, gy))
     n, c = x.shape[:2]
@@ -691,7 +691,7 @@ def _softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gl
             glogits[i, j] = w * (probs[i, j] - q)
 
 
-def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gloss):
+def softmax_cross_entropy_backward(gloss, probs, labels, sample_weights, smoothing):
     """dloss/dlogits = gloss * w_i / sum(w) * (p_i - q_i)."""
     glogits = np.empty(probs.shape, probs.dtype)
     _softmax_cross_entropy_backward(probs, labels, sample_weights, float(smoothing),

@@ -211,7 +211,7 @@ def lrn_forward(x, size, alpha, beta, k):
     return x * scale ** (-beta), scale
 
 
-def lrn_backward(x, y, scale, gy, size, alpha, beta, k):
+def lrn_backward(gy, x, y, scale, size, alpha, beta, k):
     """dL/dx for LRN.
 
     dy[c']/dx[c] = [c==c'] scale[c]^-beta - 2*alpha*beta/size * x[c] * y[c'] / scale[c']
@@ -336,7 +336,7 @@ def softmax_cross_entropy_forward(logits, labels, sample_weights, smoothing):
     return xp.asarray(loss, dtype=logits.dtype), xp.exp(logp)
 
 
-def softmax_cross_entropy_backward(probs, labels, sample_weights, smoothing, gloss):
+def softmax_cross_entropy_backward(gloss, probs, labels, sample_weights, smoothing):
     """dloss/dlogits = w_i / sum(w) * (p_i - q_i), times the upstream gradient."""
     q = _targets(labels, probs.shape[1], smoothing, probs.dtype)
     w = (sample_weights / sample_weights.sum())[:, None]

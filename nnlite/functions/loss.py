@@ -35,7 +35,7 @@ class SoftmaxCrossEntropy(Function):
 
     def backward(self, gloss):
         return kernels_for(gloss).softmax_cross_entropy_backward(
-            self.probs, self.labels, self.sample_weights, self.smoothing, gloss
+            gloss, self.probs, self.labels, self.sample_weights, self.smoothing
         )
 
 

@@ -71,7 +71,7 @@ class LocalResponseNorm(Function):
 
     def backward(self, gy):
         return kernels_for(gy).lrn_backward(
-            self.x, self.y, self.scale, gy, self.size, self.alpha, self.beta, self.k
+            gy, self.x, self.y, self.scale, self.size, self.alpha, self.beta, self.k
         )
 
 
