@@ -21,7 +21,7 @@ from nnlite import layers as L
 from nnlite.viz import saliency_and_grad_cam
 
 from emotion.errors import UserError
-from emotion.outputs import check_output_file
+from emotion.outputs import check_output_file, check_outputs_spare_inputs
 from emotion.labels import EMOTIONS
 
 MAPS_PER_LAYER = 8  # feature maps shown per conv layer (the first ones)
@@ -246,7 +246,11 @@ def explain_image(path, out, weights=None, emotion=None, backend="numpy"):
     from emotion.predictor import EmotionClassifier
     from emotion.images import read_image
 
+    from emotion.predictor import resolve_weights
+
     out = check_output_file(figure_path(out), "--out")  # before the work, not after it
+    check_outputs_spare_inputs({"--out": out}, {"the image": path,
+                                                "the weight file": resolve_weights(weights)})
     image = read_image(path)  # UserError for a missing or unreadable file
     classifier = EmotionClassifier.load(weights, backend=backend)
     ex = explain(image, classifier, emotion)

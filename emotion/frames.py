@@ -28,7 +28,7 @@ import time
 
 from emotion import pipeline
 from emotion.records import RowWriter, face_rows
-from emotion.sources import check_output_paths, open_video, open_writer
+from emotion.sources import check_output_paths, check_video_name, open_video, open_writer
 
 _END = object()  # what the threads put in a queue after the last frame
 
@@ -128,7 +128,12 @@ class FrameLoop:
     def __init__(self, source, weights=None, backend=None, *, detect_every: int | None = None,
                  csv=None, jsonl=None, out=None, max_frames: int | None = None,
                  classifier=None, drop_stale: bool | None = None):
-        check_output_paths({"--out": out, "--csv": csv, "--jsonl": jsonl}, source=source)
+        from emotion.predictor import resolve_weights
+
+        weights_file = None if classifier is not None else resolve_weights(weights)
+        check_output_paths({"--out": out, "--csv": csv, "--jsonl": jsonl}, source=source,
+                           inputs={"the weight file": weights_file})
+        check_video_name(out)
         self.source_name, self.out, self.max_frames = source, out, max_frames
         self._drop_stale = drop_stale
         self._settings = dict(weights=weights, backend=backend, csv=csv, jsonl=jsonl,

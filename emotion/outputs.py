@@ -53,6 +53,19 @@ def check_output_folder(path: str | os.PathLike, option: str) -> None:
             return
 
 
+def check_outputs_spare_inputs(outputs: dict, inputs: dict) -> None:
+    """UserError if an output would be written over one of the command's inputs (the image,
+    the weight file, the data set): the one check every command runs for every input.
+
+    Both maps go from the option (or "the image") to its path, None when not given.
+    """
+    for option, path in outputs.items():
+        for what, source in inputs.items():
+            if path and source and same_file(path, source):
+                raise UserError(f"{option} {path} is {what} {source}: writing it would destroy "
+                                f"that input; give {option} another file name")
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether two paths name one file: the same path after resolving `..` and symlinks, or
     (for files that exist) the same inode, which also catches hard links."""

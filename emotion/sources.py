@@ -21,7 +21,7 @@ import numpy as np
 from emotion.errors import UserError
 from emotion.images import to_bgr8
 from emotion.messages import plural
-from emotion.outputs import check_output_file, same_file
+from emotion.outputs import check_output_file, check_outputs_spare_inputs, same_file
 
 # ---------------------------------------------------------------------------------------
 # Video: files, cameras, URLs
@@ -183,7 +183,7 @@ def open_video(source: str | int, opener=None) -> VideoSource:
 
 
 def check_output_paths(outputs: dict[str, str | os.PathLike | None],
-                       source: str | int | None = None) -> None:
+                       source: str | int | None = None, inputs: dict | None = None) -> None:
     """Fail before anything is written if an output cannot be written, is the input video,
     or is another output.
 
@@ -195,6 +195,7 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None],
     given = [(option, path) for option, path in outputs.items() if path]
     for option, path in given:
         check_output_file(path, option)
+    check_outputs_spare_inputs(outputs, inputs or {})
     source = parse_source(source) if source is not None else None
     if isinstance(source, str) and not is_url(source):
         for option, path in given:
@@ -206,6 +207,18 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None],
             if same_file(path, other_path):
                 raise UserError(f"{option} {path} and {other_option} {other_path} are the same "
                                 f"file: give each output its own name")
+
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")  # containers that take OpenCV's mp4v
+
+
+def check_video_name(path) -> None:
+    """UserError, before any output is touched, for a --out name OpenCV cannot write as mp4v
+    (no extension, .webm, .gif, ...): otherwise it fails at the first frame, after --csv was
+    already emptied."""
+    if path and Path(path).suffix.lower() not in VIDEO_EXTENSIONS:
+        raise UserError(f"--out {path}: cannot write that kind of video; use a name ending in "
+                        f"{', '.join(VIDEO_EXTENSIONS)}")
 
 
 def open_writer(path: str | os.PathLike, fps: float, size: tuple[int, int]):

@@ -328,7 +328,14 @@ class Trainer:
         loss.backward()
         self.optimizer.step()
         # One small device-to-host copy per step for the progress bar (a scalar and 64 ints).
-        self.running["loss"] += float(nnlite.to_numpy(loss.data)) * len(labels)
+        value = float(nnlite.to_numpy(loss.data))
+        if not np.isfinite(value):
+            raise UserError(
+                f"the training loss is {value} at epoch {self.state['epoch'] + 1}, batch "
+                f"{self.state['batch'] + 1}: the run diverged (try a smaller --lr than "
+                f"{self.config['lr']}); nothing of this epoch was saved, {self.out / 'best.npz'} "
+                "holds the best finite epoch, if any")
+        self.running["loss"] += value * len(labels)
         self.running["correct"] += int((nnlite.to_numpy(logits.data).argmax(1) == labels).sum())
         self.running["seen"] += len(labels)
 
@@ -371,6 +378,10 @@ class Trainer:
         epoch = self.state["epoch"] + 1
         logits = predict_logits(self.model, x_val, device=self.device)
         val_loss = validation_loss(logits, y_val)
+        if not np.isfinite(logits).all():  # weights gone to inf/NaN: never saved as best
+            raise UserError(f"the model's outputs are not finite after epoch {epoch}: the run "
+                            f"diverged (try a smaller --lr than {self.config['lr']}); "
+                            f"{self.out / 'best.npz'} holds the best finite epoch, if any")
         val_acc = float((logits.argmax(1) == y_val).mean())
         seen = max(self.running["seen"], 1)
         row = {"epoch": epoch, "lr": self.optimizer.lr,

@@ -106,6 +106,12 @@ def load(module, path) -> dict:
     the file, the parameter and both shapes; there is never a silent fallback to random weights.
     """
     arrays, meta = load_arrays(path)
+    for name, array in arrays.items():
+        # A diverged training run leaves NaN weights; a model built on them answers NaN for
+        # every input, which no caller should have to discover.
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise WeightFileError(f"{path}: parameter {name!r} holds NaN or infinite values "
+                                  "(saved from a run whose loss diverged?)")
     try:
         module.load_state_dict(arrays, source=str(path))
     except ValueError as err:
