@@ -341,3 +341,26 @@ def test_no_inference_module_imports_the_training_module():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_distilled_run_keeps_its_teacher_targets_for_resume(tmp_path, capsys, private_cache):
+    data = tiny_csv(tmp_path / "f.csv", (("Training", 64), ("PublicTest", 8)))
+    config = train_config(tmp_path, data=str(data), epochs=1, batch_size=32, limit=0,
+                          teacher="compact", temperature=2.0, distill_weight=0.5, quiet=True)
+    cut = train.Trainer(config, tmp_path / "run", "numpy")
+    original_step = cut._step
+
+    def step_then_stop(*args):
+        original_step(*args)
+        cut.stop_requested = True  # after the first of the epoch's 2 batches
+
+    cut._step = step_then_stop
+    assert cut.fit(progress=False)["interrupted"]
+    assert "teacher: compact on 64 Training images" in capsys.readouterr().out
+    targets = nnlite.serialization.load_arrays(tmp_path / "run" / "teacher.npz")[0]
+    assert targets["probabilities"].shape == (64, 7)
+    resumed = train.Trainer(config, tmp_path / "run", "numpy")
+    result = resumed.fit(resume=True, progress=False)
+    assert result["epochs_done"] == 1 and not result["interrupted"]
+    assert "teacher:" not in capsys.readouterr().out  # read back, not computed again
+    np.testing.assert_array_equal(resumed.soft_targets, targets["probabilities"])
