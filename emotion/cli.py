@@ -60,6 +60,12 @@ def main(argv=None) -> int:
     except _backend_errors() as err:
         print(f"emotion {name}: error: {err}", file=sys.stderr)
         return 2
+    except PermissionError as err:
+        # The checks in emotion/inputs.py and outputs.py catch these before any work; this is
+        # for what they cannot see (root, to whom os.access says yes, or a file that changed).
+        print(f"emotion {name}: error: {err.filename or 'a file'}: permission denied",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"emotion {name}: interrupted", file=sys.stderr)
         return 130

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from emotion.errors import UserError
+from emotion.inputs import is_folder, list_folder, readable_file
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm",
                     ".pbm", ".jp2", ".exr", ".hdr"}
@@ -74,11 +75,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     still apply the EXIF orientation of phone photos. (An alpha channel is dropped: faces
     are found on the colour channels alone.)
     """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"image not found: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, not an image")
+    path = readable_file(path, "image")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as err:
@@ -102,8 +99,8 @@ def find_images(inputs: list[str]) -> list[Path]:
     paths: list[Path] = []
     for name in inputs:
         path = Path(name)
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir()
+        if is_folder(path):
+            found = sorted(p for p in list_folder(path)
                            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                            and not p.name.endswith(".annotated.png"))
             if not found:

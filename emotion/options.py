@@ -84,6 +84,11 @@ def check_config(config) -> None:
                 parse(config[name])
             except argparse.ArgumentTypeError as err:
                 raise UserError(f"{name} {err}") from None
+    warmup, epochs = config.get("warmup"), config.get("epochs")
+    if warmup and epochs and warmup > epochs:
+        raise UserError(f"--warmup {warmup} is longer than the run (--epochs {epochs}): the "
+                        "learning rate would never reach its peak; use --warmup "
+                        f"{max(1, epochs // 10)} or fewer")
 
 
 def choose_backend(name=None) -> str:

@@ -18,6 +18,8 @@ import cv2
 from emotion import pipeline
 from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector
 from emotion.errors import UserError
+from emotion.outputs import check_output_folder
+from emotion.sources import is_url
 from emotion.labels import EMOTIONS
 from emotion.overlay import draw_results
 from emotion.images import find_images, read_image, to_bgr8
@@ -94,18 +96,31 @@ def _run(args) -> int:
     out = sys.stdout
     annotate = Path(args.annotate) if args.annotate else None
     if annotate is not None:
+        # Before any image is classified: a folder we cannot write in would otherwise cost
+        # the whole run and end in one OpenCV warning per image.
+        check_output_folder(annotate, "--annotate")
         try:
             annotate.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UserError(f"cannot create --annotate folder {annotate}: {err.strerror}") from None
+    # A URL is reported as given: as a Path, "https://a/b.jpg" would read "https:/a/b.jpg".
+    urls = [name for name in args.inputs if is_url(name)]
     # Each image once, even when named twice (x.jpg x.jpg, or a folder and a file in it).
-    paths = list({p.resolve(): p for p in find_images(args.inputs)}.values())
+    paths = list({p.resolve(): p
+                  for p in find_images([n for n in args.inputs if n not in urls])}.values())
     targets = annotated_paths(annotate, paths) if annotate is not None else {}
     classifier = pipeline.load_classifier(args.weights, args.backend)
     detector = FaceDetector(PHOTO_CONFIG)
     parts = PartsDetector(smile_cascade=None)
 
     failures = 0
+    for url in urls:
+        failures += 1
+        message = (f"{url} is a URL: emotion predict reads image files; download it first "
+                   "(e.g. curl -O URL)")
+        print(f"emotion predict: error: {message}", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"file": url, "error": message}), file=out, flush=True)
     for path in paths:
         try:
             if path.suffix.lower() in VIDEO_EXTENSIONS:
@@ -129,6 +144,7 @@ def _run(args) -> int:
                 failures += 1
                 print(f"emotion predict: error: could not write {target}", file=sys.stderr)
     if failures:
-        print(f"emotion predict: {failures} of {len(paths)} inputs failed", file=sys.stderr)
+        print(f"emotion predict: {failures} of {len(paths) + len(urls)} inputs failed",
+              file=sys.stderr)
         return 1
     return 0

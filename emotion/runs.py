@@ -16,6 +16,7 @@ goes in them and how to read them back.
 """
 
 import csv
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,18 @@ RESUME_MUST_MATCH = ("model", "epochs", "batch_size", "lr", "optimizer", "moment
 # What a run writes in OUT: a folder holding any of these holds a run, which a new run into
 # the same folder would overwrite.
 RUN_FILES = ("best.npz", "last.npz", "metrics.csv", "curves.png", "teacher.npz")
+
+
+def data_identity(x_train, y_train, x_val, y_val) -> dict:
+    """What the checkpoint remembers of the data a run trains on: the split sizes and a hash of
+    the images and labels as used (after --limit). A resume checks it rather than the --data
+    path, so the same file moved elsewhere resumes, and another file, or the same name
+    holding other rows, is refused before it mixes two data sets into one run."""
+    digest = hashlib.sha1()
+    for array in (x_train, y_train, x_val, y_val):
+        digest.update(np.ascontiguousarray(array).data)
+    return {"training_images": int(len(y_train)), "publictest_images": int(len(y_val)),
+            "sha1": digest.hexdigest()}
 
 
 class RunFolder:
@@ -124,6 +137,7 @@ class RunFolder:
             "schedule": trainer.schedule.state_dict() if trainer.schedule else None,
             "rng": trainer.rng.bit_generator.state,
             "nnlite_rng": nnrandom.get_state(),
+            "data": trainer.data_identity,
         }
         save_arrays(self.checkpoint_path, arrays, meta)
 
@@ -149,6 +163,25 @@ class RunFolder:
             raise UserError(f"cannot resume {path} with different settings: {'; '.join(changed)}. "
                             "Resume with the run's settings, or start a new run with another --out")
         return arrays, meta
+
+    def check_same_data(self, meta, identity: dict) -> None:
+        """UserError if the checkpoint was trained on other data than `identity` describes
+        (checkpoints written before the data was recorded pass)."""
+        saved = meta.get("data")
+        if saved is None or saved == identity:
+            return
+
+        def described(d):
+            return (f"{d['training_images']} Training and {d['publictest_images']} PublicTest "
+                    "images")
+
+        sizes = ("the same number of images but different content"
+                 if described(saved) == described(identity) else described(identity))
+        raise UserError(
+            f"cannot resume {self.checkpoint_path}: it was trained on --data "
+            f"{meta['config'].get('data') or '(the default data)'} ({described(saved)}), but "
+            f"--data {self.config.get('data') or '(the default data)'} holds {sizes}. Resume "
+            "with the run's data, or start a new run with another --out")
 
     def restore_checkpoint(self, trainer, arrays, meta):
         """Put a Trainer's model, optimizer, schedule, random states and position back as

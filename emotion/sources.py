@@ -20,6 +20,7 @@ import numpy as np
 
 from emotion.errors import UserError
 from emotion.images import to_bgr8
+from emotion.inputs import readable_file
 from emotion.messages import plural
 from emotion.outputs import check_output_file, check_outputs_spare_inputs, same_file
 
@@ -169,11 +170,7 @@ def open_video(source: str | int, opener=None) -> VideoSource:
             raise UserError(f"could not open stream {source}: check the URL and that the "
                             f"stream is running", exit_code=1)
         return VideoSource(capture, f"stream {source}", live=True)
-    path = Path(source)
-    if not path.exists():
-        raise UserError(f"video not found: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, not a video file")
+    path = readable_file(source, "video", regular=False)
     with quiet_opencv():
         capture = opener(str(path))
     if capture is None or not capture.isOpened():

@@ -29,7 +29,7 @@ from emotion import models
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 from emotion.options import RANGES, check_config, choose_backend
-from emotion.runs import RunFolder
+from emotion.runs import RunFolder, data_identity
 from emotion.messages import plural
 
 
@@ -200,6 +200,7 @@ class Trainer:
         self.config, self.out, self.backend = config, Path(out), backend
         self.device = "cuda" if backend == "cuda" else "cpu"
         self.folder = RunFolder(self.out, config)
+        self.data_identity = None  # set by fit() from the data it loads; kept in checkpoints
 
     def _build(self):
         c = self.config
@@ -231,6 +232,9 @@ class Trainer:
             return self._report_complete_run(checkpoint[1]["state"])
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
         raw = load_raw_splits(c)
+        self.data_identity = data_identity(*raw)
+        if checkpoint is not None:
+            self.folder.check_same_data(checkpoint[1], self.data_identity)
         self.soft_targets = self._teacher_targets(raw[0]) if c.get("teacher") else None
         x_train, y_train, x_val, y_val, self.preprocess_config = preprocess_splits(*raw)
         del raw

@@ -64,6 +64,8 @@ def load_arrays(path):
         raise WeightFileError(f"{path} is a folder, not a weight file")
     if not path.is_file():
         raise WeightFileError(f"weight file not found: {path}")
+    if not os.access(path, os.R_OK):
+        raise WeightFileError(f"cannot read weight file {path}: permission denied")
     if not zipfile.is_zipfile(path):  # an .npz is a zip archive
         # (NumPy's own message for such a file, a pickle, text or an image, talks about
         # allow_pickle, which is no advice for a weight file: say what the file is not.)
@@ -80,13 +82,30 @@ def load_arrays(path):
     if "__format__" not in arrays:
         raise WeightFileError(f"{path} is an .npz file but not one written by nnlite.save "
                               "(it has no __format__ entry)")
-    version = int(arrays.pop("__format__"))
-    if version != FORMAT_VERSION:
+    version = arrays.pop("__format__")
+    if version.shape != () or version.dtype.kind not in "iu":
+        raise WeightFileError(f"{path}: __format__ must be one integer, found "
+                              f"{version.dtype} of shape {version.shape}")
+    if int(version) != FORMAT_VERSION:
         raise WeightFileError(
-            f"{path} has format version {version}, this nnlite reads version {FORMAT_VERSION}"
+            f"{path} has format version {int(version)}, this nnlite reads version {FORMAT_VERSION}"
         )
-    meta = json.loads(str(arrays.pop("__meta__", "{}")))
-    return arrays, meta
+    return arrays, _parse_meta(path, arrays.pop("__meta__", np.array("{}")))
+
+
+def _parse_meta(path, raw: np.ndarray) -> dict:
+    """__meta__ as a dict: a JSON object stored as one string, or a clear error."""
+    if raw.shape != () or raw.dtype.kind != "U":
+        raise WeightFileError(f"{path}: __meta__ must be one JSON string, found "
+                              f"{raw.dtype} of shape {raw.shape}")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as err:
+        raise WeightFileError(f"{path}: __meta__ is not valid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise WeightFileError(f"{path}: __meta__ must be a JSON object, found "
+                              f"{type(meta).__name__}")
+    return meta
 
 
 def read_meta(path) -> dict:

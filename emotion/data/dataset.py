@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from emotion.errors import UserError
+from emotion.inputs import is_folder, readable_file, readable_folder
 from emotion.labels import NUM_CLASSES
 
 SPLITS = ("Training", "PublicTest", "PrivateTest")
@@ -139,16 +140,23 @@ def find_dataset(path=None) -> Path:
     if given is not None:
         if not given.exists():
             raise UserError(f"{origin} path {given} does not exist. {HOW_TO_GET_FER2013}")
-        found = given if given.is_file() else _find_in_folder(given)
+        if not is_folder(given):
+            return readable_file(given, "data file")
+        found = _find_in_folder(readable_folder(given, "data folder"))
         if found is None:
             raise UserError(f"no FER2013 data in {given} (from {origin}). {HOW_TO_GET_FER2013}")
-        return found
+        return _readable(found)
 
     for folder in dict.fromkeys(f.resolve() for f in DEFAULT_DATA_DIRS):
         found = _find_in_folder(folder) if folder.is_dir() else None
         if found is not None:
-            return found
+            return _readable(found)
     raise UserError(f"FER2013 not found in data/. {HOW_TO_GET_FER2013}")
+
+
+def _readable(found: Path) -> Path:
+    """A dataset file or image folder we may read (UserError naming it otherwise)."""
+    return readable_file(found, "data file") if found.is_file() else readable_folder(found)
 
 
 def _find_in_folder(folder: Path) -> Path | None:
