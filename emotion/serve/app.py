@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -50,9 +51,20 @@ STATIC = Path(str(resources.files("emotion") / "serve" / "static"))
 EXPIRE_EVERY = 60.0  # seconds between sweeps for expired video jobs
 
 
+BUSY_LOG_EVERY = 5.0  # seconds: a flood of 503s is one log line per period, not one each
+_busy = {"last": 0.0, "quiet": 0}
+
+
 def error(status: int, message: str, request: Request | None = None, **headers) -> JSONResponse:
     where = f"{request.method} {request.url.path}: " if request is not None else ""
-    log.warning("%s%d %s", where, status, message)
+    now = time.monotonic()
+    if status != 503 or now - _busy["last"] >= BUSY_LOG_EVERY:
+        more = f" (and {_busy['quiet']} more 503s since the last)" if status == 503 and _busy["quiet"] else ""
+        log.warning("%s%d %s%s", where, status, message, more)
+        if status == 503:
+            _busy.update(last=now, quiet=0)
+    else:
+        _busy["quiet"] += 1
     return JSONResponse({"error": message}, status_code=status, headers=headers or None)
 
 
