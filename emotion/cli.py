@@ -19,6 +19,7 @@ COMMANDS = {
     "video": ("emotion.video", "annotate a whole video file, with CSV/JSONL output"),
     "live": ("emotion.live", "the live webcam demo"),
     "explain": ("emotion.explain", "show what the CNN sees for one image"),
+    "serve": ("emotion.serve", "the web page: live camera, photos, videos, inside the network"),
     "gradcheck": ("nnlite.gradcheck", "gradient-check every nnlite op on a backend"),
 }
 

@@ -1,0 +1,75 @@
+// Drawing a face's answer on a canvas: the box, "#id emotion p", intensity and phase, an
+// emoji and the seven probability bars. Used by the live view and the photo results.
+
+export const EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
+// The same colours as emotion/overlay.py (there in BGR).
+export const COLORS = {
+  angry: "#dc2828", disgust: "#3ca03c", fear: "#a078c8", happy: "#fad228",
+  sad: "#2882c8", surprise: "#faa028", neutral: "#bebebe",
+};
+export const EMOJI = {
+  angry: "\u{1F620}", disgust: "\u{1F922}", fear: "\u{1F628}", happy: "\u{1F604}",
+  sad: "\u{1F622}", surprise: "\u{1F62E}", neutral: "\u{1F610}",
+};
+
+// A face in either schema: a live/video row {x, y, w, h, angry, ...} or a predict record
+// {box: [x, y, w, h], probabilities: {...}}.
+export function normalize(face, index) {
+  const box = face.box || [face.x, face.y, face.w, face.h];
+  const probabilities = face.probabilities || Object.fromEntries(EMOTIONS.map((e) => [e, face[e]]));
+  return { id: face.track_id ?? index + 1, box, probabilities, emotion: face.emotion,
+           intensity: face.intensity || "", phase: face.phase || "" };
+}
+
+export function drawFace(ctx, face, scale = 1) {
+  const [x, y, w, h] = face.box.map((v) => v * scale);
+  const color = COLORS[face.emotion] || "#fff";
+  const p = face.probabilities[face.emotion] ?? 0;
+  const line = Math.max(2, Math.round(w / 60));
+  ctx.lineWidth = line;
+  ctx.strokeStyle = color;
+  ctx.strokeRect(x, y, w, h);
+
+  const font = Math.max(12, Math.round(Math.min(22, w / 7)));
+  ctx.font = `${font}px system-ui, sans-serif`;
+  const label = `#${face.id} ${face.emotion} ${p.toFixed(2)} ${face.intensity} ${face.phase}`.trim();
+  const width = ctx.measureText(label).width + 8;
+  const top = y - font - 8 >= 0 ? y - font - 8 : y + h;
+  ctx.fillStyle = color;
+  ctx.fillRect(x - line / 2, top, width, font + 8);
+  ctx.fillStyle = "#000";
+  ctx.fillText(label, x + 4, top + font + 1);
+
+  // The emoji and the bars in a column beside the box (right if it fits, else left).
+  const barW = Math.max(60, w * 0.6), barH = Math.max(8, Math.round(font * 0.6));
+  const side = x + w + 8 + barW + 70 <= ctx.canvas.width ? x + w + 8 : Math.max(0, x - barW - 78);
+  ctx.font = `${font * 1.6}px system-ui, sans-serif`;
+  ctx.fillText(EMOJI[face.emotion] || "", side, y + font * 1.6);
+  ctx.font = `${Math.max(10, barH)}px system-ui, sans-serif`;
+  EMOTIONS.forEach((name, i) => {
+    const by = y + font * 2.2 + i * (barH + 4);
+    ctx.fillStyle = "rgba(0,0,0,.55)";
+    ctx.fillRect(side, by, barW + 66, barH + 2);
+    ctx.fillStyle = COLORS[name];
+    ctx.fillRect(side + 62, by + 1, barW * (face.probabilities[name] ?? 0), barH);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(name, side + 2, by + barH);
+  });
+}
+
+// Seven bars as HTML (the Inside view).
+export function barsHtml(element, probabilities) {
+  element.replaceChildren(...EMOTIONS.map((name) => {
+    const row = document.createElement("div");
+    row.className = "bar";
+    const label = document.createElement("span");
+    label.textContent = `${EMOJI[name]} ${name}`;
+    const bar = document.createElement("div");
+    bar.style.width = `${Math.round(100 * probabilities[name])}%`;
+    bar.style.background = COLORS[name];
+    const value = document.createElement("span");
+    value.textContent = probabilities[name].toFixed(2);
+    row.append(label, bar, value);
+    return row;
+  }));
+}

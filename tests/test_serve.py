@@ -1,0 +1,301 @@
+"""`emotion serve` through the ASGI test client: health, predict (the same record as
+`emotion predict --json`), what is refused (garbage, truncated, too large), a video job from
+upload to downloads, the live socket, a busy server, and the page's own files."""
+
+import csv
+import json
+import threading
+import time
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("httpx", reason="the test client needs httpx (pip install -e '.[dev]')")
+with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx still works
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient  # noqa: E402
+
+from emotion import cli, pipeline  # noqa: E402
+from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector  # noqa: E402
+from emotion.labels import EMOTIONS  # noqa: E402
+from emotion.predict import image_record  # noqa: E402
+from emotion.records import COLUMNS  # noqa: E402
+from emotion.serve.app import create_app  # noqa: E402
+from tests.conftest import MEDIA  # noqa: E402
+
+needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"shared test media not found at {MEDIA}")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+class Fake:
+    """predict_faces like EmotionClassifier's, optionally slow (a busy model)."""
+
+    model_name = "fake"
+
+    def __init__(self, delay=0.0):
+        self.delay, self.calls = delay, 0
+
+    def predict_faces(self, crops):
+        self.calls += 1
+        time.sleep(self.delay)
+        probs = np.full((len(crops), 7), 0.05, np.float32)
+        probs[:, EMOTIONS.index("happy")] = 0.7
+        return probs
+
+
+@pytest.fixture(scope="module")
+def compact():
+    return pipeline.load_classifier("compact")
+
+
+def jpeg(image) -> bytes:
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def clip_frames(n, width=320):
+    capture = cv2.VideoCapture(str(MEDIA / "woman_talking.mp4"))
+    frames = []
+    for _ in range(n):
+        ok, frame = capture.read()
+        frames.append(cv2.resize(frame, (width, frame.shape[0] * width // frame.shape[1] // 2 * 2)))
+    capture.release()
+    return frames
+
+
+def test_health_names_the_model_and_backend():
+    with TestClient(create_app(classifier=Fake())) as client:
+        answer = client.get("/api/health").json()
+    assert answer["status"] == "ok" and answer["model"] == "fake" and answer["backend"]
+
+
+def test_the_page_and_its_modules_are_served_and_nothing_else():
+    with TestClient(create_app(classifier=Fake())) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and "app.js" in page.text
+        assert "'self'" in page.headers["content-security-policy"]
+        for name in ["app.js", "live.js", "photos.js", "video.js", "inside.js", "draw.js",
+                     "style.css"]:
+            assert client.get(f"/static/{name}").status_code == 200, name
+        assert "http" not in page.text.replace("http-equiv", "")  # nothing from the internet
+        for path in ["/static/../app.py", "/static/%2e%2e/app.py", "/static/..%2fapp.py"]:
+            assert client.get(path).status_code == 404, path
+
+
+@needs_media
+@pytest.mark.parametrize("name, faces", [("group_selfie.jpg", 6), ("two_faces.jpg", 2),
+                                         ("single_face.jpg", 1)])
+def test_predict_answers_the_record_of_emotion_predict_json(compact, name, faces):
+    data = (MEDIA / name).read_bytes()
+    with TestClient(create_app(classifier=compact)) as client:
+        answer = client.post("/api/predict", files={"image": (f"../x/{name}", data, "image/jpeg")})
+    assert answer.status_code == 200
+    record = answer.json()
+    assert len(record["faces"]) == faces
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    expected = image_record(name, pipeline.analyze_image(
+        compact, image, FaceDetector(PHOTO_CONFIG), PartsDetector(smile_cascade=None)))
+    assert record == json.loads(json.dumps(expected))  # the file's own name, never the path
+
+
+@needs_media
+def test_predict_takes_the_raw_body_too():
+    with TestClient(create_app(classifier=Fake())) as client:
+        answer = client.post("/api/predict", content=(MEDIA / "single_face.jpg").read_bytes())
+    assert answer.status_code == 200 and answer.json()["file"] == "upload"
+    assert answer.json()["faces"][0]["emotion"] == "happy"
+
+
+@needs_media
+def test_what_is_not_an_image_is_refused_with_a_json_error(caplog):
+    whole = (MEDIA / "single_face.jpg").read_bytes()
+    with TestClient(create_app(classifier=Fake())) as client:
+        cases = {
+            415: client.post("/api/predict", files={"image": ("photo.jpg", b"\x00garbage" * 50)}),
+            422: client.post("/api/predict", content=whole[: len(whole) // 2]),
+        }
+        empty = client.post("/api/predict", content=b"")
+        wrong_field = client.post("/api/predict", files={"photo": ("a.jpg", whole)})
+    assert cases[415].status_code == 415 and "not an image" in cases[415].json()["error"]
+    assert cases[422].status_code == 422 and "truncated" in cases[422].json()["error"]
+    assert empty.status_code == 422 and wrong_field.status_code == 422
+    assert "image" in wrong_field.json()["error"]
+    assert "Traceback" not in caplog.text
+
+
+def test_an_upload_over_the_limit_gets_413_announced_or_streamed():
+    with TestClient(create_app(classifier=Fake(), max_upload_mb=1)) as client:
+        announced = client.post("/api/predict", content=b"\xff" * (2 * 2**20))
+
+        def chunks():  # no Content-Length: counted as it arrives
+            for _ in range(40):
+                yield b"\xff" * 65536
+
+        streamed = client.post("/api/predict", content=chunks())
+        as_form = client.post("/api/video", files={"video": ("a.mp4", b"0" * (2 * 2**20))})
+    for answer in (announced, streamed, as_form):
+        assert answer.status_code == 413 and "1 MB" in answer.json()["error"]
+
+
+@needs_media
+def test_a_video_job_runs_to_its_downloads_and_its_folder_goes_at_shutdown(tmp_path):
+    frames = clip_frames(8)
+    clip = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0,
+                             frames[0].shape[1::-1])
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    app = create_app(classifier=Fake(), job_dir=tmp_path)
+    with TestClient(app) as client:
+        start = client.post("/api/video", files={"video": ("../../clip.mp4", clip.read_bytes())})
+        assert start.status_code == 202
+        job_id = start.json()["id"]
+        deadline = time.monotonic() + 30
+        while (job := client.get(f"/api/jobs/{job_id}").json())["status"] not in ("done", "error"):
+            assert time.monotonic() < deadline, job
+            time.sleep(0.05)
+        assert job["status"] == "done", job
+        assert job["frames"] == 8 and job["progress"] == 1.0 and job["tracks"] >= 1
+        table = client.get(job["outputs"]["csv"])
+        rows = list(csv.DictReader(table.text.splitlines()))
+        lines = client.get(job["outputs"]["jsonl"]).text.splitlines()
+        video = client.get(job["outputs"]["video"])
+        assert table.status_code == video.status_code == 200
+        assert video.headers["content-type"] == "video/webm" and video.content[:4] == b"\x1aE\xdf\xa3"
+        assert len(rows) == len(lines) == job["rows"] > 0 and list(rows[0]) == COLUMNS
+        assert {json.loads(line)["emotion"] for line in lines} == {"happy"}
+        for bad in [f"/api/jobs/{job_id}/input.mp4", f"/api/jobs/{job_id}/..%2Ffaces.csv",
+                    "/api/jobs/nosuchjob", "/api/jobs/nosuchjob/faces.csv"]:
+            assert client.get(bad).status_code == 404, bad
+        refused = client.post("/api/video", content=b"not a video at all" * 100)
+        assert refused.status_code == 415 and "not a video" in refused.json()["error"]
+        root = app.state.jobs().root
+        assert root.parent == tmp_path and (root / job_id / "faces.csv").is_file()
+        assert not any(root.glob("*/input*"))  # the upload is deleted once processed
+    assert not root.exists()
+
+
+@needs_media
+def test_finished_jobs_expire():
+    app = create_app(classifier=Fake(), job_ttl=0.0)
+    frames = clip_frames(2)
+    with TestClient(app):
+        store = app.state.jobs()
+        data = cv2.imencode(".png", frames[0])[1].tobytes()  # OpenCV reads a PNG as a 1-frame video
+        job = store.create(data, "one.png")
+        store.executor.submit(lambda: None).result()  # wait for the job thread
+        assert job.status in ("done", "error") and job.folder.exists()
+        time.sleep(0.01)
+        assert store.expire() == 1 and not job.folder.exists() and store.get(job.id) is None
+
+
+@needs_media
+def test_the_live_socket_answers_each_frame_with_video_jsonl_rows(caplog):
+    with TestClient(create_app(classifier=Fake())) as client:
+        with client.websocket_connect("/api/live") as ws:
+            answers = []
+            for frame in clip_frames(4):
+                ws.send_bytes(jpeg(frame))
+                answers.append(ws.receive_json())
+            ws.send_bytes(b"no jpeg")
+            broken = ws.receive_json()
+            ws.send_bytes(jpeg(clip_frames(1)[0]))
+            after = ws.receive_json()
+    assert [a["frame"] for a in answers] == [0, 1, 2, 3]
+    for answer in answers:
+        assert answer["latency_ms"] >= 0 and len(answer["faces"]) == 1
+        assert list(answer["faces"][0]) == COLUMNS and answer["faces"][0]["frame"] == answer["frame"]
+    assert {a["faces"][0]["track_id"] for a in answers} == {1}  # one track across the frames
+    assert broken["frame"] == 4 and "not an image" in broken["error"]
+    assert after["frame"] == 5 and after["faces"]  # the session went on
+    assert "Traceback" not in caplog.text
+
+
+@needs_media
+def test_the_live_socket_drops_stale_frames():
+    frames = [jpeg(f) for f in clip_frames(6)]
+    with TestClient(create_app(classifier=Fake(delay=0.3))) as client:
+        with client.websocket_connect("/api/live") as ws:
+            for data in frames:  # far faster than one frame's 0.3 s
+                ws.send_bytes(data)
+            first = ws.receive_json()
+            second = ws.receive_json()
+    assert first["frame"] == 0  # taken at once
+    assert second["frame"] == 5 and second["dropped"] == 4  # then the newest, not frame 1
+
+
+@needs_media
+def test_a_busy_model_refuses_with_503_and_health_still_answers():
+    data = (MEDIA / "single_face.jpg").read_bytes()
+    app = create_app(classifier=Fake(delay=0.5), max_pending=2)
+    with TestClient(app) as client:
+        codes = []
+
+        def post():
+            codes.append(client.post("/api/predict", content=data).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(6)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        start = time.monotonic()
+        health = client.get("/api/health")
+        waited = time.monotonic() - start
+        for t in threads:
+            t.join()
+    assert health.status_code == 200 and waited < 0.4, waited
+    assert sorted(codes) == [200, 200, 503, 503, 503, 503], codes
+
+
+@needs_media
+def test_concurrent_predicts_all_get_their_answer():
+    photos = {name: (MEDIA / name).read_bytes() for name in ("single_face.jpg", "two_faces.jpg")}
+    with TestClient(create_app(classifier=Fake(), max_pending=8)) as client:
+        results = {}
+
+        def post(i, name):
+            results[i] = (name, client.post("/api/predict", files={"image": (name, photos[name])}))
+
+        threads = [threading.Thread(target=post, args=(i, name))
+                   for i, name in enumerate(list(photos) * 3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(results) == 6
+    for name, answer in results.values():
+        assert answer.status_code == 200 and answer.json()["file"] == name
+        assert len(answer.json()["faces"]) == {"single_face.jpg": 1, "two_faces.jpg": 2}[name]
+
+
+@needs_media
+def test_explain_returns_the_steps_maps_and_saliency_as_pngs(compact):
+    with TestClient(create_app(classifier=compact)) as client:
+        answer = client.post("/api/explain", content=(MEDIA / "single_face.jpg").read_bytes())
+    assert answer.status_code == 200
+    ex = answer.json()
+    assert ex["box"] and ex["faces_found"] == 1 and ex["model"] == "compact"
+    assert [s["name"] for s in ex["steps"]][0] == "gray" and len(ex["conv_maps"]) >= 2
+    import base64
+    for png in [s["png"] for s in ex["steps"]] + [m["png"] for m in ex["conv_maps"]] + [
+            ex["saliency"], ex["grad_cam"]]:
+        image = cv2.imdecode(np.frombuffer(base64.b64decode(png), np.uint8), cv2.IMREAD_COLOR)
+        assert image is not None and min(image.shape[:2]) >= 48
+    assert abs(sum(ex["probabilities"].values()) - 1) < 1e-3
+
+
+def test_the_cli_warns_on_all_interfaces_and_refuses_a_bad_port(monkeypatch, capsys):
+    import uvicorn
+
+    started = {}
+    monkeypatch.setattr(pipeline, "load_classifier", lambda weights=None, backend=None: Fake())
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.update(kw))
+    assert cli.main(["serve", "--host", "0.0.0.0", "--port", "8123"]) == 0
+    assert started["host"] == "0.0.0.0" and started["port"] == 8123
+    assert "warning: listening on all interfaces" in capsys.readouterr().err
+    assert cli.main(["serve"]) == 0 and started["host"] == "127.0.0.1"
+    assert "warning" not in capsys.readouterr().err
+    assert cli.main(["serve", "--port", "70000"]) == 2
+    assert "between 1 and 65535" in capsys.readouterr().err
