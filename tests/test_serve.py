@@ -6,6 +6,7 @@ import csv
 import json
 import threading
 import time
+import socket
 import warnings
 
 import cv2
@@ -299,3 +300,16 @@ def test_the_cli_warns_on_all_interfaces_and_refuses_a_bad_port(monkeypatch, cap
     assert "warning" not in capsys.readouterr().err
     assert cli.main(["serve", "--port", "70000"]) == 2
     assert "between 1 and 65535" in capsys.readouterr().err
+
+
+def test_a_taken_port_is_one_line_before_the_model_loads(monkeypatch, capsys):
+    loaded = []
+    monkeypatch.setattr(pipeline, "load_classifier",
+                        lambda weights=None, backend=None: loaded.append(1) or Fake())
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert cli.main(["serve", "--port", str(port)]) == 1
+    assert "the port is in use" in capsys.readouterr().err
+    assert loaded == []

@@ -14,7 +14,9 @@ nothing loaded from the internet).
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 
 from emotion import pipeline
@@ -37,11 +39,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest upload accepted, in MB (default 20); larger gets 413")
 
 
+def _check_can_listen(host: str, port: int) -> None:
+    """UserError if (host, port) cannot be bound: taken by another server, or not an address
+    of this machine. uvicorn would find out too, but only after the model has loaded, and it
+    ends with its own log line and exit code instead of ours."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                   flags=socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise UserError(f"--host {host}: not an address of this machine ({err.strerror})")
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as err:
+            taken = err.errno == errno.EADDRINUSE
+            raise UserError(f"cannot listen on {host}:{port}: "
+                            + ("the port is in use (another emotion serve?); pick another "
+                               "with --port" if taken else err.strerror), exit_code=1) from None
+
+
 def run(args) -> int:
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port}: give a port between 1 and 65535")
     if args.max_upload_mb <= 0:
         raise UserError("--max-upload-mb must be more than 0")
+    _check_can_listen(args.host, args.port)  # before the model loads: a taken port costs nothing
     import uvicorn
 
     from emotion.serve.app import create_app
