@@ -4,7 +4,8 @@ There is one maths (the ops in `nnlite.functions`) and three ways to run it:
 
 - ``numpy``: the readable reference. Kernels in `numpy_kernels.py` are the specification.
 - ``numba``: the same kernels compiled for the CPU with Numba (`numba_kernels.py`, with
-  `numba_winograd.py`, `numba_runtime.py` and `numba_compile.py` beside it).
+  `numba_unfold.py`, `numba_winograd.py`, `numba_depthwise.py`, `numba_runtime.py` and
+  `numba_compile.py` beside it).
 - ``cuda``: arrays are CuPy arrays on the GPU, GEMMs go to cuBLAS, and the hot loops are
   Numba CUDA kernels (`cuda_kernels.py`).
 
