@@ -189,6 +189,9 @@ def op_cases():
             x, g, b, x.data[0, :, 0, 0] * 0 + 0.3, x.data[0, :, 0, 0] * 0 + 1.7, train=False,
             relu=True),
          lambda r: [r.standard_normal((2, 3, 2, 2)), r.uniform(0.5, 1.5, 3), r.standard_normal(3)]),
+        ("batch_norm_relu_eval_2d", lambda x, g, b: F.batch_norm(
+            x, g, b, x.data[0] * 0 + 0.3, x.data[0] * 0 + 1.7, train=False, relu=True),
+         lambda r: [r.standard_normal((5, 3)), r.uniform(0.5, 1.5, 3), r.standard_normal(3)]),
         ("batch_norm_eval", lambda x, g, b: F.batch_norm(
             x, g, b, x.data[0, :, 0, 0] * 0 + 0.3, x.data[0, :, 0, 0] * 0 + 1.7, train=False),
          lambda r: [r.standard_normal((2, 3, 2, 2)), r.uniform(0.5, 1.5, 3), r.standard_normal(3)]),

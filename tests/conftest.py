@@ -1,5 +1,6 @@
 """Shared test fixtures: where the shared data lives, and a clean nnlite state per test."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,33 @@ def assert_matches(expected, got, dtype):
     assert got_host.shape == expected.shape
     scale = max(float(np.max(np.abs(expected))), 1e-30) if expected.size else 1.0
     np.testing.assert_allclose(got_host, expected, rtol=0, atol=TOLERANCE[dtype] * scale)
+
+
+# Under Numba's CUDA simulator (tests/test_cuda_sim.py runs tests/test_backends.py so) every
+# GPU thread runs in Python: the tests take their tiny cases only.
+SIMULATOR = backends.SIMULATOR
+
+
+def tiny_under_simulator(tiny, larger=()):
+    """A test's cases: all of them on real hardware, only the `tiny` ones under the simulator."""
+    return list(tiny) if SIMULATOR else list(tiny) + list(larger)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _simulator_launches():
+    """Under the simulator, 32-thread blocks and at most 3 of them (16 threads for the
+    per-channel sums): fast to simulate, and on the tiny cases every grid-stride loop still
+    goes round several times."""
+    if not SIMULATOR:
+        yield
+        return
+    from nnlite.backends import cuda_kernels
+
+    assert cuda_kernels.SIMULATOR, "NUMBA_ENABLE_CUDASIM was set after Numba was imported"
+    saved = cuda_kernels.THREADS, cuda_kernels.MAX_BLOCKS, cuda_kernels.REDUCE_THREADS
+    cuda_kernels.THREADS, cuda_kernels.MAX_BLOCKS, cuda_kernels.REDUCE_THREADS = 32, 3, 16
+    yield
+    cuda_kernels.THREADS, cuda_kernels.MAX_BLOCKS, cuda_kernels.REDUCE_THREADS = saved
 
 
 needs_numba = pytest.mark.skipif(backends.available()["numba"] is not None,

@@ -1,14 +1,16 @@
 """The CUDA backend on a machine without a GPU.
 
-Its kernels run under Numba's CUDA simulator against the NumPy reference
-(tests/cuda_sim_checks.py, in a subprocess: NUMBA_ENABLE_CUDASIM must be set before Numba is
-first imported), and asking for the backend here fails with a reason instead of a traceback.
-The same kernels on a real GPU are tested in tests/test_cuda_gpu.py.
+The GPU suite is the CPU suite re-run: tests/test_backends.py runs again, in a process of its
+own, under Numba's CUDA simulator with the cuda backend selected (the variables must be set
+before Numba is first imported), so that every kernel check and gradient check runs on the
+CUDA kernels, on NumPy arrays, on the tiny cases of tests/cases.py. And asking for the backend
+here fails with a reason instead of a traceback. What needs a real GPU: tests/test_cuda_gpu.py.
 """
 
 import os
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -19,19 +21,27 @@ from tests.conftest import REPO
 CUDA_REASON = backends.available()["cuda"]
 
 
-def test_cuda_kernels_match_numpy_under_the_simulator():
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", NNLITE_BACKEND="numpy")
+def test_the_backend_suite_passes_on_the_cuda_kernels_under_the_simulator(tmp_path):
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", NNLITE_BACKEND="cuda")
     env.pop("NUMBA_DISABLE_JIT", None)
+    report = tmp_path / "simulator.xml"
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.cuda_sim_checks"], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+         "tests/test_backends.py"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )
     output = proc.stdout + proc.stderr
-    lines = proc.stdout.splitlines()
-    assert proc.returncode == 0, f"simulator checks failed:\n{output}"
-    assert not any(line.startswith("FAIL") for line in lines), output
-    assert sum(line.startswith("ok ") for line in lines) >= 40, output
-    assert lines and lines[-1].split()[1:3] == ["passed,", "0"], output
+    summary = output.strip().splitlines()[-1] if output.strip() else "(no output)"
+    print(f"tests/test_backends.py under the CUDA simulator: {summary}")
+    assert proc.returncode == 0, f"the backend suite failed under the simulator:\n{output[-8000:]}"
+    suite = ET.parse(report).getroot()
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    counts = {key: int(suite.get(key)) for key in ("tests", "failures", "errors", "skipped")}
+    assert counts["failures"] == counts["errors"] == 0, (counts, summary)
+    assert counts["tests"] - counts["skipped"] >= 200, (counts, summary)  # it ran, on every case
+    names = [case.get("name") for case in suite.iter("testcase")]
+    on_cuda = [name for name in names if "[cuda" in name]
+    # every parametrized test ran on the cuda backend alone (the rest is the kernel contract)
+    assert len(on_cuda) >= len(names) - 2, [name for name in names if "[cuda" not in name]
 
 
 @pytest.mark.skipif(CUDA_REASON is None, reason="a usable GPU is present here")

@@ -1,5 +1,6 @@
 """Grouped and depthwise convolution: against a nested-loop reference, gradient-checked, and
-the same on every CPU backend. (The CUDA kernels: tests/test_cuda_sim.py.)"""
+the same on every CPU backend. (The grouped-conv kernels of every backend, CUDA included:
+test_grouped_conv2d in tests/test_backends.py.)"""
 
 import numpy as np
 import pytest

@@ -4,7 +4,8 @@ There is one maths (the ops in `nnlite.functions`) and three ways to run it:
 
 - ``numpy``: the readable reference. Kernels in `numpy_kernels.py` are the specification.
 - ``numba``: the same kernels compiled for the CPU with Numba (`numba_kernels.py`, with
-  `numba_winograd.py`, `numba_runtime.py` and `numba_compile.py` beside it).
+  `numba_unfold.py`, `numba_winograd.py`, `numba_depthwise.py`, `numba_runtime.py` and
+  `numba_compile.py` beside it).
 - ``cuda``: arrays are CuPy arrays on the GPU, GEMMs go to cuBLAS, and the hot loops are
   Numba CUDA kernels (`cuda_kernels.py`).
 
@@ -12,6 +13,11 @@ An op picks its kernels from its input arrays: CuPy arrays always use the CUDA k
 arrays use the NumPy or Numba kernels, whichever `use()` selected. Arrays never move between
 host and device on their own: `to_device` is the one crossing, and mixing the two in one op is
 an error that says what to do.
+
+Under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set before Numba is imported) the
+``cuda`` backend needs neither a GPU nor CuPy: its arrays stay NumPy arrays and the CUDA
+kernels run on them, each GPU thread in Python. That is how the test suite re-runs on the CUDA
+kernels on a machine without a GPU (tests/test_cuda_sim.py); it is far too slow for real work.
 """
 
 import importlib
@@ -36,6 +42,8 @@ KERNELS = (
     "dropout_mask",
     "sgd_update", "adam_update",
 )
+# Numba reads the variable as an int, once, when it is first imported.
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() not in ("", "0")
 _current = "numpy"
 _kernel_modules = {}
 _cupy = None  # imported lazily: importing CuPy is slow and it is optional
@@ -76,6 +84,12 @@ def _why_unavailable(name: str):
             importlib.import_module("nnlite.backends.numba_kernels")
         except Exception as err:
             return f"the Numba kernels cannot be loaded ({type(err).__name__}: {err})"
+        return None
+    if name == "cuda" and SIMULATOR:
+        try:
+            from numba import cuda as numba_cuda  # noqa: F401
+        except Exception as err:
+            return f"Numba's CUDA simulator cannot be loaded ({type(err).__name__}: {err})"
         return None
     if name == "cuda":
         try:
@@ -151,6 +165,8 @@ def to_device(array, device: str):
     """An explicit copy of `array` to "cpu" or "cuda" (the only host/device crossing)."""
     if device == "cpu":
         return to_numpy(array)
+    if device == "cuda" and SIMULATOR:  # a new buffer, as a copy to a GPU is, on the host
+        return np.array(to_numpy(array))
     if device == "cuda":
         reason = _why_unavailable("cuda")
         if reason is not None:
@@ -180,7 +196,7 @@ def check_same_device(arrays, op: str = "op") -> None:
 # -- kernels ---------------------------------------------------------------------------------
 def kernels_for(array):
     """The kernel module that runs ops on `array`: by device, then by the selected backend."""
-    if device_of(array) == "cuda":
+    if device_of(array) == "cuda" or (SIMULATOR and current() == "cuda"):
         name = "cuda"
     else:
         name = "numba" if current() == "numba" else "numpy"

@@ -36,8 +36,9 @@ reason CuPy arrays are handed to Numba with `as_cuda_array(a, sync=False)`: the 
 (sync=True) would block the host on the producer's stream at every launch.
 
 Under the CUDA simulator (NUMBA_ENABLE_CUDASIM=1, no GPU needed) the same wrappers run the
-same kernels on NumPy arrays, which is how the tests check this module on a machine without
-a GPU. Outside the simulator a NumPy array is refused: nnlite never copies implicitly.
+same kernels on NumPy arrays (nnlite.backends then lets the "cuda" backend run on host
+arrays), which is how tests/test_backends.py checks this module on a machine without a GPU.
+Outside the simulator a NumPy array is refused: nnlite never copies implicitly.
 """
 
 import math
@@ -352,8 +353,8 @@ def lrn_backward(gy, x, y, scale, size, alpha, beta, k):
 # so a 512-thread block fits if each thread needs at most 128: the kernels below are compiled
 # with that cap (they needed 56-94 when compiled for sm_90), and 1024 threads would halve it.
 # REDUCE_THREADS sizes their shared arrays when they are compiled and their blocks when they
-# are launched: on a GPU it must not change once they have run (the simulator's checks change
-# it before any kernel runs, to simulate small blocks).
+# are launched: on a GPU it must not change once they have run (under the simulator
+# tests/conftest.py changes it before any kernel runs, to simulate small blocks).
 REDUCE_THREADS = 512  # threads per block of a per-channel sum (a power of two)
 # (the simulator's jit knows no max_registers)
 _REDUCTION_OPTIONS = {} if SIMULATOR else {"max_registers": 128}

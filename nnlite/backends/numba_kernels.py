@@ -2,8 +2,9 @@
 
 `numpy_kernels.py` is the specification; every function here computes the same thing (the
 parity tests in tests/test_backends.py hold them to it), only faster, in the same sections and
-order, so that the two read side by side. Beside it: numba_winograd.py (the 3x3 convolution's
-fast path), numba_runtime.py (the convolutions' thread pool, BLAS's threads) and
+order, so that the two read side by side. Beside it: numba_unfold.py (one image's im2col and
+col2im, for the convolution's threads), numba_winograd.py (the 3x3 convolution's fast path),
+numba_depthwise.py, numba_runtime.py (the convolutions' thread pool, BLAS's threads) and
 numba_compile.py (the cache folder, the threading layer, serial and parallel twins).
 
 How each kernel is organised, and why:
@@ -46,9 +47,7 @@ arithmetic on finite numbers.
 
 error_model="numpy" on the kernels that divide once per value (LRN, Adam): a float divided by
 zero gives inf or NaN, as in NumPy (the specification), instead of Python's ZeroDivisionError.
-(Numba's default model tests every divisor, a branch that also keeps the loop from
-vectorizing; the LRN loops are vectorized with it, although their time did not change
-measurably.)
+(Numba's default model tests every divisor; the timings are in benchmarks/RESULTS.md.)
 """
 
 import math
@@ -61,6 +60,7 @@ from nnlite import random as nnrandom
 from nnlite.backends import numba_depthwise, numba_runtime, numba_winograd
 from nnlite.backends import numpy_kernels as _reference
 from nnlite.backends.numba_compile import CACHE, FAST, pick, serial_and_parallel
+from nnlite.backends.numba_unfold import col2im_image, unfold_image
 
 output_size = _reference.output_size  # integer arithmetic: nothing to compile
 
@@ -71,53 +71,8 @@ def _scalar(value, like):
 
 
 # -- convolution as a matrix product ---------------------------------------------------------
-# The NumPy backend unfolds the whole batch into one im2col matrix, which for the compact
-# net's second layer at batch 64 is too large for any cache, so the copy and every GEMM stream
-# it from main memory. Here each thread takes whole images, unfolds one image into its own
-# buffer, which stays in cache, and multiplies it at once with NumPy's BLAS, single-threaded:
-# two to three times the GEMM throughput. The threads are plain Python threads (see
-# numba_runtime): the im2col/col2im kernels are compiled with nogil=True and BLAS releases the
-# GIL too, so they run side by side. (BLAS called from inside a parallel Numba loop was
-# tried: Numba's np.dot needs SciPy's BLAS, which was slower here than NumPy's.)
-@njit(nogil=True, cache=CACHE)
-def _im2col_image(x, kh, kw, sh, sw, pt, pl, oh, ow, col):
-    # One image x (C, H, W) -> col (C*KH*KW, OH*OW), numpy_kernels.im2col's layout for one
-    # image. Written this way LLVM vectorizes the copy; two innocent-looking variants ran 4-7x
-    # slower (measured): splitting each row into zero / copy / zero ranges, and output rows
-    # counted from a start row r0 instead of from 0.
-    c, h, w = x.shape
-    for ci in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                row = (ci * kh + i) * kw + j
-                for p in range(oh):
-                    base, y = p * ow, p * sh + i - pt
-                    if y < 0 or y >= h:
-                        for q in range(ow):
-                            col[row, base + q] = 0
-                    else:
-                        for q in range(ow):
-                            xx = q * sw + j - pl
-                            col[row, base + q] = x[ci, y, xx] if 0 <= xx < w else 0
-
-
-@njit(nogil=True, cache=CACHE)
-def _col2im_image(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
-    # The adjoint of _im2col_image: x (C, H, W) = the windows in col, added up.
-    c, h, w = x.shape
-    x[:] = 0
-    for ci in range(c):
-        for i in range(kh):
-            for j in range(kw):
-                row = (ci * kh + i) * kw + j
-                for p in range(oh):
-                    y = p * sh + i - pt
-                    if 0 <= y < h:
-                        for q in range(ow):
-                            xx = q * sw + j - pl
-                            if 0 <= xx < w:
-                                x[ci, y, xx] += col[row, p * ow + q]
-
+# Per image, not per batch: each thread unfolds one image at a time into its own cache-sized
+# buffer and multiplies it with single-threaded BLAS (numba_unfold says why).
 
 # The whole batch at once: average pooling's im2col, and the parity tests'.
 def im2col(x, kh, kw, stride, pad, fill=0.0):
@@ -135,7 +90,7 @@ def _col2im(col, kh, kw, sh, sw, pt, pl, oh, ow, x):
     # thread, so no two threads add into the same pixel.
     p = oh * ow
     for b in prange(x.shape[0]):
-        _col2im_image(col[:, b * p : (b + 1) * p], kh, kw, sh, sw, pt, pl, oh, ow, x[b])
+        col2im_image(col[:, b * p : (b + 1) * p], kh, kw, sh, sw, pt, pl, oh, ow, x[b])
 
 
 def col2im(col, x_shape, kh, kw, stride, pad):
@@ -151,16 +106,6 @@ def col2im(col, x_shape, kh, kw, stride, pad):
 def _conv_operands(x, W):
     dtype = np.result_type(x, W)
     return np.ascontiguousarray(x, dtype=dtype), np.ascontiguousarray(W, dtype=dtype)
-
-
-def _unfold(image, kh, kw, sh, sw, pt, pl, oh, ow, col):
-    """One image's im2col matrix: written into `col`, or, for a 1x1 convolution with stride 1
-    and no padding (MobileNet's pointwise layers), the image itself seen as (C, H*W), which
-    is exactly that matrix, so there is nothing to copy."""
-    if kh == kw == sh == sw == 1 and pt == pl == 0 and image.shape[1:] == (oh, ow):
-        return image.reshape(image.shape[0], oh * ow)
-    _im2col_image(image, kh, kw, sh, sw, pt, pl, oh, ow, col)
-    return col
 
 
 def conv2d_forward(x, W, stride, pad):
@@ -180,7 +125,7 @@ def conv2d_forward(x, W, stride, pad):
         # threads per layer.
         col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)
         for b in range(n):
-            np.matmul(W2, _unfold(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col), out=y[b])
+            np.matmul(W2, unfold_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col), out=y[b])
         return y.reshape(n, oc, oh, ow)
 
     images = numba_runtime.Shared(range(n))  # each image to whichever thread is free
@@ -189,7 +134,7 @@ def conv2d_forward(x, W, stride, pad):
         col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)  # this thread's buffer
         for b in images:
             # (OC, K) @ (K, OH*OW), straight into y[b]
-            np.matmul(W2, _unfold(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col), out=y[b])
+            np.matmul(W2, unfold_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col), out=y[b])
 
     numba_runtime.run_on_threads(work, threads)
     return y.reshape(n, oc, oh, ow)
@@ -220,14 +165,14 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
         part = np.empty((W2.shape[1], oc), dtype=x.dtype)
         for i, block in queue:
             for b in block:
-                unfolded = _unfold(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
+                unfolded = unfold_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col)
                 # dW[o, k] = sum_p gy[o, p] col[k, p], computed transposed: col @ gy^T ran 1.5x
                 # faster than gy @ col^T for the compact net's (32, 2304) @ (2304, 288) (measured)
                 np.matmul(unfolded, gy[b].T, out=part)
                 gWT[i] += part
                 if input_grad and unfolded is col:
                     np.matmul(W2.T, gy[b], out=gcol)  # dcol = W^T gy
-                    _col2im_image(gcol, kh, kw, sh, sw, pt, pl, oh, ow, gx[b])
+                    col2im_image(gcol, kh, kw, sh, sw, pt, pl, oh, ow, gx[b])
                 elif input_grad:  # a 1x1 convolution: dcol is dx itself
                     np.matmul(W2.T, gy[b], out=gx[b].reshape(c, h * w))
 
