@@ -156,6 +156,19 @@ def measure_mirror() -> dict:
             "pitch_mean_abs_change_deg": round(float(np.mean(pitch_diff)), 1) if kept else None}
 
 
+def rotated_roll(gray, guess, detector, parts):
+    """The roll of the face near `guess`: upright search first, then rotated copies."""
+    from emotion.rotate import find_rotated
+
+    box = nearest(detector.detect_near(gray, guess), guess)
+    if box is not None:
+        roll = parts.find(gray, box).roll
+        if roll is not None:
+            return roll
+    hits = find_rotated(gray, detector, parts, near=guess)
+    return hits[0].parts.roll if hits else None
+
+
 def measure_roll(angles=(-20, -10, 10, 20)) -> dict:
     from emotion.detect import FaceDetector, PartsDetector
 
@@ -171,16 +184,11 @@ def measure_roll(angles=(-20, -10, 10, 20)) -> dict:
             cx = W / 2 + dx * math.cos(a) - dy * math.sin(a)
             cy = H / 2 + dx * math.sin(a) + dy * math.cos(a)
             guess = (int(cx - box[2] / 2), int(cy - box[3] / 2), box[2], box[3])
-            from emotion.rotate import find_rotated
-            hits = find_rotated(rotated, detector, parts, near=guess)
-            if not hits:
+            roll = rotated_roll(rotated, guess, detector, parts)
+            if roll is None:
                 missed += 1
                 continue
-            hit = min(hits, key=lambda h: math.dist((h.box[0], h.box[1]), guess[:2]))
-            if hit.parts.roll is None:
-                missed += 1
-                continue
-            errors.append(abs((hit.parts.roll - found.roll) - angle))
+            errors.append(abs((roll - found.roll) - angle))
     return {"cases": len(errors) + missed, "measured": len(errors),
             "mean_abs_error_deg": round(float(np.mean(errors)), 1) if errors else None,
             "max_abs_error_deg": round(float(np.max(errors)), 1) if errors else None}

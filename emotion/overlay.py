@@ -203,12 +203,13 @@ def draw_parts(frame: np.ndarray, result, scale: float = 1.0) -> None:
         cx, cy = x + w / 2, y + 0.4 * h
     yaw, pitch, roll = (math.radians(v or 0.0) for v in (pose.yaw, pose.pitch, pose.roll))
     # Rotation = roll (about the view axis) * pitch (about x) * yaw (about y), in image
-    # axes (x right, y down, z away from the camera); pitch up turns the face's z toward -y.
+    # axes (x right, y down, z away from the camera): yaw > 0 turns the nose (-z) toward +x,
+    # pitch > 0 toward -y (up).
     cr, sr, cp, sp, cyw, syw = (math.cos(roll), math.sin(roll), math.cos(pitch),
                                 math.sin(pitch), math.cos(yaw), math.sin(yaw))
     R = (np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
          @ np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
-         @ np.array([[cyw, 0, syw], [0, 1, 0], [-syw, 0, cyw]]))
+         @ np.array([[cyw, 0, -syw], [0, 1, 0], [syw, 0, cyw]]))
     length = 0.25 * w
     for axis, color in (((1, 0, 0), (40, 40, 230)), ((0, -1, 0), (40, 200, 40)),
                         ((0, 0, -1), (230, 120, 40))):
