@@ -1,4 +1,5 @@
-"""Face detection with OpenCV's Haar cascades, face parts (eyes, mouth), alignment and crops.
+"""Face detection with OpenCV's Haar cascades, face parts (eyes, eyebrows, mouth), alignment
+and crops.
 
 A Haar cascade is a fixed, pre-trained detector: it slides a 24x24 window over an image
 pyramid and keeps the windows that pass every stage of boosted rectangle-feature tests.
@@ -178,16 +179,20 @@ class FaceDetector:
 
 
 # ---------------------------------------------------------------------------------------
-# Face parts: eyes in the upper half, the mouth in the lower half, and the head roll angle.
+# Face parts: eyes in the upper half, the eyebrow above each eye, the mouth in the lower
+# half, and the head roll angle (the rest of the head pose: emotion/pose.py).
 # ---------------------------------------------------------------------------------------
 
 @dataclass
 class FaceParts:
-    """What we found inside one face box (all optional: a cascade may find nothing)."""
+    """What we found inside one face box, in frame pixels (all optional: a cascade, or the
+    eyebrow profile, may find nothing, and a missing part stays missing: never a guess)."""
 
     eyes: list[Box] = field(default_factory=list)  # 0 or 2 boxes, image-left eye first
     mouth: Box | None = None
     roll: float | None = None  # degrees; > 0 when the eye line slopes down to the right
+    eyebrows: list[Box | None] = field(default_factory=list)  # one per eye, None where none
+    eyebrow_raise: float | None = None  # mean eyebrow-to-eye distance / face height
 
 
 def box_center(box: Box) -> tuple[float, float]:
@@ -268,9 +273,100 @@ class PartsDetector:
                              min_neighbors=15, min_frac=0.25)
         return max(found, key=lambda m: m[2] * m[3]) if found else None
 
-    def find(self, gray: np.ndarray, box: Box) -> FaceParts:
+    def find(self, gray: np.ndarray, box: Box, mouth: bool = True) -> FaceParts:
+        """Every part of the face in `box`; `mouth=False` skips the smile cascade."""
         eyes = self.find_eyes(gray, box)
-        return FaceParts(eyes=eyes, mouth=self.find_mouth(gray, box), roll=roll_angle(eyes))
+        brows = [find_eyebrow(gray, eye) for eye in eyes]
+        return FaceParts(eyes=eyes, mouth=self.find_mouth(gray, box) if mouth else None,
+                         roll=roll_angle(eyes), eyebrows=brows,
+                         eyebrow_raise=eyebrow_raise(eyes, brows, box))
+
+
+# ---------------------------------------------------------------------------------------
+# Eyebrows: no cascade ships for them, but an eyebrow is the dark horizontal band between
+# the bright forehead and the bright upper lid, so one vertical intensity profile finds it.
+# ---------------------------------------------------------------------------------------
+
+# The window above an eye box that is searched, in eye-box heights from its top edge: the
+# brow lies from 0.8 above the top to just inside it in the shared photos and clips (the
+# Haar eye box covers the eye and the lid, and sometimes the brow's lower edge). The brow
+# is looked for down to BROW_LOWEST; the rows below it, down to BROW_BELOW, are only the
+# bright lid that a band needs under it (further down come the dark lashes).
+BROW_ABOVE, BROW_LOWEST, BROW_BELOW = 1.0, 0.15, 0.35
+# A band counts when its darkest row is darker than the brightest rows above it and below
+# it (the lower of the two) by this fraction of them (Weber contrast) and by this many gray
+# levels. How they were chosen: see find_eyebrow.
+BROW_CONTRAST, BROW_DEPTH = 0.06, 6.0
+
+
+def find_eyebrow(gray: np.ndarray, eye: Box) -> Box | None:
+    """The eyebrow above `eye` as a box (frame pixels), or None when there is no clear band.
+
+    The window spans the eye box's middle 80% across and from BROW_ABOVE eye-box heights
+    above its top edge to BROW_BELOW below it. Its rows' mean intensities form a profile whose darkest
+    row must have brighter rows on both sides: forehead above, lid below. Its depth, the
+    lower of the two bright sides minus the dark row, over that side (Weber contrast, so
+    lighting does not matter), must reach BROW_CONTRAST, and BROW_DEPTH gray levels (a
+    dark patch's noise makes large Weber contrasts of a few levels). The band's rows are
+    those darker than half the depth around the minimum; the box spans the eye box's width.
+
+    The thresholds: the 9 eyes of the shared photos' frontal faces have contrasts of
+    0.11-0.44 (one, behind glasses in two_faces.jpg, 0.015: no brow there); group_pan's
+    eyes 0.08 and up (1st percentile); woman_talking's faint blond brows 0.06 at the median,
+    half of them with no band at all (the eye box's top cuts through them). A uniform patch
+    gives 0, and uniform patches with pixel noise up to sigma 15 stay under 5.4 levels deep.
+    A glasses frame above the eye is a dark band too, and is found in place of the brow
+    when it is darker (two of the shared photos' faces).
+    """
+    band, depth, bright = eyebrow_band(gray, eye)
+    if band is None or depth < BROW_DEPTH or depth < BROW_CONTRAST * bright:
+        return None
+    top, bottom = band
+    return eye[0], top, eye[2], bottom - top
+
+
+def eyebrow_band(gray: np.ndarray, eye: Box) -> tuple[tuple[int, int] | None, float, float]:
+    """((top, bottom) frame rows of the darkest band above `eye`, its depth, the brightness
+    it is measured against), or (None, 0, 0) when the darkest row is on the search's edge:
+    see find_eyebrow."""
+    ex, ey, ew, eh = eye
+    top = max(0, int(round(ey - BROW_ABOVE * eh)))
+    bottom = min(gray.shape[0], int(round(ey + BROW_BELOW * eh)))
+    left = max(0, int(round(ex + 0.1 * ew)))
+    right = min(gray.shape[1], int(round(ex + 0.9 * ew)))
+    if bottom - top < 5 or right - left < 3:
+        return None, 0.0, 0.0
+    profile = gray[top:bottom, left:right].mean(axis=1, dtype=np.float32)
+    # Smooth over ~1/10 of the eye height: skin texture and single hairs are not a band.
+    k = max(1, int(eh / 10)) | 1
+    profile = np.convolve(np.pad(profile, k // 2, mode="edge"), np.ones(k) / k, mode="valid")
+    lowest = min(len(profile) - 2, int(round(ey + BROW_LOWEST * eh)) - top)
+    if lowest < 2:
+        return None, 0.0, 0.0
+    i = int(np.argmin(profile[:lowest + 1]))
+    if i == 0 or i == lowest:
+        return None, 0.0, 0.0  # darkest on the search's edge: no band inside the window
+    bright = min(float(profile[:i].max()), float(profile[i + 1:].max()))
+    depth = bright - float(profile[i])
+    if bright <= 0 or depth <= 0:
+        return None, 0.0, 0.0
+    dark = profile < profile[i] + depth / 2
+    a = b = i
+    while a > 0 and dark[a - 1]:
+        a -= 1
+    while b < len(profile) - 1 and dark[b + 1]:
+        b += 1
+    return (top + a, top + b + 1), depth, bright
+
+
+def eyebrow_raise(eyes: list[Box], eyebrows: list[Box | None], face: Box) -> float | None:
+    """Mean distance from each found eyebrow's centre to its eye's centre over the face
+    height: brows go up in surprise and fear. None when no eyebrow was found."""
+    distances = [math.dist(box_center(eye), box_center(brow))
+                 for eye, brow in zip(eyes, eyebrows) if brow is not None]
+    if not distances or face[3] <= 0:
+        return None
+    return sum(distances) / len(distances) / face[3]
 
 
 # ---------------------------------------------------------------------------------------

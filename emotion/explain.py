@@ -4,7 +4,8 @@
     every conv layer -> the first layer's filters -> saliency and Grad-CAM -> probabilities
 
 The face goes through exactly what `emotion predict` does (detect, align by the eyes, crop,
-`face_to_input`), so the figure explains the real prediction. The network runs layer by
+`face_to_input`), so the figure explains the real prediction. The face panel also shows the
+parts found (eyes, eyebrows, mouth) and the head pose (emotion.pose), as predict reports them. The network runs layer by
 layer over `model.layers`; saliency and Grad-CAM are plain backward passes of nnlite's own
 autograd (see `nnlite.viz.saliency_and_grad_cam`).
 """
@@ -54,22 +55,34 @@ class Explanation:
     probabilities: np.ndarray    # (7,)
     class_index: int             # the class whose score is explained
     model_name: str
+    parts: object = None         # detect.FaceParts of the face (None without a face)
+    pose: object = None          # pose.HeadPose of the face (None without a face)
 
 
 def locate_face(gray):
     """(crop, box, number of faces): the largest face, aligned by its eyes like `predict`;
     without a face, the centre square of the image and box None."""
+    crop, box, faces, _, _ = locate_face_and_parts(gray)
+    return crop, box, faces
+
+
+def locate_face_and_parts(gray):
+    """locate_face's (crop, box, number of faces), and the face's parts and head pose
+    (None, None without a face), found as `predict` finds them."""
     from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector, align_face
+    from emotion.pipeline import profile_detector
+    from emotion.pose import estimate_pose
 
     boxes = FaceDetector(PHOTO_CONFIG).detect(gray)
     if not boxes:
         h, w = gray.shape
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
-        return gray[top:top + side, left:left + side], None, 0
+        return gray[top:top + side, left:left + side], None, 0, None, None
     box = max(boxes, key=lambda b: b[2] * b[3])
-    eyes = PartsDetector(smile_cascade=None).find_eyes(gray, box)
-    return align_face(gray, box, eyes), box, len(boxes)
+    parts = PartsDetector().find(gray, box)
+    pose = estimate_pose(gray, box, parts.eyes, parts.mouth, profile_detector())
+    return align_face(gray, box, parts.eyes), box, len(boxes), parts, pose
 
 
 def conv_blocks(model):
@@ -103,7 +116,7 @@ def explain(image, classifier, emotion: str | None = None) -> Explanation:
         raise UserError(f"explain runs models layer by layer and needs a Sequential, "
                         f"got {type(model).__name__}")
     gray = to_gray8(image)
-    crop, box, faces = locate_face(gray)
+    crop, box, faces, parts, pose = locate_face_and_parts(gray)
     steps = preprocess_steps(resize_face(crop)[None], classifier.preprocess_config)
     x = face_to_input(crop, classifier.preprocess_config)[None]  # (1, 1, 48, 48)
     x = nnlite.Tensor(nnlite.to_device(x, classifier.device))
@@ -130,7 +143,7 @@ def explain(image, classifier, emotion: str | None = None) -> Explanation:
         image=to_bgr8(image), box=box, faces_found=faces, steps=steps, conv_maps=conv_maps,
         filters=nnlite.to_numpy(first_conv.W), saliency=saliency, grad_cam=cam,
         probabilities=shifted / shifted.sum(), class_index=class_index,
-        model_name=classifier.model_name)
+        model_name=classifier.model_name, parts=parts, pose=pose)
 
 
 # -- the figure ---------------------------------------------------------------------------------
@@ -190,6 +203,13 @@ def build_figure(ex: Explanation):
     x0, y0, bw, bh = ex.box or ((w - min(h, w)) // 2, (h - min(h, w)) // 2, min(h, w), min(h, w))
     ax.add_patch(Rectangle((x0, y0), bw, bh, fill=False, lw=2,
                            ec="lime" if ex.box else "orange", ls="-" if ex.box else "--"))
+    if ex.parts is not None:  # the parts predict reports, and the pose under the panel
+        for boxes, color in ((ex.parts.eyes, "cyan"), (ex.parts.eyebrows, "yellow"),
+                             ([ex.parts.mouth], "red")):
+            for b in boxes:
+                if b is not None:
+                    ax.add_patch(Rectangle(b[:2], b[2], b[3], fill=False, lw=1, ec=color))
+        ax.set_xlabel(pose_text(ex.pose), fontsize=9)
     for k, (name, step) in enumerate(ex.steps):
         ax = panel(0, k + 1, ncols, f"{k + 1}. {name}")
         normalized = k == len(ex.steps) - 1
@@ -234,6 +254,12 @@ def build_figure(ex: Explanation):
     return fig, titles
 
 
+def pose_text(pose) -> str:
+    """'yaw +12 pitch -3 roll +4 (degrees)', '?' for an unknown angle (emotion.pose)."""
+    return " ".join(f"{name} {'?' if v is None else f'{v:+.0f}'}" for name, v in
+                    (("yaw", pose.yaw), ("pitch", pose.pitch), ("roll", pose.roll))) + " (deg)"
+
+
 def figure_path(out) -> Path:
     """Where the figure goes: `out`, with .png added when it has no extension (as matplotlib
     does when it saves)."""
@@ -271,6 +297,11 @@ def run(args) -> int:
         face = f"the largest of {ex.faces_found} faces, at {ex.box}"
     else:
         face = f"face at {ex.box}"
+    if ex.pose is not None:
+        p = ex.parts
+        face += (f"; pose {pose_text(ex.pose)}; parts: {len(p.eyes)} eyes, "
+                 f"{sum(b is not None for b in p.eyebrows)} eyebrows, "
+                 f"{'a' if p.mouth is not None else 'no'} mouth")
     print(f"{args.image}: {face}; {EMOTIONS[best]} ({ex.probabilities[best]:.2f}); "
           f"wrote {figure_path(args.out)} ({len(titles)} panels)")
     return 0

@@ -127,7 +127,7 @@ class FrameLoop:
 
     def __init__(self, source, weights=None, backend=None, *, detect_every: int | None = None,
                  csv=None, jsonl=None, out=None, max_frames: int | None = None,
-                 classifier=None, drop_stale: bool | None = None):
+                 classifier=None, drop_stale: bool | None = None, show_parts: bool = False):
         from emotion.predictor import resolve_weights
 
         weights_file = None if classifier is not None else resolve_weights(weights)
@@ -135,6 +135,7 @@ class FrameLoop:
                            inputs={"the weight file": weights_file})
         check_video_name(out)
         self.source_name, self.out, self.max_frames = source, out, max_frames
+        self.show_parts = show_parts
         self._drop_stale = drop_stale
         self._settings = dict(weights=weights, backend=backend, csv=csv, jsonl=jsonl,
                               classifier=classifier, detect_every=detect_every)
@@ -151,6 +152,7 @@ class FrameLoop:
             classifier = s["classifier"] or pipeline.load_classifier(s["weights"], s["backend"])
             options = {} if s["detect_every"] is None else {"detect_every": s["detect_every"]}
             self.faces = pipeline.FacePipeline(classifier, **options)
+            self.faces.show_parts = self.show_parts
             self.rows = RowWriter(s["csv"], s["jsonl"])
             drop = self.source.live if self._drop_stale is None else self._drop_stale
             self.reader = FrameReader(self.source, self.max_frames, drop_stale=drop)

@@ -1,4 +1,5 @@
-"""Drawing the results on a frame: box, ID and label, probability bars, an emoji, the FPS.
+"""Drawing the results on a frame: box, ID and label, probability bars, an emoji, the FPS,
+and on request (--show-parts) the face parts and small head-pose axes.
 
 Everything is drawn with a few cv2 primitives straight onto the frame (no alpha blending,
 no image assets): drawing one face costs well under a millisecond, which matters because it
@@ -8,6 +9,8 @@ Colours are BGR, as everywhere in OpenCV.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -172,11 +175,61 @@ def draw_fps(frame: np.ndarray, fps: float) -> None:
              thickness=max(1, int(scale)))
 
 
-def draw_results(frame: np.ndarray, results, fps: float | None = None) -> np.ndarray:
-    """Annotate `frame` in place (and return it) with every face and, if given, the FPS."""
+PART_COLORS = {"eye": (80, 220, 80), "eyebrow": (220, 200, 60), "mouth": (80, 80, 230)}
+
+
+def draw_parts(frame: np.ndarray, result, scale: float = 1.0) -> None:
+    """The eyes, eyebrows and mouth as thin boxes, and pose axes at the eye midpoint.
+
+    The axes are those of the head turned by (yaw, pitch, roll) and projected flat, in the
+    conventions of emotion.pose: red points right across the face, green up it, blue out
+    of the face toward the camera (a dot when frontal, a line toward the turn). An unknown
+    angle is drawn as 0 and the label says "?" for it.
+    """
+    t = max(1, int(scale))
+    parts = result.parts
+    for name, boxes in (("eye", parts.eyes), ("eyebrow", parts.eyebrows),
+                        ("mouth", [parts.mouth])):
+        for b in boxes:
+            if b is not None:
+                x, y, w, h = (int(v) for v in b)
+                cv2.rectangle(frame, (x, y), (x + w, y + h), PART_COLORS[name], t)
+    pose = result.pose
+    x, y, w, h = result.box
+    if len(parts.eyes) == 2:
+        (a, b) = parts.eyes
+        cx, cy = (a[0] + a[2] / 2 + b[0] + b[2] / 2) / 2, (a[1] + a[3] / 2 + b[1] + b[3] / 2) / 2
+    else:
+        cx, cy = x + w / 2, y + 0.4 * h
+    yaw, pitch, roll = (math.radians(v or 0.0) for v in (pose.yaw, pose.pitch, pose.roll))
+    # Rotation = roll (about the view axis) * pitch (about x) * yaw (about y), in image
+    # axes (x right, y down, z away from the camera): yaw > 0 turns the nose (-z) toward +x,
+    # pitch > 0 toward -y (up).
+    cr, sr, cp, sp, cyw, syw = (math.cos(roll), math.sin(roll), math.cos(pitch),
+                                math.sin(pitch), math.cos(yaw), math.sin(yaw))
+    R = (np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+         @ np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
+         @ np.array([[cyw, 0, -syw], [0, 1, 0], [syw, 0, cyw]]))
+    length = 0.25 * w
+    for axis, color in (((1, 0, 0), (40, 40, 230)), ((0, -1, 0), (40, 200, 40)),
+                        ((0, 0, -1), (230, 120, 40))):
+        dx, dy, _ = R @ np.array(axis, float)
+        cv2.arrowedLine(frame, (int(cx), int(cy)), (int(cx + length * dx), int(cy + length * dy)),
+                        color, t, cv2.LINE_AA, tipLength=0.2)
+    text = " ".join(f"{name[0]}{'?' if v is None else f'{v:+.0f}'}" for name, v in
+                    (("yaw", pose.yaw), ("pitch", pose.pitch), ("roll", pose.roll)))
+    put_text(frame, text, (x, y + h + int(14 * scale)), scale=0.4 * scale)
+
+
+def draw_results(frame: np.ndarray, results, fps: float | None = None,
+                 show_parts: bool = False) -> np.ndarray:
+    """Annotate `frame` in place (and return it) with every face and, if given, the FPS;
+    `show_parts` adds each face's parts and pose axes (draw_parts)."""
     scale = ui_scale(frame)
     for result in results:
         draw_face(frame, result, scale)
+        if show_parts:
+            draw_parts(frame, result, scale)
     if fps is not None:
         draw_fps(frame, fps)
     return frame

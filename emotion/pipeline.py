@@ -2,9 +2,14 @@
 
     frame (BGR) --gray--> FaceDetector: the whole frame every k-th frame, and at once when a
                           track is lost; in between, each track's neighbourhood only
-        --> IoUTracker (every frame) --> PartsDetector (eyes, every few frames per track)
+        --> IoUTracker (every frame) --> PartsDetector (eyes, eyebrows, mouth) and the head
+            pose (emotion.pose), every few frames per track
         --> align_face / crop --> classifier.predict_faces(all crops of the frame at once)
-        --> per-track smoothing --> intensity and phase --> [FaceResult]
+        --> per-track smoothing (probabilities, pose) --> intensity and phase --> [FaceResult]
+
+A track the window search loses is looked for once more in copies of its window rotated by
++-15 and +-30 degrees (emotion.rotate): a head tilting sideways past what the upright
+cascade finds keeps its track, with its parts mapped back and the roll measured.
 
 Tracking first: finding a face where it was a frame ago is far cheaper than finding it
 anywhere. A full-frame scan must look at every position and every size down to the smallest
@@ -28,9 +33,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from functools import lru_cache
+
 from emotion import dynamics, overlay
-from emotion.detect import (VIDEO_CONFIG, Box, FaceDetector, PartsDetector, align_face,
-                            crop_face, drop_duplicates, roll_angle)
+from emotion.detect import (VIDEO_CONFIG, Box, FaceDetector, FaceParts, PartsDetector,
+                            align_face, crop_face, drop_duplicates, overlap_fraction, roll_angle)
+from emotion.pose import HeadPose, ProfileDetector, estimate_pose
+from emotion.rotate import find_rotated
 from emotion.errors import UserError
 from emotion.images import to_gray8
 from emotion.labels import EMOTIONS, NUM_CLASSES
@@ -66,6 +75,13 @@ def add_model_arguments(parser) -> None:
                         help=f"scan the whole frame for new faces every K-th frame (default "
                         f"{DETECT_EVERY}); in between, each face is looked for near where it "
                         "was. Faces of 5%% of the frame's short side and larger are found")
+    add_show_parts_argument(parser)
+
+
+def add_show_parts_argument(parser) -> None:
+    """--show-parts: shared by predict, video and live."""
+    parser.add_argument("--show-parts", action="store_true",
+                        help="draw the eyes, eyebrows, mouth and small head-pose axes")
 
 
 def check_model_arguments(args) -> None:
@@ -92,16 +108,39 @@ class FaceResult:
     phase: str                  # neutral / onset / apex / offset (see emotion.dynamics)
     eyes: list[Box] = field(default_factory=list)
     roll: float | None = None   # head roll in degrees, when both eyes were found
+    pose: HeadPose = field(default_factory=HeadPose)  # conventions: emotion.pose
+    parts: FaceParts = field(default_factory=FaceParts)  # eyes, eyebrows, mouth (frame px)
 
     @classmethod
     def build(cls, track_id: int, box: Box, probabilities: np.ndarray, eyes: list[Box],
-              phase: str = "") -> "FaceResult":
+              phase: str = "", parts: FaceParts | None = None,
+              pose: HeadPose | None = None) -> "FaceResult":
         """The one way a result is made: the dominant emotion and its intensity from the
-        probabilities, the roll from the eyes."""
+        probabilities; the parts (default: the eyes alone) and the pose (default: the roll
+        from the eyes) as given."""
         emotion, p = dynamics.dominant(probabilities)
+        parts = parts if parts is not None else FaceParts(eyes=list(eyes), roll=roll_angle(eyes))
+        pose = pose if pose is not None else HeadPose(roll=roll_angle(eyes))
         return cls(track_id=track_id, box=tuple(box), probabilities=probabilities,
                    emotion=emotion, intensity=dynamics.intensity(p), phase=phase,
-                   eyes=list(eyes), roll=roll_angle(eyes))
+                   eyes=list(eyes), roll=pose.roll, pose=pose, parts=parts)
+
+    def pose_dict(self) -> dict:
+        """{"yaw", "pitch", "roll"} in degrees (one decimal), None where unknown."""
+        return self.pose.to_dict()
+
+    def parts_dict(self) -> dict:
+        """The parts in frame pixels: {"eyes": [[x, y, w, h], ...] (0 or 2, image-left
+        first), "eyebrows": [box or None per eye], "mouth": box or None, "eyebrow_raise":
+        the mean eyebrow-to-eye distance over the face height, or None}."""
+        def box(b):
+            return None if b is None else [int(v) for v in b]
+
+        raise_ = self.parts.eyebrow_raise
+        return {"eyes": [box(e) for e in self.parts.eyes],
+                "eyebrows": [box(b) for b in self.parts.eyebrows],
+                "mouth": box(self.parts.mouth),
+                "eyebrow_raise": None if raise_ is None else round(float(raise_), 4)}
 
     def to_dict(self) -> dict:
         return {
@@ -113,6 +152,8 @@ class FaceResult:
             "intensity": self.intensity,
             "phase": self.phase,
             "roll": None if self.roll is None else round(self.roll, 1),
+            "pose": self.pose_dict(),
+            "parts": self.parts_dict(),
         }
 
 
@@ -178,27 +219,61 @@ class FacePipeline:
         self.classifier = classifier
         self.detector = detector or FaceDetector(VIDEO_CONFIG)
         self.tracker = tracker or IoUTracker()
-        # Eyes are only needed to align the crop; skip their cascade when not aligning.
-        self.parts = parts if parts is not None else (
-            PartsDetector(smile_cascade=None) if align else None)
+        # The parts level the crop and give the pose; without aligning none are looked for.
+        self.parts = parts if parts is not None else (PartsDetector() if align else None)
+        # The profile cascade, only for a track whose eyes are missing at a parts refresh.
+        self.profile = profile_detector() if self.parts is not None else None
         self.detect_every, self.eyes_every = detect_every, eyes_every
         self.margin, self.align, self.local = margin, align, local
         self.phases: dict[int, dynamics.PhaseTracker] = {}
         self.frame_index = 0
         self.rescan = False  # a track was lost: scan the whole next frame
+        self.rotated = []    # this frame's faces found in rotated windows (_detections)
+        self.show_parts = False  # draw the parts and pose axes (--show-parts)
         self.timings = StageTimer()
 
     def _detections(self, gray: np.ndarray) -> list[Box] | None:
-        """This frame's boxes: a full scan, the tracks' windows, or None (carry the boxes)."""
+        """This frame's boxes: a full scan, the tracks' windows, or None (carry the boxes).
+
+        A track seen last frame that its window search misses is looked for in rotated
+        copies of the window (emotion.rotate); what is found there is kept in
+        self.rotated, to give that track its parts and pose.
+        """
+        self.rotated = []
         scan = self.frame_index % self.detect_every == 0 or self.rescan
         if scan or not self.tracker.tracks:
             return self.detector.detect(gray) if scan else None
         if not self.local:
             return None
-        found = [box for track in self.tracker.tracks
-                 for box in self.detector.detect_near(gray, track.box)]
+        found = []
+        for track in self.tracker.tracks:
+            near = self.detector.detect_near(gray, track.box)
+            if not near and self.parts is not None and track.frames_since_seen == 0:
+                self.rotated += find_rotated(gray, self.detector, self.parts, near=track.box)
+                near = [hit.box for hit in self.rotated[-1:]]
+            found += near
         # Two tracks' windows can overlap and both find the same face: keep it once.
         return drop_duplicates(found, self.detector.config.max_overlap)
+
+    def _refresh_parts(self, gray: np.ndarray, tracks, timestamp: float) -> None:
+        """Parts and pose where a track was just seen, every eyes_every-th frame of its life
+        (and at once for a new one); carried in between, like the box. The profile cascade
+        runs only for a track whose eyes were not found."""
+        for track in tracks:
+            if track.frames_since_seen != 0:
+                continue
+            hit = next((h for h in self.rotated if overlap_fraction(h.box, track.box) > 0.5),
+                       None)
+            if hit is not None:  # found in a rotated copy: its parts, mapped back
+                track.parts, pose = hit.parts, hit.pose
+            elif track.age % self.eyes_every == 1 or self.eyes_every == 1:
+                track.parts = self.parts.find(gray, track.box)
+                pose = estimate_pose(gray, track.box, track.parts.eyes, track.parts.mouth,
+                                     self.profile)
+            else:
+                continue
+            track.eyes = track.parts.eyes
+            self.tracker.smooth_pose(track, pose, timestamp)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[FaceResult]:
         """Faces of one frame (BGR, BGRA or gray, any depth) at `timestamp` seconds."""
@@ -215,14 +290,9 @@ class FacePipeline:
                 t.frames_since_seen == 1 for t in self.tracker.tracks)
         self.frame_index += 1
 
-        # Eyes where a track was just seen, every eyes_every-th frame of its life (and at once
-        # for a new one); carried in between, like the box.
         if self.parts is not None:
             with self.timings.stage("parts"):
-                for track in tracks:
-                    if track.frames_since_seen == 0 and (
-                            track.age % self.eyes_every == 1 or self.eyes_every == 1):
-                        track.eyes = self.parts.find_eyes(gray, track.box)
+                self._refresh_parts(gray, tracks, timestamp)
 
         with self.timings.stage("classify"):
             crops = [align_face(gray, t.box, t.eyes, self.margin) if self.align
@@ -238,7 +308,8 @@ class FacePipeline:
                 smoothed = self.tracker.smooth_probabilities(track, probs, timestamp)
                 phase = self.phases.setdefault(track.track_id, dynamics.PhaseTracker())
                 results.append(FaceResult.build(track.track_id, track.box, smoothed,
-                                                track.eyes, phase.update(smoothed, timestamp)))
+                                                track.eyes, phase.update(smoothed, timestamp),
+                                                parts=track.parts, pose=track.pose))
 
         live_ids = {t.track_id for t in self.tracker.tracks}
         for track_id in list(self.phases):
@@ -250,20 +321,41 @@ class FacePipeline:
              fps: float | None = None) -> np.ndarray:
         """Annotate an 8-bit BGR frame in place and return it."""
         with self.timings.stage("draw"):
-            return overlay.draw_results(frame, results, fps)
+            return overlay.draw_results(frame, results, fps, show_parts=self.show_parts)
+
+
+@lru_cache(maxsize=1)
+def profile_detector() -> ProfileDetector:
+    """The profile cascade, loaded once per process."""
+    return ProfileDetector()
 
 
 def analyze_image(classifier, image: np.ndarray, detector: FaceDetector,
-                  parts: PartsDetector | None = None, margin: float = 0.15) -> list[FaceResult]:
+                  parts: PartsDetector | None = None, margin: float = 0.15,
+                  rotations: bool = False) -> list[FaceResult]:
     """All faces of a still image, numbered 1..N left to right, without any smoothing.
 
-    A photo has no time axis, so there is no tracking and the phase is empty.
+    A photo has no time axis, so there is no tracking and the phase is empty. With parts,
+    each face gets its parts and head pose (the profile cascade where the eyes are
+    missing); `rotations=True` also searches copies rotated by +-15 and +-30 degrees
+    (emotion.rotate) for faces the upright search missed.
     """
     gray = to_gray8(image)
     boxes = detector.detect(gray)
-    eyes = [parts.find_eyes(gray, box) if parts else [] for box in boxes]
-    crops = [align_face(gray, box, e, margin) for box, e in zip(boxes, eyes)]
+    found = []
+    for box in boxes:
+        p = parts.find(gray, box) if parts else FaceParts()
+        pose = (estimate_pose(gray, box, p.eyes, p.mouth, profile_detector()) if parts
+                else HeadPose())
+        found.append((box, p, pose))
+    if rotations and parts is not None:
+        for hit in find_rotated(gray, detector, parts):
+            if all(overlap_fraction(hit.box, b) <= 0.4 and overlap_fraction(b, hit.box) <= 0.4
+                   for b in boxes):
+                found.append((hit.box, hit.parts, hit.pose))
+        found.sort(key=lambda f: (f[0][0], f[0][1]))
+    crops = [align_face(gray, box, p.eyes, margin) for box, p, _ in found]
     probabilities = (np.asarray(classifier.predict_faces(crops), dtype=np.float32)
                      if crops else np.zeros((0, NUM_CLASSES), np.float32))
-    return [FaceResult.build(i + 1, box, probs, e)
-            for i, (box, e, probs) in enumerate(zip(boxes, eyes, probabilities))]
+    return [FaceResult.build(i + 1, box, probs, p.eyes, parts=p, pose=pose)
+            for i, ((box, p, pose), probs) in enumerate(zip(found, probabilities))]

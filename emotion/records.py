@@ -1,11 +1,25 @@
 """The per-face rows of a video or stream: one row per face per frame, as a CSV table or
-JSON lines (`emotion video --csv/--jsonl`, `emotion live --jsonl`; the same schema is what
+JSON lines (`emotion video --csv/--jsonl`, `emotion live --jsonl`; the same rows are what
 the browser's live socket sends).
 
-    frame, time_s, track_id, x, y, w, h, angry, disgust, fear, happy, sad, surprise,
-    neutral, emotion, intensity, phase
+A row (`face_rows`, and each JSON line) is
 
-The probabilities are the track's smoothed ones; frames without a face have no row.
+    frame, time_s, track_id, x, y, w, h, angry, disgust, fear, happy, sad, surprise,
+    neutral, emotion, intensity, phase,
+    "pose": {"yaw", "pitch", "roll"}                  degrees, conventions in emotion.pose
+    "parts": {"eyes": [[x, y, w, h], ...],            0 or 2, image-left first
+              "eyebrows": [[x, y, w, h] or null, ...], one per eye
+              "mouth": [x, y, w, h] or null, "eyebrow_raise": float or null}
+
+in frame pixels; what was not found is null or an empty list, never a guess. The CSV
+flattens the two into fixed columns (COLUMNS), so that `pandas.read_csv` gives numbers,
+with empty cells (NaN) for what is missing:
+
+    yaw, pitch, roll, eye1_x, eye1_y, eye1_w, eye1_h, eye2_..., brow1_..., brow2_...,
+    mouth_x, mouth_y, mouth_w, mouth_h, eyebrow_raise
+
+eye1 is the image-left eye, brow1 the eyebrow above it. The probabilities and the pose are
+the track's smoothed ones; frames without a face have no row.
 """
 
 from __future__ import annotations
@@ -16,21 +30,53 @@ import json
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 
-COLUMNS = ["frame", "time_s", "track_id", "x", "y", "w", "h", *EMOTIONS,
-           "emotion", "intensity", "phase"]
+POSE_COLUMNS = ["yaw", "pitch", "roll"]
+
+
+def _box_columns(name: str) -> list[str]:
+    return [f"{name}_{k}" for k in ("x", "y", "w", "h")]
+
+
+PART_COLUMNS = [*_box_columns("eye1"), *_box_columns("eye2"), *_box_columns("brow1"),
+                *_box_columns("brow2"), *_box_columns("mouth"), "eyebrow_raise"]
+FACE_COLUMNS = ["frame", "time_s", "track_id", "x", "y", "w", "h", *EMOTIONS,
+                "emotion", "intensity", "phase"]
+COLUMNS = [*FACE_COLUMNS, *POSE_COLUMNS, *PART_COLUMNS]  # the CSV's
+JSON_KEYS = [*FACE_COLUMNS, "pose", "parts"]             # a face_rows row's, a JSON line's
 
 
 def face_rows(frame_index: int, timestamp: float, results) -> list[dict]:
-    """The table rows (see COLUMNS) for the faces of one frame."""
+    """The rows (see the module docstring) for the faces of one frame, pose and parts
+    nested; `flat_row` makes one a CSV row."""
     rows = []
     for r in results:
         x, y, w, h = (int(v) for v in r.box)
         row = {"frame": frame_index, "time_s": round(timestamp, 4), "track_id": r.track_id,
                "x": x, "y": y, "w": w, "h": h}
         row.update({name: round(float(p), 4) for name, p in zip(EMOTIONS, r.probabilities)})
-        row.update(emotion=r.emotion, intensity=r.intensity, phase=r.phase)
+        row.update(emotion=r.emotion, intensity=r.intensity, phase=r.phase,
+                   pose=r.pose_dict(), parts=r.parts_dict())
         rows.append(row)
     return rows
+
+
+def flat_row(row: dict) -> dict:
+    """A face_rows row as the CSV's COLUMNS: the pose and the parts in fixed columns, None
+    (an empty cell) for each part not found."""
+    flat = {k: v for k, v in row.items() if k not in ("pose", "parts")}
+    pose = row.get("pose") or {}
+    flat.update({k: pose.get(k) for k in POSE_COLUMNS})
+    parts = row.get("parts") or {}
+    eyes, brows = parts.get("eyes") or [], parts.get("eyebrows") or []
+    boxes = {"eye1": eyes[0] if len(eyes) > 0 else None,
+             "eye2": eyes[1] if len(eyes) > 1 else None,
+             "brow1": brows[0] if len(brows) > 0 else None,
+             "brow2": brows[1] if len(brows) > 1 else None,
+             "mouth": parts.get("mouth")}
+    for name, box in boxes.items():
+        flat.update(zip(_box_columns(name), box if box is not None else [None] * 4))
+    flat["eyebrow_raise"] = parts.get("eyebrow_raise")
+    return flat
 
 
 class RowWriter:
@@ -62,7 +108,7 @@ class RowWriter:
     def write(self, rows: list[dict]) -> None:
         for row in rows:
             if self.csv is not None:
-                self.csv.writerow(row)
+                self.csv.writerow(flat_row(row))
             if self.jsonl is not None:
                 self.jsonl.write(json.dumps(row) + "\n")
         self.rows += len(rows)

@@ -1,4 +1,4 @@
-"""Give each face a stable ID across video frames, and smooth its box and probabilities.
+"""Give each face a stable ID across video frames, and smooth its box, probabilities and pose.
 
 Matching is greedy, which is enough for the handful of faces a webcam sees:
 
@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emotion.detect import Box, box_center
+from emotion.detect import Box, FaceParts, box_center
+from emotion.pose import HeadPose
 
 
 def iou(a: Box, b: Box) -> float:
@@ -66,6 +67,9 @@ class Track:
     track_id: int  # 0 until reported (see the module docstring), then 1, 2, 3, ...
     box: Box
     eyes: list[Box] = field(default_factory=list)
+    parts: FaceParts = field(default_factory=FaceParts)  # the last parts found
+    pose: HeadPose = field(default_factory=HeadPose)     # smoothed (smooth_pose)
+    pose_time: float | None = None                       # timestamp of the last pose update
     probabilities: np.ndarray | None = None  # (7,) smoothed; None until first classified
     last_time: float | None = None           # timestamp of the last probability update
     frames_since_seen: int = 0               # frames since a detection matched this track
@@ -189,3 +193,28 @@ class IoUTracker:
             track.probabilities = mixed.astype(np.float32)
         track.last_time = timestamp
         return track.probabilities
+
+    # -- per-track pose smoothing -----------------------------------------------------
+
+    def smooth_pose(self, track: Track, pose: HeadPose,
+                    timestamp: float | None = None) -> HeadPose:
+        """Fold a new pose into the track's, with the probabilities' time constant.
+
+        Each angle is averaged on its own. An angle the new pose lacks (the eyes were not
+        found this time) becomes unknown rather than keeping an old value: a missing part
+        is reported missing, never guessed.
+        """
+        known = timestamp is not None and track.pose_time is not None
+        dt = timestamp - track.pose_time if known else None
+        a = smoothing_weight(dt, self.time_constant, self.default_weight)
+
+        def mix(new, old):
+            if new is None or old is None:
+                return new
+            return a * new + (1 - a) * old
+
+        old = track.pose
+        track.pose = HeadPose(yaw=mix(pose.yaw, old.yaw), pitch=mix(pose.pitch, old.pitch),
+                              roll=mix(pose.roll, old.roll))
+        track.pose_time = timestamp
+        return track.pose

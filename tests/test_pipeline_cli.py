@@ -19,7 +19,7 @@ from emotion.labels import EMOTIONS
 from emotion.images import read_image, to_bgr8, to_gray8
 from emotion.sources import count_frames
 from emotion.track import IoUTracker
-from emotion.records import COLUMNS
+from emotion.records import COLUMNS, JSON_KEYS
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 needs_media = pytest.mark.skipif(not MEDIA.is_dir(),
@@ -127,7 +127,7 @@ def test_predict_gray_rgba_16bit_tiny_and_missing(tmp_path, capsys, fake_classif
     assert set(records) == set(names)  # ... and all the others were still processed
     for name in ("gray.png", "rgba.png", "deep.png"):
         (found,) = records[name]["faces"]
-        assert set(found) == {"box", "emotion", "probabilities", "intensity"}
+        assert set(found) == {"box", "emotion", "probabilities", "intensity", "pose", "parts"}
         assert list(found["probabilities"]) == list(EMOTIONS)
         assert sum(found["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
         assert (tmp_path / "annotated" / f"{Path(name).stem}.annotated.png").is_file()
@@ -184,7 +184,7 @@ def test_video_rows_schema_and_one_track_for_the_woman(talking_video_outputs):
         assert reader.fieldnames == COLUMNS
         rows = list(reader)
     jsonl = [json.loads(line) for line in talking_video_outputs["jsonl"].read_text().splitlines()]
-    assert len(jsonl) == len(rows) and list(jsonl[0]) == COLUMNS
+    assert len(jsonl) == len(rows) and list(jsonl[0]) == JSON_KEYS
     assert jsonl[10]["time_s"] == pytest.approx(jsonl[10]["frame"] / 29.97, abs=1e-3)
     for row in jsonl:
         assert sum(row[name] for name in EMOTIONS) == pytest.approx(1.0, abs=1e-3)
@@ -368,7 +368,7 @@ def test_live_never_opens_a_window_without_a_display(tmp_path, capsys, monkeypat
     assert code == 0  # a video file that ends (here: --max-frames) is a normal end
     assert count_frames(out) == 12
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    assert rows and list(rows[0]) == COLUMNS
+    assert rows and list(rows[0]) == JSON_KEYS
 
 
 @needs_media

@@ -106,7 +106,7 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
         classifier = pipeline.load_classifier(weights or pipeline.VIDEO_WEIGHTS, backend)
     model = SharedClassifier(classifier)
     worker = InferenceWorker(max_pending)
-    detector, parts = FaceDetector(PHOTO_CONFIG), PartsDetector(smile_cascade=None)
+    detector, parts = FaceDetector(PHOTO_CONFIG), PartsDetector()
     state: dict = {"jobs": None, "live": set()}
 
     def jobs() -> JobStore:
