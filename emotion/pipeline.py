@@ -36,7 +36,7 @@ import numpy as np
 from functools import lru_cache
 
 from emotion import dynamics, overlay
-from emotion.detect import (VIDEO_CONFIG, Box, FaceDetector, FaceParts, PartsDetector,
+from emotion.detect import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector, FaceParts, PartsDetector,
                             align_face, crop_face, drop_duplicates, overlap_fraction, roll_angle)
 from emotion.pose import HeadPose, ProfileDetector, estimate_pose
 from emotion.rotate import find_rotated
@@ -328,6 +328,12 @@ class FacePipeline:
 def profile_detector() -> ProfileDetector:
     """The profile cascade, loaded once per process."""
     return ProfileDetector()
+
+
+def photo_detectors() -> tuple[FaceDetector, PartsDetector]:
+    """The face and parts detectors for still images, as `emotion predict` uses them: one
+    definition, so that every front end (predict, serve, batch) finds the same faces."""
+    return FaceDetector(PHOTO_CONFIG), PartsDetector()
 
 
 def analyze_image(classifier, image: np.ndarray, detector: FaceDetector,

@@ -22,7 +22,6 @@ from pathlib import Path
 import cv2
 
 from emotion import pipeline
-from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector
 from emotion.errors import UserError
 from emotion.outputs import check_output_folder
 from emotion.sources import is_url
@@ -122,8 +121,7 @@ def _run(args) -> int:
                   for p in find_images([n for n in args.inputs if n not in urls])}.values())
     targets = annotated_paths(annotate, paths) if annotate is not None else {}
     classifier = pipeline.load_classifier(args.weights, args.backend)
-    detector = FaceDetector(PHOTO_CONFIG)
-    parts = PartsDetector()
+    detector, parts = pipeline.photo_detectors()
 
     failures = 0
     for url in urls:

@@ -19,10 +19,9 @@ with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx
     from starlette.testclient import TestClient  # noqa: E402
 
 from emotion import cli, pipeline  # noqa: E402
-from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector  # noqa: E402
 from emotion.labels import EMOTIONS  # noqa: E402
 from emotion.predict import image_record  # noqa: E402
-from emotion.records import COLUMNS  # noqa: E402
+from emotion.records import COLUMNS, JSON_KEYS  # noqa: E402
 from emotion.serve.app import create_app  # noqa: E402
 from tests.conftest import MEDIA  # noqa: E402
 
@@ -96,7 +95,7 @@ def test_predict_answers_the_record_of_emotion_predict_json(compact, name, faces
     assert len(record["faces"]) == faces
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     expected = image_record(name, pipeline.analyze_image(
-        compact, image, FaceDetector(PHOTO_CONFIG), PartsDetector(smile_cascade=None)))
+        compact, image, *pipeline.photo_detectors()))
     assert record == json.loads(json.dumps(expected))  # the file's own name, never the path
 
 
@@ -207,7 +206,7 @@ def test_the_live_socket_answers_each_frame_with_video_jsonl_rows(caplog):
     assert [a["frame"] for a in answers] == [0, 1, 2, 3]
     for answer in answers:
         assert answer["latency_ms"] >= 0 and len(answer["faces"]) == 1
-        assert list(answer["faces"][0]) == COLUMNS and answer["faces"][0]["frame"] == answer["frame"]
+        assert list(answer["faces"][0]) == JSON_KEYS and answer["faces"][0]["frame"] == answer["frame"]
     assert {a["faces"][0]["track_id"] for a in answers} == {1}  # one track across the frames
     assert broken["frame"] == 4 and "not an image" in broken["error"]
     assert after["frame"] == 5 and after["faces"]  # the session went on

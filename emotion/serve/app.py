@@ -36,7 +36,6 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from emotion import pipeline
-from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector
 from emotion.errors import UserError
 from emotion.predict import image_record
 from emotion.serve import inside
@@ -106,7 +105,7 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
         classifier = pipeline.load_classifier(weights or pipeline.VIDEO_WEIGHTS, backend)
     model = SharedClassifier(classifier)
     worker = InferenceWorker(max_pending)
-    detector, parts = FaceDetector(PHOTO_CONFIG), PartsDetector()
+    detector, parts = pipeline.photo_detectors()
     state: dict = {"jobs": None, "live": set()}
 
     def jobs() -> JobStore:
