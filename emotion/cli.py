@@ -19,6 +19,7 @@ COMMANDS = {
     "video": ("emotion.video", "annotate a whole video file, with CSV/JSONL output"),
     "live": ("emotion.live", "the live webcam demo"),
     "explain": ("emotion.explain", "show what the CNN sees for one image"),
+    "export": ("emotion.export", "write the emotion model as an ONNX file (needs the [onnx] extra)"),
     "gradcheck": ("nnlite.gradcheck", "gradient-check every nnlite op on a backend"),
 }
 
