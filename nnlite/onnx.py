@@ -236,8 +236,9 @@ def _lrn(graph, layer, x, where):
     so alpha, beta and k carry over unchanged (TFLearn's convention, which does not divide
     alpha by size, is converted once in nnlite's layer, not here). The windows agree only for
     an odd size: c - size//2 .. c + size//2. For an even size PyTorch puts the extra channel
-    before c (c - size/2 .. c + size/2 - 1) and ONNX after it, so then the formula is written
-    out: the window sum of x^2 as a 1x1 convolution with a 0/1 band matrix."""
+    before c (c - size/2 .. c + size/2 - 1) and ONNX after it (and onnxruntime refuses an even
+    size outright), so then the formula is written out: the window sum of x^2 as a 1x1
+    convolution with a 0/1 band matrix."""
     name, value = x
     size, alpha, beta, k = layer.size, float(layer.alpha), float(layer.beta), float(layer.k)
     if size % 2:
@@ -245,19 +246,18 @@ def _lrn(graph, layer, x, where):
                          bias=k)
         return out, layer(value)
     channels = value.shape[1]
-    c = np.arange(channels)
+    c = np.arange(channels)  # band[o, i] = 1 when input channel i is in o's window
     band = ((c[None, :] >= c[:, None] - size // 2)
             & (c[None, :] <= c[:, None] + (size - 1) // 2)).astype(np.float32)
     squares = graph.node("Mul", [name, name], where + "lrn")
     window = graph.node("Conv", [squares, graph.weight(where + "lrn_window",
                                                        band[:, :, None, None])],
                         where + "lrn", kernel_shape=[1, 1])
-    scaled = graph.node("Mul", [window, graph.weight(where + "lrn_alpha",
-                                                     np.float32(alpha / size))], where + "lrn")
-    base = graph.node("Add", [scaled, graph.weight(where + "lrn_k", np.float32(k))],
-                      where + "lrn")
-    denominator = graph.node("Pow", [base, graph.weight(where + "lrn_beta", np.float32(beta))],
-                             where + "lrn")
+    constant = {key: graph.weight(where + "lrn_" + key, np.array(number, np.float32))
+                for key, number in (("alpha", alpha / size), ("k", k), ("beta", beta))}
+    scaled = graph.node("Mul", [window, constant["alpha"]], where + "lrn")
+    base = graph.node("Add", [scaled, constant["k"]], where + "lrn")
+    denominator = graph.node("Pow", [base, constant["beta"]], where + "lrn")
     return graph.node("Div", [name, denominator], where + "lrn"), layer(value)
 
 
