@@ -76,6 +76,9 @@ def export(module, example_input, path, *, metadata=None, opset=DEFAULT_OPSET,
     if not isinstance(opset, int) or not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
         raise ExportError(f"opset must be an int from {MIN_OPSET} to "
                           f"{onnx.defs.onnx_opset_version()} (this onnx's newest), got {opset!r}")
+    if not isinstance(module, L.Module):
+        raise ExportError(f"export takes an nnlite Module (e.g. a Sequential), got "
+                          f"{type(module).__name__}")
     x = _example_array(example_input)
     _check_float32(module)
 

@@ -161,6 +161,8 @@ def test_export_refuses_what_it_cannot_write_exactly(tmp_path):
         export(model, np.zeros((1, 1, 5, 5), np.float32), tmp_path / "m.onnx", opset=7)
     with pytest.raises(ExportError, match=r"0.W is float64.*astype"):
         export(model.astype(np.float64), np.zeros((1, 1, 5, 5), np.float32), tmp_path / "m.onnx")
+    with pytest.raises(ExportError, match="takes an nnlite Module"):
+        export([L.ReLU()], np.zeros((1, 2), np.float32), tmp_path / "m.onnx")
     with pytest.raises(ExportError, match="Flatten before it"):
         export(L.Sequential(L.Linear(5, 2)), np.zeros((1, 1, 5, 5), np.float32),
                tmp_path / "m.onnx")
