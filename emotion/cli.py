@@ -20,6 +20,7 @@ COMMANDS = {
     "live": ("emotion.live", "the live webcam demo"),
     "explain": ("emotion.explain", "show what the CNN sees for one image"),
     "serve": ("emotion.serve", "the web page: live camera, photos, videos, inside the network"),
+    "export": ("emotion.export", "write the emotion model as an ONNX file (needs the [onnx] extra)"),
     "gradcheck": ("nnlite.gradcheck", "gradient-check every nnlite op on a backend"),
 }
 

@@ -18,6 +18,7 @@ import numpy as np
 from emotion.errors import UserError
 
 SIZE = 48  # FER2013 images are 48x48
+STD_FLOOR = 1e-2  # per-image normalization divides by max(std, this): see preprocess
 NORMALIZE_MODES = ("per_image", "dataset", "none")
 
 
@@ -120,7 +121,7 @@ def preprocess(images, config: PreprocessConfig = PreprocessConfig()) -> np.ndar
         # A floor instead of "+ eps": a flat image (std ~ 0) stays near 0 instead of having
         # its last bits of noise blown up to unit variance. 0.01 is 2.5 gray levels; real
         # faces have std around 0.2, so they never reach it.
-        x = (x - mean) / np.maximum(std, np.float32(1e-2))
+        x = (x - mean) / np.maximum(std, np.float32(STD_FLOOR))
     elif config.normalize == "dataset":
         if config.mean is None or config.std is None:
             raise UserError("normalize='dataset' needs mean and std (use fit_dataset_stats)")
