@@ -342,6 +342,11 @@ def test_a_refused_camera_is_said_on_the_page(server, folder):
         said = wait_for(driver, "(() => { const s = document.getElementById('live-status');"
                                 " return s.classList.contains('error') && s.textContent; })()",
                         15, "the page to say the camera was refused", "live-status")
+        click_tab(driver, "inside")  # which has no camera picture to explain: it says so too
+        inside = wait_for(driver, "document.getElementById('inside-status').textContent"
+                                  ".startsWith('No live camera') && document.getElementById("
+                                  "'inside-status').textContent", 5, "the Inside tab's note")
     finally:
         driver.quit()
     assert said.startswith("Camera access was refused"), said
+    assert "pick a photo" in inside

@@ -31,7 +31,15 @@ export function setupInside(isVisible) {
     explain(photo);
   });
   back.addEventListener("click", () => { photo = null; input.value = ""; back.hidden = true; });
-  setInterval(() => { if (isVisible() && !photo && live.latestFrame) explain(live.latestFrame); }, PERIOD_MS);
+  setInterval(() => {
+    if (!isVisible() || photo) return;
+    if (live.cameraProblem) {  // nothing new will come: say so (unless a view is up)
+      if (view.hidden) {
+        status.textContent = `No live camera (${live.cameraProblem.replace(/[.]$/, "")}): pick a photo instead.`;
+        status.classList.add("error");
+      }
+    } else if (live.latestFrame) explain(live.latestFrame);
+  }, PERIOD_MS);
 }
 
 async function explain(blob) {
