@@ -87,10 +87,13 @@ class FrameReader:
 
 
 class FrameWriter:
-    """Encodes frames into a video file on a thread of its own, in the order given."""
+    """Encodes frames into a video file on a thread of its own, in the order given.
+    `opener(path, fps, size)` makes the VideoWriter: mp4v by default (emotion serve's jobs
+    pass one for WebM)."""
 
-    def __init__(self, path, fps: float, size: tuple[int, int], depth: int = 8):
-        self.writer = open_writer(path, fps, size)  # here: a failure is the caller's error
+    def __init__(self, path, fps: float, size: tuple[int, int], depth: int = 8,
+                 opener=open_writer):
+        self.writer = opener(path, fps, size)  # here: a failure is the caller's error
         self.frames = queue.Queue(maxsize=depth)
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._write, name="frame-writer", daemon=True)

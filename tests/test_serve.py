@@ -249,6 +249,63 @@ def test_a_busy_model_refuses_with_503_and_health_still_answers():
     assert sorted(codes) == [200, 200, 503, 503, 503, 503], codes
 
 
+def test_live_frames_go_before_the_queued_uploads():
+    import asyncio
+
+    from emotion.serve.worker import LIVE, InferenceWorker
+
+    order, release = [], threading.Event()
+
+    def job(name):
+        if name == "running":
+            release.wait(5)
+        order.append(name)
+        return name
+
+    async def scenario():
+        worker = InferenceWorker(max_pending=8)
+        try:
+            running = asyncio.ensure_future(worker.run(job, "running"))
+            await asyncio.sleep(0.05)  # the thread has taken it and blocks in it
+            uploads = [asyncio.ensure_future(worker.run(job, f"upload{i}")) for i in range(3)]
+            await asyncio.sleep(0.01)
+            frame = asyncio.ensure_future(worker.run(job, "frame", lane=LIVE))
+            await asyncio.sleep(0.01)
+            assert worker.pending == 4  # the uploads count against the bound, the frame not
+            release.set()
+            return await asyncio.gather(running, *uploads, frame)
+        finally:
+            worker.close()
+
+    answers = asyncio.run(scenario())
+    assert answers == ["running", "upload0", "upload1", "upload2", "frame"]  # each its own
+    assert order == ["running", "frame", "upload0", "upload1", "upload2"]  # the frame first
+
+
+@needs_media
+def test_a_live_frame_waits_for_one_predict_not_the_whole_queue():
+    data = (MEDIA / "single_face.jpg").read_bytes()
+    frame = jpeg(clip_frames(1)[0])
+    with TestClient(create_app(classifier=Fake(delay=0.3), max_pending=8)) as client:
+        codes = []
+
+        def post():
+            codes.append(client.post("/api/predict", content=data).status_code)
+
+        threads = [threading.Thread(target=post) for _ in range(5)]
+        with client.websocket_connect("/api/live") as ws:
+            for t in threads:
+                t.start()
+            time.sleep(0.15)  # five predicts of 0.3 s queued: 1.5 s of work
+            ws.send_bytes(frame)
+            answer = ws.receive_json()
+        for t in threads:
+            t.join()
+    assert codes == [200] * 5
+    # At most the predict that is running (0.3 s) and the frame's own (0.3 s), not five.
+    assert answer["faces"] and answer["latency_ms"] < 1000, answer["latency_ms"]
+
+
 @needs_media
 def test_concurrent_predicts_all_get_their_answer():
     photos = {name: (MEDIA / name).read_bytes() for name in ("single_face.jpg", "two_faces.jpg")}

@@ -4,7 +4,15 @@ A job runs the loop of `emotion video` (emotion.frames.FrameLoop: decode, detect
 classify, the per-face rows written by records.RowWriter) on a thread of its own, one job
 at a time, and draws each frame as `emotion video --out` does. Where `emotion video` writes
 an mp4v file, a job writes VP8 WebM: both codecs come with every opencv-python wheel, and a
-browser plays only the second.
+browser plays only the second. VP8 is slow to encode (~50 ms for a 596x336 frame on the
+2-core machine, more than detecting and classifying it), so, as `emotion video --out`
+does, the frames are encoded on a writer thread of their own (frames.FrameWriter) while
+the next ones are analysed.
+
+The server's inference runs with one OpenBLAS thread (emotion serve's run does that for
+the whole process, as the other commands do): with the default threads classifying the
+faces of a frame was 10 times slower on 2 cores, the idle BLAS workers spinning on the
+core that the face detector needs.
 
 Every job lives in a folder of its own inside one private temporary folder
 (tempfile.mkdtemp: mode 0700, a random name) made when the server starts. Nothing a client
@@ -29,7 +37,7 @@ from pathlib import Path
 import cv2
 
 from emotion.errors import UserError
-from emotion.frames import FrameLoop
+from emotion.frames import FrameLoop, FrameWriter
 from emotion.sources import quiet_opencv
 from emotion.serve.uploads import UploadError
 from emotion.serve.worker import Busy
@@ -128,12 +136,16 @@ class JobStore:
                         raise Cancelled
                     image = loop.draw(frame, results)
                     if writer is None:
-                        writer = open_webm(job.folder / VIDEO, loop.source.fps, image.shape)
+                        h, w = image.shape[:2]
+                        writer = FrameWriter(job.folder / VIDEO, loop.source.fps, (w, h),
+                                             opener=open_webm)
                     writer.write(image)
                     job.frames, job.rows = loop.frames_done, loop.rows.rows
                     job.tracks = len(loop.track_ids)
             if job.frames == 0:
                 raise UserError("the video has no frame that decodes")
+            writer, finishing = None, writer
+            finishing.close()  # the last frames encoded; the job is done once the file is
             job.status = "done"
         except Cancelled:
             job.status, job.error = "error", "the server shut down"
@@ -144,7 +156,10 @@ class JobStore:
             job.status, job.error = "error", f"internal error: {type(err).__name__}: {err}"
         finally:
             if writer is not None:
-                writer.release()
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001 - the job has already failed for a reason
+                    pass
             source.unlink(missing_ok=True)  # the upload is not needed any more
             job.finished = time.monotonic()
 
@@ -175,9 +190,8 @@ def is_video(path: Path) -> bool:
         capture.release()
 
 
-def open_webm(path: Path, fps: float, shape) -> cv2.VideoWriter:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps,
-                             (shape[1], shape[0]))
+def open_webm(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, size)
     if not writer.isOpened():
         raise UserError("this OpenCV cannot write VP8 WebM video (the opencv-python wheels can)")
     return writer

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from emotion import pipeline
 from emotion.records import face_rows
 from emotion.serve.uploads import UploadError, decode_image
+from emotion.serve.worker import LIVE
 
 log = logging.getLogger("emotion.serve")
 
@@ -90,7 +91,7 @@ async def serve_live(websocket: WebSocket, classifier, worker, sessions: set) ->
             if not newest:
                 continue
             index, data, received = newest.pop()
-            answer = await worker.run(session.step, index, data, received, bounded=False)
+            answer = await worker.run(session.step, index, data, received, lane=LIVE)
             if "error" in answer:
                 log.warning("live: %s", answer["error"])
             answer["latency_ms"] = round(1000 * (time.monotonic() - received), 1)

@@ -13,12 +13,37 @@ export const EMOJI = {
 };
 
 // A face in either schema: a live/video row {x, y, w, h, angry, ...} or a predict record
-// {box: [x, y, w, h], probabilities: {...}}.
+// {box: [x, y, w, h], probabilities: {...}}. Both may carry the head pose and the parts
+// (issue 17: "pose": {yaw, pitch, roll} in degrees, "parts": {eyes, eyebrows, mouth} in
+// frame pixels, null where not found); a server without them sends neither, and then
+// nothing of them is drawn.
 export function normalize(face, index) {
   const box = face.box || [face.x, face.y, face.w, face.h];
   const probabilities = face.probabilities || Object.fromEntries(EMOTIONS.map((e) => [e, face[e]]));
   return { id: face.track_id ?? index + 1, box, probabilities, emotion: face.emotion,
-           intensity: face.intensity || "", phase: face.phase || "" };
+           intensity: face.intensity || "", phase: face.phase || "",
+           pose: face.pose || null, parts: face.parts || null };
+}
+
+// "yaw 12 pitch -3 roll 5" (degrees; "?" where the server could not tell), or "".
+export function poseText(pose) {
+  if (!pose) return "";
+  const deg = (v) => (typeof v === "number" ? Math.round(v).toString() : "?");
+  return `yaw ${deg(pose.yaw)} pitch ${deg(pose.pitch)} roll ${deg(pose.roll)}`;
+}
+
+export const PARTS_COLOR = "#00e5ff";
+
+// The eyes, eyebrows and mouth as thin boxes; missing ones (null) are skipped.
+function drawParts(ctx, parts, scale) {
+  const boxes = [...(parts.eyes || []), ...(parts.eyebrows || []), parts.mouth]
+    .filter((b) => Array.isArray(b) && b.length === 4);
+  ctx.lineWidth = Math.max(1, Math.round(scale * 1.5));
+  ctx.strokeStyle = PARTS_COLOR;
+  for (const b of boxes) {
+    const [x, y, w, h] = b.map((v) => v * scale);
+    ctx.strokeRect(x, y, w, h);
+  }
 }
 
 export function drawFace(ctx, face, scale = 1) {
@@ -39,6 +64,19 @@ export function drawFace(ctx, face, scale = 1) {
   ctx.fillRect(x - line / 2, top, width, font + 8);
   ctx.fillStyle = "#000";
   ctx.fillText(label, x + 4, top + font + 1);
+
+  if (face.parts) drawParts(ctx, face.parts, scale);
+  const pose = poseText(face.pose);
+  if (pose) {  // under the box (and under the label, if that went below it), else inside
+    const small = Math.max(11, Math.round(font * 0.75));
+    ctx.font = `${small}px system-ui, sans-serif`;
+    const below = top === y + h ? top + font + 8 : y + h;
+    const py = below + small + 6 <= ctx.canvas.height ? below + 2 : y + h - small - 6;
+    ctx.fillStyle = "rgba(0,0,0,.6)";
+    ctx.fillRect(x, py, ctx.measureText(pose).width + 8, small + 4);
+    ctx.fillStyle = PARTS_COLOR;
+    ctx.fillText(pose, x + 4, py + small);
+  }
 
   // The emoji and the bars in a column beside the box (right if it fits, else left).
   const barW = Math.max(60, w * 0.6), barH = Math.max(8, Math.round(font * 0.6));

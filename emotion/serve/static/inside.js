@@ -8,6 +8,7 @@ import * as live from "./live.js";
 const status = document.getElementById("inside-status");
 const view = document.getElementById("inside-view");
 const input = document.getElementById("inside-input");
+const back = document.getElementById("inside-live");
 const PERIOD_MS = 400;
 let busy = false, photo = null;
 
@@ -22,8 +23,23 @@ function figure(png, caption) {
 }
 
 export function setupInside(isVisible) {
-  input.addEventListener("change", () => { photo = input.files[0] || null; explain(photo); });
-  setInterval(() => { if (isVisible() && !photo && live.latestFrame) explain(live.latestFrame); }, PERIOD_MS);
+  // A picked photo holds the view (the live frames would replace it within 400 ms) until
+  // "back to the live camera".
+  input.addEventListener("change", () => {
+    photo = input.files[0] || null;
+    back.hidden = !photo;
+    explain(photo);
+  });
+  back.addEventListener("click", () => { photo = null; input.value = ""; back.hidden = true; });
+  setInterval(() => {
+    if (!isVisible() || photo) return;
+    if (live.cameraProblem) {  // nothing new will come: say so (unless a view is up)
+      if (view.hidden) {
+        status.textContent = `No live camera (${live.cameraProblem.replace(/[.]$/, "")}): pick a photo instead.`;
+        status.classList.add("error");
+      }
+    } else if (live.latestFrame) explain(live.latestFrame);
+  }, PERIOD_MS);
 }
 
 async function explain(blob) {

@@ -16,6 +16,7 @@ const grab = document.createElement("canvas");  // the frame as sent, at most 64
 let socket = null, waiting = false, sentAt = 0, faces = [], fps = 0, lastAnswer = 0, rtt = 0;
 let retry = 1000;
 export let latestFrame = null;  // the newest JPEG sent (the Inside view explains it)
+export let cameraProblem = null;  // why there is no camera picture, once that is known
 
 function say(text, error = false) {
   status.textContent = text;
@@ -24,6 +25,7 @@ function say(text, error = false) {
 
 export async function startCamera() {
   if (!navigator.mediaDevices?.getUserMedia) {
+    cameraProblem = "this browser gives no camera to this page";
     say("This browser gives no camera to this page: a camera needs https or http://localhost " +
         "(or 127.0.0.1). Photos and Video still work.", true);
     return;
@@ -32,7 +34,10 @@ export async function startCamera() {
     const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
     video.srcObject = stream;
     await video.play();
-    stream.getVideoTracks()[0].addEventListener("ended", () => say("The camera stopped (unplugged, or taken by another program).", true));
+    stream.getVideoTracks()[0].addEventListener("ended", () => {
+      cameraProblem = "The camera stopped (unplugged, or taken by another program).";
+      say(cameraProblem, true);
+    });
   } catch (err) {
     const why = {
       NotAllowedError: "Camera access was refused. Allow the camera for this page (the icon in the address bar) and reload.",
@@ -40,6 +45,7 @@ export async function startCamera() {
       NotReadableError: "The camera is in use by another program, or the system would not start it.",
       OverconstrainedError: "The camera cannot give a picture this page asks for.",
     }[err.name] || `The camera did not start: ${err.name}: ${err.message}`;
+    cameraProblem = why;
     say(why + " Photos and Video still work.", true);
     return;
   }
@@ -62,7 +68,10 @@ function connect() {
     if (lastAnswer) fps = fps ? 0.9 * fps + 0.1 * (1000 / (now - lastAnswer)) : 1000 / (now - lastAnswer);
     lastAnswer = now;
     if (message.error) say(`the server could not read a frame: ${message.error}`, true);
-    else faces = message.faces.map(normalize);
+    else {
+      faces = message.faces.map(normalize);
+      if (status.classList.contains("error")) say("live: the model is watching");  // recovered
+    }
     stats.textContent = `${fps.toFixed(1)} answers/s  round trip ${rtt.toFixed(0)} ms  ` +
       `server ${message.latency_ms} ms  ${faces.length} face${faces.length === 1 ? "" : "s"}`;
     send();

@@ -47,12 +47,18 @@ function upload(file) {
 }
 
 async function poll(id) {
-  let job;
+  let job, response;
   try {
-    job = await (await fetch(`/api/jobs/${id}`)).json();
+    response = await fetch(`/api/jobs/${id}`);
+    job = await response.json();
   } catch {
     say("lost the server while the video was being analysed; retrying...", true);
     setTimeout(() => poll(id), 2000);
+    return;
+  }
+  if (!response.ok) {  // 404: the server restarted (jobs live in its memory) or it expired
+    progress.hidden = true;
+    say(`the server no longer knows this job (${job.error || response.status}): upload the video again`, true);
     return;
   }
   if (job.status === "error") { progress.hidden = true; say(`the analysis failed: ${job.error}`, true); return; }
