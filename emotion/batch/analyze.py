@@ -21,9 +21,9 @@ once per worker thread (a cached global), not once per file.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -101,14 +101,14 @@ def analyze_file(media, settings: BatchSettings) -> FileResult:
     rows = TableBuilder(media.name)
     frames, error = 0, None
     try:
-        _one_core()
-        if media.kind == "image":
-            frames = _analyze_image(media, settings, rows)
-        elif media.kind == "video":
-            frames, error = _analyze_video(media, settings, rows)
-        else:
-            raise UserError(f"{media.name} is neither an image nor a video file (by its "
-                            f"extension)")
+        with one_core(settings.backend):
+            if media.kind == "image":
+                frames = _analyze_image(media, settings, rows)
+            elif media.kind == "video":
+                frames, error = _analyze_video(media, settings, rows)
+            else:
+                raise UserError(f"{media.name} is neither an image nor a video file (by its "
+                                f"extension)")
     except UserError as err:
         error = str(err)
     except Exception as err:  # noqa: BLE001 - a decoder or library failure: this file only
@@ -145,28 +145,35 @@ def _analyze_video(media, settings: BatchSettings, rows: TableBuilder) -> tuple[
 
 # -- per worker: one core, the model loaded once --------------------------------------------
 _local = threading.local()
-_process_setup = threading.Lock()
-_blas_limit = None  # held for the life of the process: BLAS on one thread
 
 
-def _one_core() -> None:
-    global _blas_limit
-    with _process_setup:
-        if _blas_limit is None:
-            import cv2
+@contextmanager
+def one_core(backend: str):
+    """OpenCV, BLAS and (on the numba backend) Numba on one thread while a file is analysed,
+    as they were before afterwards (--workers 0 runs in the command's own process)."""
+    import cv2
 
-            cv2.setNumThreads(1)
-            _blas_limit = pipeline.one_blas_thread()  # applied on creation, never undone
-    numba = sys.modules.get("numba")
-    if numba is not None:  # its thread count is per calling thread
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    numba = numba_threads = None
+    if backend == "numba":
+        import numba
+
+        numba_threads = numba.get_num_threads()  # (a setting of the calling thread)
         numba.set_num_threads(1)
+    try:
+        with pipeline.one_blas_thread():
+            yield
+    finally:
+        cv2.setNumThreads(cv_threads)
+        if numba is not None:
+            numba.set_num_threads(numba_threads)
 
 
 def _classifier(weights: str, backend: str):
     cache = _local.__dict__.setdefault("classifiers", {})
     if (weights, backend) not in cache:
         cache[weights, backend] = pipeline.load_classifier(weights, backend)
-        _one_core()  # loading may have imported Numba
     return cache[weights, backend]
 
 

@@ -149,8 +149,7 @@ def _results(args, todo: list, settings: BatchSettings):
     if not todo:
         yield iter(())
     elif args.workers == 0:
-        with pipeline.one_blas_thread():
-            yield cluster.in_process(todo, settings)
+        yield cluster.in_process(todo, settings)
     else:
         workers = min(args.workers or cluster.cores(), len(todo))
         with cluster.dask_client(args.scheduler, workers, args.connect_timeout) as client:
