@@ -12,7 +12,10 @@ would balance the workers better at the end of a run, but the tracks (their IDs,
 smoothed probabilities and the phase, which carry state from frame to frame) would restart
 at every cut and have to be joined afterwards, and the joined table would still differ from
 one run straight through. With many files the imbalance is small anyway: the workers run
-out of files at most one file's time apart. (SPLIT_NOTE)
+out of files at most one file's time apart. It shows only on a handful of files: on the six
+shared media (2-vCPU VM, `python -m benchmarks.batch`) group_pan.mp4 was 63% of the work
+(75.8 of 119.6 s on one worker), so two workers took 79.3 s, 1.11x a perfect split, with
+that one video the whole time on one of them.
 """
 
 from emotion.batch.command import add_arguments, run
