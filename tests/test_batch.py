@@ -23,7 +23,8 @@ from emotion.batch import analyze
 from emotion.batch.inputs import find_media
 from tests.conftest import MEDIA, REPO
 
-pytestmark = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"shared test media not found at {MEDIA}")
+pytestmark = pytest.mark.skipif(not MEDIA.is_dir(),
+                                reason=f"shared test media not found at {MEDIA}")
 
 MAX_FRAMES = "8"
 GOOD = ["single_face.jpg", "woman_smiling_phone.mp4", "group_pan.mp4"]
@@ -138,8 +139,13 @@ def test_a_killed_run_resumed_gives_the_same_table(archive, sequential, tmp_path
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
     assert 1 <= len(succeeded()) < 3 and not out.exists(), "the kill came too late to test"
-    code, err = run_batch(archive, "--out", out, "--resume", "--workers", 0,
-                          "--max-frames", MAX_FRAMES)
+    # Resumed on a cluster that was already running (--scheduler), as on a cluster of machines.
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        code, err = run_batch(archive, "--out", out, "--resume", "--max-frames", MAX_FRAMES,
+                              "--scheduler", cluster.scheduler_address)
     assert code == 1
     assert "done before, skipped" in err
     pd.testing.assert_frame_equal(table(out), table(sequential[2]))

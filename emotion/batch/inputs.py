@@ -68,8 +68,9 @@ def find_media(inputs: list[str]) -> list[MediaFile]:
         if path.is_dir():
             found = _found_in(path)
             if not found:
+                known = sorted(IMAGE_EXTENSIONS | READABLE_VIDEO_EXTENSIONS)
                 raise UserError(f"no image or video files in folder {path} (looked for "
-                                f"{', '.join(sorted(IMAGE_EXTENSIONS | READABLE_VIDEO_EXTENSIONS))})")
+                                f"{', '.join(known)})")
             paths.extend(found)
         elif path.exists():
             paths.append(path)

@@ -48,7 +48,8 @@ class PartStore:
         run would mix its results with another run's or write over them."""
         store = cls(parts_folder(out))
         if not resume:
-            for option, path in (("--out", out), ("--csv", csv), ("the parts folder", store.folder)):
+            outputs = (("--out", out), ("--csv", csv), ("the parts folder", store.folder))
+            for option, path in outputs:
                 if path and os.path.lexists(path):
                     raise UserError(f"{option} {path} already exists: pass --resume to continue "
                                     f"that run (the files already done are skipped), or delete "
@@ -66,10 +67,12 @@ class PartStore:
                 raise UserError(f"{store.folder} has no readable {MANIFEST}: it is not an "
                                 f"`emotion batch` parts folder; move it away") from None
             if old != manifest:
-                changed = sorted(k for k in set(old) | set(manifest) if old.get(k) != manifest.get(k))
-                raise UserError(f"{store.folder} was made with other settings ({', '.join(changed)} "
-                                f"differ): --resume would mix two kinds of results; rerun with "
-                                f"the same options, or choose another --out")
+                changed = sorted(k for k in set(old) | set(manifest)
+                                 if old.get(k) != manifest.get(k))
+                raise UserError(f"{store.folder} was made with other settings "
+                                f"({', '.join(changed)} differ): --resume would mix two kinds "
+                                f"of results; rerun with the same options, or choose another "
+                                f"--out")
             # What a killed run was writing: a part, or the joined table.
             leftovers = [*store.folder.glob("*.tmp-*")]
             for p in (Path(out), Path(csv) if csv else None):
