@@ -17,6 +17,7 @@ COMMANDS = {
     "evaluate": ("emotion.evaluate", "evaluate weights on a FER2013 split"),
     "predict": ("emotion.predict", "classify the faces in images or folders"),
     "video": ("emotion.video", "annotate a whole video file, with CSV/JSONL output"),
+    "batch": ("emotion.batch", "images, videos and folders into one table, on a Dask cluster"),
     "live": ("emotion.live", "the live webcam demo"),
     "explain": ("emotion.explain", "show what the CNN sees for one image"),
     "serve": ("emotion.serve", "the web page: live camera, photos, videos, inside the network"),

@@ -28,6 +28,7 @@ from emotion.sources import is_url
 from emotion.labels import EMOTIONS
 from emotion.overlay import draw_results
 from emotion.images import find_images, read_image, to_bgr8
+from emotion.sources import READABLE_VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,9 +70,6 @@ def print_table_rows(path: Path, results, out) -> None:
         p = float(max(r.probabilities))
         print(f"{str(path):40s}  face {r.track_id:<2d} at ({x}, {y}, {w}x{h})  "
               f"{r.emotion:8s} {p:.2f} {r.intensity}", file=out)
-
-
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg", ".mpeg"}
 
 
 def annotated_paths(folder: Path, paths: list[Path]) -> dict[Path, Path]:

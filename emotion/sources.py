@@ -206,6 +206,11 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None],
                                 f"file: give each output its own name")
 
 
+# The video files the app reads (FFmpeg decodes more containers than OpenCV's mp4v writer
+# can fill, hence two lists): `emotion batch` looks for these in folders, `emotion predict`
+# sends them to `emotion video`.
+READABLE_VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".wmv", ".mpg",
+                             ".mpeg"}
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv")  # containers that take OpenCV's mp4v
 
 

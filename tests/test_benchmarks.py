@@ -81,3 +81,17 @@ def test_launch_overhead_times_every_case(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 7 and all(row["synced_us"] > 0 for row in rows)
     assert all(row["issued_us"] > 0 for row in rows[:5])
+
+
+def test_batch_reports_files_and_frames_per_second(tmp_path, capsys):
+    from benchmarks import batch
+
+    if not batch.MEDIA.is_dir():
+        pytest.skip(f"shared test media not found at {batch.MEDIA}")
+    out = tmp_path / "batch.json"
+    assert batch.main(["--workers", "1", "--max-frames", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    (row,) = result["rows"]
+    assert row["frames"] == 3 * 1 + 3 * 2  # three photos, three clips cut at two frames
+    assert row["files_per_s"] == pytest.approx(6 / row["seconds"], rel=0.01)
+    assert not row["errors"] and "files/s" in capsys.readouterr().out
