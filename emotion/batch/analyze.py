@@ -68,7 +68,7 @@ class TableBuilder:
         self.name, self.rows, self.chunks = name, [], []
 
     def add(self, rows: list[dict]) -> None:
-        self.rows.extend(rows)
+        self.rows.extend(records.flat_row(row) for row in rows)  # pose and parts in columns
         if len(self.rows) >= CHUNK_ROWS:
             self._flush()
 
