@@ -26,6 +26,7 @@ how the tests run the whole pipeline without trained weights.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -33,7 +34,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from functools import lru_cache
 
 from emotion import dynamics, overlay
 from emotion.detect import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector, FaceParts, PartsDetector,
@@ -324,10 +324,16 @@ class FacePipeline:
             return overlay.draw_results(frame, results, fps, show_parts=self.show_parts)
 
 
-@lru_cache(maxsize=1)
+_per_thread = threading.local()
+
+
 def profile_detector() -> ProfileDetector:
-    """The profile cascade, loaded once per process."""
-    return ProfileDetector()
+    """The profile cascade, loaded once per thread: an OpenCV CascadeClassifier must not be
+    used by two threads at once (serve runs a video job beside the photo and live requests;
+    sharing one failed with OpenCV's getScaleData assertion)."""
+    if not hasattr(_per_thread, "profile"):
+        _per_thread.profile = ProfileDetector()
+    return _per_thread.profile
 
 
 def photo_detectors() -> tuple[FaceDetector, PartsDetector]:
