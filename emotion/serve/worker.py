@@ -1,26 +1,27 @@
-"""One model, one inference thread, two lanes: live frames first, then the bounded queue.
+"""One model, one inference thread, two lanes: live frames before the bounded uploads queue.
 
 The event loop must never run the CNN or the face detector: while it computes, no other
 request (not even /api/health) is answered. So every piece of inference is handed to a
 single worker thread. One thread, not a pool: there is one model instance (its weights in
 memory once), and nnlite's model is not written to be called from two threads at once.
 
-In front of that thread are two lanes, and the thread always takes from the first that
-holds something:
+In front of that thread are two lanes:
 
     LIVE     camera frames of the live sockets: at most one per socket (live.py keeps only
              the newest), at most MAX_LIVE sockets, so this lane is short by construction
     UPLOADS  /api/predict and /api/explain: bounded; a request that finds `max_pending`
              already waiting or running is refused at once with 503 (Busy)
 
-So a live frame never waits behind more than the one upload already running (~100 ms),
-however many are queued: a camera needs an answer within a frame or two, a photo upload
-can wait a second. Under a flood of uploads the live frames still get through, and the
-uploads cost the server at most `max_pending` decoded images of memory and the clients a
-quick "try again". (With one first-come queue, a live frame waited behind all eight
-queued predicts: ~850 ms on the 2-core machine of benchmarks/RESULTS.md.) Uploads cannot
-starve: live frames are answered before the next is taken, so the live lane holds at most
-one frame per socket between two uploads.
+and the thread takes jobs in rounds: the live frames that waited behind the last upload,
+then the next upload, then the live frames that came meanwhile, and so on (with nothing
+of the other lane waiting, it just takes the next of the one that has work). So a live
+frame waits behind at most one upload (~100 ms) and the other sockets' frames, however
+many uploads are queued: a camera needs an answer within a frame or two, a photo upload
+can wait a second. And the uploads are not starved: strict priority for live frames was
+tried first, and two sockets that each send their next frame as soon as they have an
+answer kept the live lane full for good (13 predict answers in 30 s, p50 17 s, in
+benchmarks/serve_load). With one first-come queue, a live frame waited behind all eight
+queued predicts instead: ~850 ms (benchmarks/RESULTS.md, ninth session).
 
 The video jobs run on threads of their own (emotion/serve/jobs.py) and call the model too:
 SharedClassifier puts a lock around it, so the model still runs one batch at a time.
@@ -69,6 +70,8 @@ class InferenceWorker:
         self.lanes = (collections.deque(), collections.deque())  # LIVE, UPLOADS
         self.wakeup = threading.Condition()
         self.closing = False
+        self.live_turns = 0  # live frames to take before the next upload (see _next)
+        self.upload_ran = False
         self.thread = threading.Thread(target=self._serve, name="inference", daemon=True)
         self.thread.start()
 
@@ -96,13 +99,26 @@ class InferenceWorker:
                     self.wakeup.wait()
                 if self.closing:
                     return
-                future, fn, args = (self.lanes[LIVE] or self.lanes[UPLOADS]).popleft()
+                future, fn, args = self._next()
             if not future.set_running_or_notify_cancel():
                 continue  # its client went away while it waited
             try:
                 future.set_result(fn(*args))
             except BaseException as err:  # noqa: BLE001 - handed to the awaiting request
                 future.set_exception(err)
+
+    def _next(self):
+        """The next job (called holding `wakeup`, with some lane not empty): a live frame if
+        it has a turn left or no upload waits, else an upload, after which every live frame
+        that waited behind it gets a turn."""
+        live, uploads = self.lanes
+        if self.upload_ran:  # every frame that came while it waited or ran: one turn each
+            self.live_turns, self.upload_ran = len(live), False
+        if live and (self.live_turns > 0 or not uploads):
+            self.live_turns = max(0, self.live_turns - 1)
+            return live.popleft()
+        self.upload_ran = True
+        return uploads.popleft()
 
     def close(self) -> None:
         """Finish the job that is running, cancel the waiting ones, stop the thread."""
