@@ -88,18 +88,12 @@ def test_a_weight_file_with_nan_is_refused(tmp_path, capsys):
 def test_resume_on_other_data_is_refused_and_the_same_data_moved_resumes(tmp_path, capsys,
                                                                           private_cache):
     from emotion import train
-    from tests.test_train_evaluate import train_config
+    from tests.test_train_evaluate import stop_after_steps, train_config
 
     data = tiny_csv(tmp_path / "a.csv", (("Training", 64), ("PublicTest", 8)))
     config = train_config(tmp_path, data=str(data), epochs=1, batch_size=32, limit=0)
     cut = train.Trainer(config, tmp_path / "run", "numpy")
-    original_step = cut._step
-
-    def step_then_stop(*args):
-        original_step(*args)
-        cut.stop_requested = True  # after the first of the epoch's 2 batches
-
-    cut._step = step_then_stop
+    stop_after_steps(cut)  # after the first of the epoch's 2 batches
     assert cut.fit(progress=False)["interrupted"]
     last = tmp_path / "run" / "last.npz"
     before = last.read_bytes()

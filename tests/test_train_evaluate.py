@@ -34,6 +34,19 @@ def run_trainer(tmp_path, config, resume=False):
     return trainer, trainer.fit(resume=resume, progress=False)
 
 
+def stop_after_steps(trainer, steps=1):
+    """Make `trainer` ask to stop after `steps` training steps, as a first Ctrl-C would."""
+    original_step, calls = trainer._step, {"n": 0}
+
+    def step_then_stop(*args):
+        original_step(*args)
+        calls["n"] += 1
+        if calls["n"] == steps:
+            trainer.stop_requested = True
+
+    trainer._step = step_then_stop
+
+
 @needs_fer2013
 def test_a_short_run_on_real_rows_lowers_the_loss(tmp_path):
     config = train_config(tmp_path, epochs=4, no_augment=True, limit=256)
@@ -57,16 +70,7 @@ def test_resume_after_an_interruption_matches_an_uninterrupted_run(tmp_path):
     full, _ = run_trainer(tmp_path / "full", config)
 
     interrupted = train.Trainer(config, tmp_path / "cut", train.choose_backend(None))
-    original_step = interrupted._step
-    calls = {"n": 0}
-
-    def step_then_stop(*args):
-        original_step(*args)
-        calls["n"] += 1
-        if calls["n"] == 4:  # in the second epoch (3 batches per epoch)
-            interrupted.stop_requested = True
-
-    interrupted._step = step_then_stop
+    stop_after_steps(interrupted, 4)  # in the second epoch (3 batches per epoch)
     result = interrupted.fit(progress=False)
     assert result["interrupted"] and result["epochs_done"] == 1
     resumed, result = run_trainer(tmp_path / "cut", config, resume=True)
@@ -281,13 +285,7 @@ def test_throughput_of_a_resumed_epoch_counts_only_the_images_it_processed(tmp_p
     data = tiny_csv(tmp_path / "f.csv", (("Training", 96), ("PublicTest", 8)))
     config = train_config(tmp_path, data=str(data), epochs=1, batch_size=32, limit=0)
     cut = train.Trainer(config, tmp_path / "run", "numpy")
-    original_step = cut._step
-
-    def step_then_stop(*args):
-        original_step(*args)
-        cut.stop_requested = True  # after the first of the epoch's 3 batches
-
-    cut._step = step_then_stop
+    stop_after_steps(cut)  # after the first of the epoch's 3 batches
     assert cut.fit(progress=False)["interrupted"]
     resumed = train.Trainer(config, tmp_path / "run", "numpy")
     resumed.fit(resume=True, progress=False)
@@ -348,13 +346,7 @@ def test_a_distilled_run_keeps_its_teacher_targets_for_resume(tmp_path, capsys, 
     config = train_config(tmp_path, data=str(data), epochs=1, batch_size=32, limit=0,
                           teacher="compact", temperature=2.0, distill_weight=0.5, quiet=True)
     cut = train.Trainer(config, tmp_path / "run", "numpy")
-    original_step = cut._step
-
-    def step_then_stop(*args):
-        original_step(*args)
-        cut.stop_requested = True  # after the first of the epoch's 2 batches
-
-    cut._step = step_then_stop
+    stop_after_steps(cut)  # after the first of the epoch's 2 batches
     assert cut.fit(progress=False)["interrupted"]
     assert "teacher: compact on 64 Training images" in capsys.readouterr().out
     targets = nnlite.serialization.load_arrays(tmp_path / "run" / "teacher.npz")[0]
