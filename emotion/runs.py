@@ -33,7 +33,7 @@ CHECKPOINT_VERSION = 1
 RESUME_MUST_MATCH = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov",
                      "weight_decay", "schedule", "warmup", "label_smoothing", "class_weights",
                      "no_augment", "seed", "limit", "ferplus", "teacher", "temperature",
-                     "distill_weight")
+                     "distill_weight", "init")
 # What a run writes in OUT: a folder holding any of these holds a run, which a new run into
 # the same folder would overwrite.
 RUN_FILES = ("best.npz", "last.npz", "metrics.csv", "curves.png", "teacher.npz")

@@ -78,6 +78,10 @@ def add_arguments(parser):
                         help="softmax temperature of the teacher and student for --teacher")
     parser.add_argument("--distill-weight", type=RANGES["distill_weight"], default=0.7,
                         help="weight of the teacher's loss, 1 - it for the labels' (0..1)")
+    parser.add_argument("--init", default=None, metavar="WEIGHTS",
+                        help="start from this trained weight file of the same --model (a "
+                        "shipped name or runs/NAME/best.npz) instead of random weights: a "
+                        "second schedule, or fine-tuning; the optimizer starts afresh")
     parser.add_argument("--skip-bad-rows", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -230,6 +234,7 @@ class Trainer:
         checkpoint = self.folder.check_out(resume, overwrite)
         if checkpoint is not None and self.folder.why_complete(checkpoint[1]["state"]):
             return self._report_complete_run(checkpoint[1]["state"])
+        init = self._init_weights() if c.get("init") and checkpoint is None else None
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
         raw = load_raw_splits(c)
         self.data_identity = data_identity(*raw)
@@ -246,7 +251,10 @@ class Trainer:
             self.folder.restore_checkpoint(self, *checkpoint)
             print(f"resuming {self.folder.checkpoint_path} at epoch {self.state['epoch'] + 1}, "
                   f"batch {self.state['batch']}")
-        elif overwrite:
+        if init is not None:
+            nnlite.load(self.model, init)
+            print(f"starting from {init}", flush=True)
+        if checkpoint is None and overwrite:
             # Only now, with the data loaded and the model built: a mistake in the command
             # fails before the old run is gone.
             self.folder.remove_previous_run()
@@ -354,6 +362,24 @@ class Trainer:
         return distill.loss(logits, labels, soft_targets, c.get("temperature", 4.0), weight,
                             class_weights=self.class_weights,
                             label_smoothing=c.get("label_smoothing", 0.0))
+
+    def _init_weights(self) -> Path:
+        """--init: the weight file to start from, checked before any data is loaded. It must
+        hold the same model; a resumed run restores its own checkpoint instead."""
+        from emotion.predictor import resolve_weights
+
+        c = self.config
+        path = resolve_weights(c["init"])
+        if not path.is_file():
+            raise UserError(f"--init: weight file not found: {path}")
+        try:
+            trained_for = nnlite.read_meta(path).get("model")
+        except WeightFileError as err:
+            raise UserError(f"--init: {err}") from None
+        if trained_for != c["model"]:
+            raise UserError(f"--init: {path} holds a {trained_for!r} model, not the "
+                            f"{c['model']!r} of --model")
+        return path
 
     def _teacher_targets(self, raw_train):
         """The teacher's probabilities for every Training image (emotion.distill), computed

@@ -356,3 +356,35 @@ def test_a_distilled_run_keeps_its_teacher_targets_for_resume(tmp_path, capsys, 
     assert result["epochs_done"] == 1 and not result["interrupted"]
     assert "teacher:" not in capsys.readouterr().out  # read back, not computed again
     np.testing.assert_array_equal(resumed.soft_targets, targets["probabilities"])
+
+
+def test_init_starts_from_the_weights_given_and_refuses_another_model(tmp_path, capsys,
+                                                                      private_cache):
+    data = tiny_csv(tmp_path / "f.csv")
+    assert train_cli(data, tmp_path / "first") == 0
+    first = tmp_path / "first" / "best.npz"
+    config = train_config(tmp_path, data=str(data), epochs=1, batch_size=32, limit=0,
+                          init=str(first))
+    trainer = train.Trainer(config, tmp_path / "second", "numpy")
+    started = {}
+    original_step = trainer._step
+
+    def record_then_stop(*args):  # the parameters as the first step finds them
+        started.setdefault("params", [p.data.copy() for p in trainer.model.parameters()])
+        trainer.stop_requested = True
+        original_step(*args)
+
+    trainer._step = record_then_stop
+    trainer.fit(progress=False)
+    reference = models.build("compact")
+    nnlite.load(reference, first)
+    for got, want in zip(started["params"], reference.parameters()):
+        np.testing.assert_array_equal(got, want.data)
+    assert f"starting from {first}" in capsys.readouterr().out
+
+    assert train_cli(data, tmp_path / "third", "--init", "mobile") == 2  # a mobile file
+    err = capsys.readouterr().err
+    assert "holds a 'mobile' model, not the 'compact' of --model" in err
+    assert not (tmp_path / "third").exists()  # refused before anything was written
+    assert train_cli(data, tmp_path / "fourth", "--init", str(tmp_path / "nothing.npz")) == 2
+    assert "--init: weight file not found" in capsys.readouterr().err
