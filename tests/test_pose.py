@@ -72,6 +72,9 @@ def test_rotated_search_finds_a_face_the_upright_search_loses(tools):
     assert hit.parts.roll == pytest.approx(hit.pose.roll, abs=1)  # mapped back: same roll
     x, y, w, h = hit.box  # in frame pixels, around the face
     assert 0 <= x < gray.shape[1] and 0 <= y < gray.shape[0] and w > 100 and h > 100
+    # a track's face: about its own size (the window search's sizes), not the box around
+    # the rotated box, which would grow a track frame after frame
+    assert 0.7 * box[2] <= w <= 1.5 * box[2] and w == h
 
 
 # -- yaw and pitch ------------------------------------------------------------------------
