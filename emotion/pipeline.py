@@ -48,6 +48,7 @@ from emotion.track import IoUTracker
 
 # See the class docstring of FacePipeline for how these were chosen.
 DETECT_EVERY = 10  # a full-frame scan every 10 frames (1/3 s at 30 fps)
+NEAR_EVERY = 2     # between scans, the tracks' windows searched every 2nd frame
 EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
 VIDEO_WEIGHTS = "compact"  # the weights `live` and `video` use by default
 
@@ -197,8 +198,10 @@ class FacePipeline:
     detect_every=k: a full-frame scan every k-th frame, and on the frame after a track was
     lost; in between each track is looked for in a window around its box (local=True), or
     keeps its last box (local=False, the tracker's carry). Faces are classified on every
-    frame either way, so expressions are followed at full frame rate. eyes_every=e: a
-    track's eyes (used to level the crop) are looked for again every e-th frame it is seen.
+    frame either way, so expressions are followed at full frame rate. near_every=n: the
+    windows are searched every n-th frame between scans, and the tracks carried on the
+    others. eyes_every=e: a track's eyes (used to level the crop) are looked for again when
+    it is seen e or more frames after the last look.
 
     How the defaults were chosen (2-vCPU Xeon VM, every shared clip; benchmarks/RESULTS.md,
     "Video detection", has the figures): the scan preset (VIDEO_CONFIG) with the window
@@ -207,15 +210,21 @@ class FacePipeline:
     within a third of a second at 30 fps while a scan's cost is spread over ten frames;
     e = 5 because levelling the crop with eyes found every frame instead gave the same
     emotion in 96.4% (woman_talking), 100% (woman_smiling_phone) and 100% (group_pan) of
-    the face-frames, for 8-16 ms more per frame (the compact weights).
+    the face-frames, for 8-16 ms more per frame (the compact weights). n = 2
+    (`python -m benchmarks.video_detection`, tenth session): the same six faces in all 240
+    frames of group_pan under 6 IDs, and the one face of each other clip in every frame, as
+    with n = 1, for 23-29% less detection time on each clip; n = 3 kept them too but lags a
+    moving face by two frames; a window scaled to a 32 px face instead of 48 lost faces of
+    group_pan, and a scan step of 1.2 instead of 1.1 lost one of its six.
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,
                  tracker: IoUTracker | None = None, parts: PartsDetector | None = None,
                  detect_every: int = DETECT_EVERY, margin: float = 0.15, align: bool = True,
-                 local: bool = True, eyes_every: int = EYES_EVERY):
-        if detect_every < 1 or eyes_every < 1:
-            raise ValueError("detect_every and eyes_every must be >= 1")
+                 local: bool = True, eyes_every: int = EYES_EVERY,
+                 near_every: int = NEAR_EVERY):
+        if detect_every < 1 or eyes_every < 1 or near_every < 1:
+            raise ValueError("detect_every, eyes_every and near_every must be >= 1")
         self.classifier = classifier
         self.detector = detector or FaceDetector(VIDEO_CONFIG)
         self.tracker = tracker or IoUTracker()
@@ -223,7 +232,7 @@ class FacePipeline:
         self.parts = parts if parts is not None else (PartsDetector() if align else None)
         # The profile cascade, only for a track whose eyes are missing at a parts refresh.
         self.profile = profile_detector() if self.parts is not None else None
-        self.detect_every, self.eyes_every = detect_every, eyes_every
+        self.detect_every, self.eyes_every, self.near_every = detect_every, eyes_every, near_every
         self.margin, self.align, self.local = margin, align, local
         self.phases: dict[int, dynamics.PhaseTracker] = {}
         self.frame_index = 0
@@ -243,12 +252,12 @@ class FacePipeline:
         scan = self.frame_index % self.detect_every == 0 or self.rescan
         if scan or not self.tracker.tracks:
             return self.detector.detect(gray) if scan else None
-        if not self.local:
+        if not self.local or self.frame_index % self.detect_every % self.near_every:
             return None
         found = []
         for track in self.tracker.tracks:
             near = self.detector.detect_near(gray, track.box)
-            if not near and self.parts is not None and track.frames_since_seen == 0:
+            if not near and self.parts is not None and track.misses == 0:
                 self.rotated += find_rotated(gray, self.detector, self.parts, near=track.box)
                 near = [hit.box for hit in self.rotated[-1:]]
             found += near
@@ -266,7 +275,8 @@ class FacePipeline:
                        None)
             if hit is not None:  # found in a rotated copy: its parts, mapped back
                 track.parts, pose = hit.parts, hit.pose
-            elif track.age % self.eyes_every == 1 or self.eyes_every == 1:
+            elif track.parts_age is None or track.age - track.parts_age >= self.eyes_every:
+                track.parts_age = track.age
                 track.parts = self.parts.find(gray, track.box)
                 pose = estimate_pose(gray, track.box, track.parts.eyes, track.parts.mouth,
                                      self.profile)
@@ -286,8 +296,7 @@ class FacePipeline:
             boxes = self._detections(gray)
             tracks = self.tracker.step(boxes)
             # A track the window search just missed for the first time: scan next frame.
-            self.rescan = boxes is not None and any(
-                t.frames_since_seen == 1 for t in self.tracker.tracks)
+            self.rescan = boxes is not None and any(t.misses == 1 for t in self.tracker.tracks)
         self.frame_index += 1
 
         if self.parts is not None:

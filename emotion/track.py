@@ -73,8 +73,10 @@ class Track:
     probabilities: np.ndarray | None = None  # (7,) smoothed; None until first classified
     last_time: float | None = None           # timestamp of the last probability update
     frames_since_seen: int = 0               # frames since a detection matched this track
+    misses: int = 0                          # detection steps in a row that missed it
     hits: int = 1                            # detections matched so far
     age: int = 1                             # frames since the track was born
+    parts_age: int | None = None             # its age when its parts were last looked for
 
 
 class IoUTracker:
@@ -148,10 +150,12 @@ class IoUTracker:
         if detections is not None:
             self.detections_run += 1
             pairs, unmatched = self._match(list(detections))
+            for track in self.tracks:
+                track.misses += 1
             for ti, di in pairs:
                 track = self.tracks[ti]
                 track.box = self._smooth_box(track.box, detections[di])
-                track.frames_since_seen = 0
+                track.frames_since_seen = track.misses = 0
                 track.hits += 1
             for di in sorted(unmatched):
                 self.tracks.append(Track(track_id=0, box=tuple(detections[di])))

@@ -88,7 +88,7 @@ def test_the_writer_writes_every_frame_in_order(tmp_path):
 @needs_media
 def test_group_pan_keeps_all_six_faces_under_six_to_eight_ids(tmp_path):
     capture = cv2.VideoCapture(str(MEDIA / "group_pan.mp4"))
-    faces = pipeline.FacePipeline(Fake(), align=False)
+    faces = pipeline.FacePipeline(Fake())  # as `emotion video` runs it: parts, rotations
     counts, ids = [], set()
     while True:
         ok, frame = capture.read()
@@ -113,3 +113,58 @@ def test_a_face_that_leaves_is_found_again_after_it_returns():
     assert found[18:20] == [0, 0]                  # gone after the tracker gave up on it
     first_back = found.index(1, 20)
     assert first_back < 20 + 10 and all(found[first_back:])  # found within one scan interval
+
+
+class SpyDetector:
+    """A FaceDetector stand-in that finds one fixed face, wherever and whenever asked, except
+    in the windows of the frames listed in `miss_near` (a face that turned away)."""
+
+    def __init__(self, miss_near=()):
+        from emotion.detect import VIDEO_CONFIG
+
+        self.config, self.calls, self.miss_near, self.frame = VIDEO_CONFIG, [], set(miss_near), 0
+
+    def detect(self, gray):
+        self.calls.append((self.frame, "scan"))
+        return [(40, 40, 60, 60)]
+
+    def detect_near(self, gray, box):
+        self.calls.append((self.frame, "window"))
+        return [] if self.frame in self.miss_near else [(40, 40, 60, 60)]
+
+
+def run_spy(spy, frames, **options):
+    faces = pipeline.FacePipeline(Fake(), detector=spy, align=False, **options)
+    for i in range(frames):
+        spy.frame = i
+        faces.process(np.zeros((160, 160), np.uint8))
+    return spy.calls
+
+
+def test_windows_are_searched_every_near_every_frames_between_scans():
+    calls = run_spy(SpyDetector(), 21, detect_every=10, near_every=2)
+    assert [f for f, kind in calls if kind == "scan"] == [0, 10, 20]
+    assert [f for f, kind in calls if kind == "window"] == [2, 4, 6, 8, 12, 14, 16, 18]
+    calls = run_spy(SpyDetector(), 6, detect_every=10, near_every=1)
+    assert [f for f, kind in calls if kind == "window"] == [1, 2, 3, 4, 5]
+
+
+def test_a_window_that_misses_its_face_brings_the_scan_forward():
+    # Missed in its window at frame 4 (two frames after it was last searched): the next
+    # frame scans the whole frame, not frame 10.
+    calls = run_spy(SpyDetector(miss_near={4}), 8, detect_every=10, near_every=2)
+    assert [f for f, kind in calls if kind == "scan"] == [0, 5]
+
+
+@needs_media
+@pytest.mark.parametrize("clip", ["woman_talking.mp4", "woman_smiling_phone.mp4"])
+def test_the_face_of_each_single_person_clip_is_kept_in_every_frame(clip):
+    capture = cv2.VideoCapture(str(MEDIA / clip))
+    faces = pipeline.FacePipeline(Fake())
+    counts = []
+    while len(counts) < 120:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        counts.append(len(faces.process(frame)))
+    assert counts and min(counts) >= 1

@@ -123,3 +123,15 @@ def test_probability_smoothing_is_time_based_and_stays_a_distribution():
     half_step = smoothing_weight(0.05, 0.2, 0.5)
     assert smoothing_weight(0.1, 0.2, 0.5) == pytest.approx(1 - (1 - half_step) ** 2)
     assert smoothing_weight(None, 0.2, 0.5) == 0.5
+
+
+def test_misses_count_detections_not_frames():
+    tracker = IoUTracker(max_missed_frames=10)
+    tracker.step([(10, 10, 50, 50)])
+    (track,) = tracker.step([(10, 10, 50, 50)])
+    tracker.step(None)  # a frame without detection is no miss
+    assert (track.misses, track.frames_since_seen) == (0, 1)
+    tracker.step([])
+    assert (track.misses, track.frames_since_seen) == (1, 2)
+    tracker.step([(12, 10, 50, 50)])
+    assert (track.misses, track.frames_since_seen) == (0, 0)

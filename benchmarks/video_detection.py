@@ -1,0 +1,101 @@
+"""Detection and tracking on every shared clip, without the CNN: how the video presets are
+chosen.
+
+    python -m benchmarks.video_detection [--near-face-px 48 32] [--near-every 1 2]
+        [--detect-every 10 15] [--scan-scale 1.1 1.2] [--json F]
+
+A constant classifier isolates detection and tracking. For each shared clip (every .mp4 in
+../shared/data/media) and each setting it runs the video pipeline as `emotion video` does
+(emotion.pipeline.FacePipeline with its defaults, parts and rotated search included) and
+reports the faces per frame as a histogram (index = faces), the track IDs, and the detect
+and parts time per frame. A setting is the window-search scale (`--near-face-px`: the
+face's width in the scaled window, emotion.detect.NEAR_FACE_PX) and how often each track's
+window is searched (`--near-every`: emotion.pipeline.NEAR_EVERY), how often the whole frame
+is scanned (`--detect-every`) and the scan's pyramid step (`--scan-scale`:
+emotion.detect.VIDEO_CONFIG.scale_factor). Times are wall times on
+whatever the machine is doing: compare settings within one run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from emotion import detect, pipeline
+from emotion.labels import NUM_CLASSES
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
+
+
+class ConstantClassifier:
+    def predict_faces(self, crops):
+        return np.full((len(crops), NUM_CLASSES), 1.0 / NUM_CLASSES, np.float32)
+
+
+def run(clip: Path, near_face_px: int, near_every: int, detect_every: int,
+        scan_scale: float) -> dict:
+    detect.NEAR_FACE_PX = near_face_px  # read at each call of detect_near
+    detector = detect.FaceDetector(replace(detect.VIDEO_CONFIG, scale_factor=scan_scale))
+    faces = pipeline.FacePipeline(ConstantClassifier(), detector=detector,
+                                  near_every=near_every, detect_every=detect_every)
+    capture = cv2.VideoCapture(str(clip))
+    counts, ids = [], set()
+    start = time.perf_counter()
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        results = faces.process(frame)
+        counts.append(len(results))
+        ids.update(r.track_id for r in results)
+    capture.release()
+    split = faces.timings.ms_per_frame()
+    return {"clip": clip.name, "near_face_px": near_face_px, "near_every": near_every,
+            "detect_every": detect_every, "scan_scale": scan_scale,
+            "frames": len(counts), "faces_per_frame": np.bincount(counts).tolist(),
+            "track_ids": len(ids), "detect_ms": round(split.get("detect", 0.0), 2),
+            "parts_ms": round(split.get("parts", 0.0), 2),
+            "wall_s": round(time.perf_counter() - start, 2)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", nargs="+", default=None,
+                        help="default: every .mp4 in ../shared/data/media")
+    parser.add_argument("--near-face-px", type=int, nargs="+", default=[detect.NEAR_FACE_PX])
+    parser.add_argument("--near-every", type=int, nargs="+", default=[pipeline.NEAR_EVERY])
+    parser.add_argument("--detect-every", type=int, nargs="+", default=[pipeline.DETECT_EVERY])
+    parser.add_argument("--scan-scale", type=float, nargs="+",
+                        default=[detect.VIDEO_CONFIG.scale_factor])
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    clips = [Path(c) for c in args.clips] if args.clips else sorted(MEDIA.glob("*.mp4"))
+    if not clips:
+        raise SystemExit(f"no clips: {MEDIA} holds no .mp4 (pass --clips)")
+    rows = []
+    print("| clip | window px | window every | scan every | scan step | faces per frame "
+          "(index = faces) | IDs | detect ms | parts ms |")
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    settings = itertools.product(args.near_face_px, args.near_every, args.detect_every,
+                                 args.scan_scale)
+    for px, every, scan_every, scale in settings:
+        for clip in clips:
+            row = run(clip, px, every, scan_every, scale)
+            rows.append(row)
+            print(f"| {row['clip']} | {px} | {every} | {scan_every} | {scale} | "
+                  f"{row['faces_per_frame']} | {row['track_ids']} | {row['detect_ms']} | "
+                  f"{row['parts_ms']} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
