@@ -49,6 +49,7 @@ from emotion.track import IoUTracker
 # See the class docstring of FacePipeline for how these were chosen.
 DETECT_EVERY = 10  # a full-frame scan every 10 frames (1/3 s at 30 fps)
 NEAR_EVERY = 2     # between scans, the tracks' windows searched every 2nd frame
+RESCAN_AFTER = 2   # a track missed by this many window searches in a row: scan at once
 EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
 VIDEO_WEIGHTS = "compact"  # the weights `live` and `video` use by default
 
@@ -196,7 +197,8 @@ class FacePipeline:
     """Per-frame processing of a video or camera stream; see the module docstring.
 
     detect_every=k: a full-frame scan every k-th frame, and on the frame after a track was
-    lost; in between each track is looked for in a window around its box (local=True), or
+    lost (missed by RESCAN_AFTER window searches in a row; a track missed once is looked for
+    again on the next frame); in between each track is looked for in a window around its box (local=True), or
     keeps its last box (local=False, the tracker's carry). Faces are classified on every
     frame either way, so expressions are followed at full frame rate. near_every=n: the
     windows are searched every n-th frame between scans, and the tracks carried on the
@@ -252,7 +254,9 @@ class FacePipeline:
         scan = self.frame_index % self.detect_every == 0 or self.rescan
         if scan or not self.tracker.tracks:
             return self.detector.detect(gray) if scan else None
-        if not self.local or self.frame_index % self.detect_every % self.near_every:
+        retry = any(t.misses for t in self.tracker.tracks)  # missed once: look again now
+        if not self.local or (self.frame_index % self.detect_every % self.near_every
+                              and not retry):
             return None
         found = []
         for track in self.tracker.tracks:
@@ -295,8 +299,10 @@ class FacePipeline:
         with self.timings.stage("detect"):
             boxes = self._detections(gray)
             tracks = self.tracker.step(boxes)
-            # A track the window search just missed for the first time: scan next frame.
-            self.rescan = boxes is not None and any(t.misses == 1 for t in self.tracker.tracks)
+            # A track its window missed twice in a row (once is often a blink or a blurred
+            # frame, which the retry on the next frame settles): scan the next frame whole.
+            self.rescan = boxes is not None and any(t.misses == RESCAN_AFTER
+                                                    for t in self.tracker.tracks)
         self.frame_index += 1
 
         if self.parts is not None:

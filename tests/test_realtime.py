@@ -149,11 +149,15 @@ def test_windows_are_searched_every_near_every_frames_between_scans():
     assert [f for f, kind in calls if kind == "window"] == [1, 2, 3, 4, 5]
 
 
-def test_a_window_that_misses_its_face_brings_the_scan_forward():
-    # Missed in its window at frame 4 (two frames after it was last searched): the next
-    # frame scans the whole frame, not frame 10.
+def test_a_face_its_window_misses_is_looked_for_again_then_scanned_for():
+    # Missed once in its window (frame 4): its window again on the very next frame, which
+    # finds it, so no scan before frame 10.
     calls = run_spy(SpyDetector(miss_near={4}), 8, detect_every=10, near_every=2)
-    assert [f for f, kind in calls if kind == "scan"] == [0, 5]
+    assert [f for f, kind in calls if kind == "scan"] == [0]
+    assert [f for f, kind in calls if kind == "window"] == [2, 4, 5, 6]
+    # Missed twice in a row (frames 4 and 5): the whole of frame 6 is scanned, not frame 10.
+    calls = run_spy(SpyDetector(miss_near={4, 5}), 8, detect_every=10, near_every=2)
+    assert [f for f, kind in calls if kind == "scan"] == [0, 6]
 
 
 @needs_media
