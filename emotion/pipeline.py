@@ -215,7 +215,7 @@ class FacePipeline:
     the face-frames, for 8-16 ms more per frame (the compact weights). n = 2
     (`python -m benchmarks.video_detection`, tenth session): the same six faces in all 240
     frames of group_pan under 6 IDs, and the one face of each other clip in every frame, as
-    with n = 1, for 23-29% less detection time on each clip; n = 3 kept them too but lags a
+    with n = 1, for 19-29% less detection time on each clip; n = 3 kept them too but lags a
     moving face by two frames; a window scaled to a 32 px face instead of 48 lost faces of
     group_pan, and a scan step of 1.2 instead of 1.1 lost one of its six.
     """
