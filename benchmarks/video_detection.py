@@ -41,21 +41,24 @@ class ConstantClassifier:
 
 def run(clip: Path, near_face_px: int, near_every: int, detect_every: int,
         scan_scale: float) -> dict:
-    detect.NEAR_FACE_PX = near_face_px  # read at each call of detect_near
     detector = detect.FaceDetector(replace(detect.VIDEO_CONFIG, scale_factor=scan_scale))
     faces = pipeline.FacePipeline(ConstantClassifier(), detector=detector,
                                   near_every=near_every, detect_every=detect_every)
     capture = cv2.VideoCapture(str(clip))
     counts, ids = [], set()
     start = time.perf_counter()
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        results = faces.process(frame)
-        counts.append(len(results))
-        ids.update(r.track_id for r in results)
-    capture.release()
+    kept, detect.NEAR_FACE_PX = detect.NEAR_FACE_PX, near_face_px  # read by each detect_near
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            results = faces.process(frame)
+            counts.append(len(results))
+            ids.update(r.track_id for r in results)
+    finally:
+        detect.NEAR_FACE_PX = kept
+        capture.release()
     split = faces.timings.ms_per_frame()
     return {"clip": clip.name, "near_face_px": near_face_px, "near_every": near_every,
             "detect_every": detect_every, "scan_scale": scan_scale,

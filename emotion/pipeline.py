@@ -197,9 +197,9 @@ class FacePipeline:
     """Per-frame processing of a video or camera stream; see the module docstring.
 
     detect_every=k: a full-frame scan every k-th frame, and on the frame after a track was
-    lost (missed by RESCAN_AFTER window searches in a row; a track missed once is looked for
-    again on the next frame); in between each track is looked for in a window around its box (local=True), or
-    keeps its last box (local=False, the tracker's carry). Faces are classified on every
+    lost (missed by RESCAN_AFTER window searches in a row; a track missed once is looked
+    for again on the next frame); in between each track is looked for in a window around
+    its box (local=True), or keeps its last box (local=False, the tracker's carry). Faces are classified on every
     frame either way, so expressions are followed at full frame rate. near_every=n: the
     windows are searched every n-th frame between scans, and the tracks carried on the
     others. eyes_every=e: a track's eyes (used to level the crop) are looked for again when

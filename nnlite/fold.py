@@ -40,10 +40,8 @@ def fold_batch_norm(model: L.Module) -> L.Module:
 
 
 def foldable(layer, following) -> bool:
-    """A Conv2d or Linear directly followed by a plain batch norm (one that keeps the
-    batch norm's forward: a subclass with its own forward may do more than normalize)."""
-    return (type(layer) in (L.Conv2d, L.Linear) and isinstance(following, L._BatchNorm)
-            and type(following).forward is L._BatchNorm.forward)
+    """A Conv2d or Linear directly followed by a plain batch norm (L.is_plain_batch_norm)."""
+    return type(layer) in (L.Conv2d, L.Linear) and L.is_plain_batch_norm(following)
 
 
 def _fold_layers(layers: list) -> list:

@@ -326,13 +326,16 @@ class LocalResponseNorm(Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
+def is_plain_batch_norm(layer) -> bool:
+    """BatchNorm1d/2d, or a subclass that keeps their forward (one with its own forward may
+    do more than normalize): what the fusion below and nnlite.fold may rewrite."""
+    return isinstance(layer, _BatchNorm) and type(layer).forward is _BatchNorm.forward
+
+
 def _fuses_with_relu(layer, following):
-    """Whether Sequential runs `layer` and the `following` one as one op: a batch norm
-    (BatchNorm1d/2d, or a subclass that keeps their forward: one with its own forward may do
-    more than normalize) directly followed by a plain ReLU (exactly ReLU: a subclass may do
-    more than max(x, 0))."""
-    return (isinstance(layer, _BatchNorm) and type(layer).forward is _BatchNorm.forward
-            and type(following) is ReLU)
+    """Whether Sequential runs `layer` and the `following` one as one op: a plain batch norm
+    directly followed by a plain ReLU (exactly ReLU: a subclass may do more than max(x, 0))."""
+    return is_plain_batch_norm(layer) and type(following) is ReLU
 
 
 class Sequential(Module):
