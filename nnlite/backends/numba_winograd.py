@@ -77,14 +77,15 @@ WINOGRAD_FILTERS_MIN_THREADED = 8192
 
 def _winograd_applies(x, W, stride, pad):
     n, _, h, w = x.shape
-    threads = numba.get_num_threads()
-    return (x.dtype.kind == "f"  # the transforms halve: integers would round
+    if not (x.dtype.kind == "f"  # the transforms halve: integers would round
             and W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
-            and W.shape[1] >= WINOGRAD_MIN_CHANNELS and h * w >= WINOGRAD_MIN_PIXELS
-            and (n >= max(threads, WINOGRAD_MIN_IMAGES)  # on the threads
-                 or (n < threads  # in the calling thread
-                     and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS
-                     and numba_runtime.numpy_blas_threads() == 1)))
+            and W.shape[1] >= WINOGRAD_MIN_CHANNELS and h * w >= WINOGRAD_MIN_PIXELS):
+        return False
+    threads = numba.get_num_threads()  # asked only now: it costs microseconds (a lock)
+    return (n >= max(threads, WINOGRAD_MIN_IMAGES)  # on the threads
+            or (n < threads  # in the calling thread
+                and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS
+                and numba_runtime.numpy_blas_threads() == 1))
 
 
 @njit(nogil=True, cache=CACHE, inline="always")
