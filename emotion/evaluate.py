@@ -35,7 +35,7 @@ def add_arguments(parser):
     parser.add_argument("--split", default="PrivateTest", type=split_name,
                         help="Training, PublicTest or PrivateTest, any case (default PrivateTest)")
     parser.add_argument("--weights", default=None, help="weight file, or a shipped model's "
-                        "name: default (used when omitted) or compact")
+                        "name: default (used when omitted), compact or mobile")
     parser.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"],
                         help="test-time augmentation: average over flips / ten crops")
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",

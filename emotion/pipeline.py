@@ -51,7 +51,7 @@ DETECT_EVERY = 10  # a full-frame scan every 10 frames (1/3 s at 30 fps)
 NEAR_EVERY = 2     # between scans, the tracks' windows searched every 2nd frame
 RESCAN_AFTER = 2   # a track missed by this many window searches in a row: scan at once
 EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
-VIDEO_WEIGHTS = "compact"  # the weights `live` and `video` use by default
+VIDEO_WEIGHTS = "mobile"  # the weights `live` and `video` use by default (README: why)
 
 
 def one_blas_thread():

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotate", metavar="DIR",
                         help="write annotated copies of the images into this folder")
     parser.add_argument("--weights", help="weight file, or a shipped model name: 'default' (the "
-                        "most accurate, used when omitted) or 'compact' (faster)")
+                        "most accurate, used when omitted), 'compact' or 'mobile' (faster)")
     parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
     parser.add_argument("--rotations", action="store_true",
                         help="also search copies rotated by +-15 and +-30 degrees, for heads "

@@ -20,13 +20,14 @@ from emotion.options import choose_backend
 
 
 def shipped_weights_path(name: str = "default") -> Path:
-    """A weight file shipped inside the package: "default" (the most accurate) or "compact"
-    (about 4x less compute per face, a few points less accurate)."""
+    """A weight file shipped inside the package: "default" (the most accurate), "compact"
+    (about 4x less compute per face, two points less accurate) or "mobile" (the fastest,
+    the real-time default: see the README's table)."""
     return Path(str(resources.files("emotion") / "weights" / f"{name}.npz"))
 
 
 def resolve_weights(weights=None) -> Path:
-    """None -> the shipped default; a shipped name ("compact") -> that file; else a path."""
+    """None -> the shipped default; a shipped name ("compact", "mobile") -> that file; else a path."""
     if weights is None:
         return shipped_weights_path()
     if "/" not in str(weights) and not str(weights).endswith(".npz"):
@@ -48,8 +49,8 @@ class EmotionClassifier:
 
     @classmethod
     def load(cls, weights=None, backend=None):
-        """Load a weight file: None for the shipped default, "compact" for the shipped compact
-        model, or the path of a file written by `emotion train` (runs/NAME/best.npz)."""
+        """Load a weight file: None for the shipped default, a shipped name ("compact",
+        "mobile"), or the path of a file written by `emotion train` (runs/NAME/best.npz)."""
         from emotion.preprocess import PreprocessConfig
 
         backend = choose_backend(backend)
@@ -60,7 +61,8 @@ class EmotionClassifier:
         if not path.is_file():
             hint = ("train one with `emotion train` and pass --weights runs/NAME/best.npz"
                     if weights is None else
-                    "check the path; the shipped weights are named 'default' and 'compact'")
+                    "check the path; the shipped weights are named 'default', 'compact' and "
+                    "'mobile'")
             raise UserError(f"weight file not found: {path} ({hint})")
         try:
             meta = nnlite.read_meta(path)

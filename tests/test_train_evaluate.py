@@ -108,6 +108,20 @@ def test_shipped_weights_reach_at_least_60_percent_on_privatetest(tmp_path, caps
     assert (tmp_path / "confusion_PrivateTest.png").exists()
 
 
+@needs_fer2013
+def test_the_real_time_default_is_at_least_as_accurate_as_the_compact_weights(tmp_path, capsys):
+    # The rule that made the mobile weights the default of live / video / serve (README).
+    from emotion.pipeline import VIDEO_WEIGHTS
+
+    accuracy = {}
+    for weights in (VIDEO_WEIGHTS, "compact"):
+        code = cli_main(["evaluate", "--data", str(FER2013_CSV), "--split", "PrivateTest",
+                         "--weights", weights, "--out", str(tmp_path), "--json"])
+        assert code == 0
+        accuracy[weights] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"]
+    assert accuracy[VIDEO_WEIGHTS] >= accuracy["compact"], accuracy
+
+
 def test_shipped_classifier_loads_without_flags():
     if not shipped_weights_path().exists():
         pytest.skip("no shipped weights yet")

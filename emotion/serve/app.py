@@ -99,7 +99,7 @@ class OneLineErrors:
 def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float = 20,
                job_dir=None, max_pending: int = 8, job_ttl: float = 3600.0) -> Starlette:
     """The app. `classifier`: anything with EmotionClassifier's `predict_faces` (the tests
-    pass a fake one); None loads `weights` (default: the compact weights `live` uses) on
+    pass a fake one); None loads `weights` (default: the mobile weights `live` uses) on
     `backend`. A weight file that does not load is a UserError here, before any serving."""
     if classifier is None:
         classifier = pipeline.load_classifier(weights or pipeline.VIDEO_WEIGHTS, backend)
