@@ -2,7 +2,7 @@
 chosen.
 
     python -m benchmarks.video_detection [--near-face-px 48 32] [--near-every 1 2]
-        [--detect-every 10 15] [--scan-scale 1.1 1.2] [--json F]
+        [--detect-every 10 15] [--scan-scale 1.1 1.2] [--scan-lag 0 3] [--json F]
 
 A constant classifier isolates detection and tracking. For each shared clip (every .mp4 in
 ../shared/data/media) and each setting it runs the video pipeline as `emotion video` does
@@ -11,8 +11,9 @@ reports the faces per frame as a histogram (index = faces), the track IDs, and t
 and parts time per frame. A setting is the window-search scale (`--near-face-px`: the
 face's width in the scaled window, emotion.detect.NEAR_FACE_PX) and how often each track's
 window is searched (`--near-every`: emotion.pipeline.NEAR_EVERY), how often the whole frame
-is scanned (`--detect-every`) and the scan's pyramid step (`--scan-scale`:
-emotion.detect.VIDEO_CONFIG.scale_factor). Times are wall times on
+is scanned (`--detect-every`), the scan's pyramid step (`--scan-scale`:
+emotion.detect.VIDEO_CONFIG.scale_factor) and how many frames a scan runs beside on its
+worker thread before its faces join (`--scan-lag`: emotion.pipeline.SCAN_LAG; 0 = in place). Times are wall times on
 whatever the machine is doing: compare settings within one run only.
 """
 
@@ -40,10 +41,11 @@ class ConstantClassifier:
 
 
 def run(clip: Path, near_face_px: int, near_every: int, detect_every: int,
-        scan_scale: float) -> dict:
+        scan_scale: float, scan_lag: int = pipeline.SCAN_LAG) -> dict:
     detector = detect.FaceDetector(replace(detect.VIDEO_CONFIG, scale_factor=scan_scale))
     faces = pipeline.FacePipeline(ConstantClassifier(), detector=detector,
-                                  near_every=near_every, detect_every=detect_every)
+                                  near_every=near_every, detect_every=detect_every,
+                                  scan_lag=scan_lag)
     capture = cv2.VideoCapture(str(clip))
     counts, ids = [], set()
     start = time.perf_counter()
@@ -61,7 +63,7 @@ def run(clip: Path, near_face_px: int, near_every: int, detect_every: int,
         capture.release()
     split = faces.timings.ms_per_frame()
     return {"clip": clip.name, "near_face_px": near_face_px, "near_every": near_every,
-            "detect_every": detect_every, "scan_scale": scan_scale,
+            "detect_every": detect_every, "scan_scale": scan_scale, "scan_lag": scan_lag,
             "frames": len(counts), "faces_per_frame": np.bincount(counts).tolist(),
             "track_ids": len(ids), "detect_ms": round(split.get("detect", 0.0), 2),
             "parts_ms": round(split.get("parts", 0.0), 2),
@@ -77,22 +79,23 @@ def main(argv=None) -> int:
     parser.add_argument("--detect-every", type=int, nargs="+", default=[pipeline.DETECT_EVERY])
     parser.add_argument("--scan-scale", type=float, nargs="+",
                         default=[detect.VIDEO_CONFIG.scale_factor])
+    parser.add_argument("--scan-lag", type=int, nargs="+", default=[pipeline.SCAN_LAG])
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     clips = [Path(c) for c in args.clips] if args.clips else sorted(MEDIA.glob("*.mp4"))
     if not clips:
         raise SystemExit(f"no clips: {MEDIA} holds no .mp4 (pass --clips)")
     rows = []
-    print("| clip | window px | window every | scan every | scan step | faces per frame "
-          "(index = faces) | IDs | detect ms | parts ms |")
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|")
+    print("| clip | window px | window every | scan every | scan step | scan lag | faces per "
+          "frame (index = faces) | IDs | detect ms | parts ms |")
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
     settings = itertools.product(args.near_face_px, args.near_every, args.detect_every,
-                                 args.scan_scale)
-    for px, every, scan_every, scale in settings:
+                                 args.scan_scale, args.scan_lag)
+    for px, every, scan_every, scale, lag in settings:
         for clip in clips:
-            row = run(clip, px, every, scan_every, scale)
+            row = run(clip, px, every, scan_every, scale, lag)
             rows.append(row)
-            print(f"| {row['clip']} | {px} | {every} | {scan_every} | {scale} | "
+            print(f"| {row['clip']} | {px} | {every} | {scan_every} | {scale} | {lag} | "
                   f"{row['faces_per_frame']} | {row['track_ids']} | {row['detect_ms']} | "
                   f"{row['parts_ms']} |", flush=True)
     if args.json:

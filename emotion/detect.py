@@ -123,8 +123,13 @@ class FaceDetector:
     """Find all frontal faces in a gray uint8 image: `detect(gray) -> [(x, y, w, h), ...]`."""
 
     def __init__(self, config: DetectorConfig = PHOTO_CONFIG, cascade: str = FACE_CASCADE):
-        self.config = config
+        self.config, self.cascade_name = config, cascade
         self.cascade = load_cascade(cascade)
+
+    def clone(self) -> "FaceDetector":
+        """The same detector with a cascade of its own, for another thread: one OpenCV
+        CascadeClassifier must not be used by two threads at once."""
+        return FaceDetector(self.config, self.cascade_name)
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         cfg = self.config

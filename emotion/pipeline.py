@@ -17,7 +17,10 @@ face wanted (5% of the short side: the people 4 m from a webcam, the group of
 group_pan.mp4), which costs tens of milliseconds at 720p; a track's window (twice its box,
 scaled so the face is ~48 px, searched at face sizes 0.7-1.5x its own) costs a fraction of
 a millisecond. The full scan runs every `detect_every` frames to find new faces, so a face
-that walks in is found within that many frames.
+that walks in is found within that many frames plus SCAN_LAG. While faces are tracked, it
+runs on a worker thread beside the next SCAN_LAG frames and its new faces join the tracks
+after them (emotion.scan_ahead): the frames go on while it runs, and the result does not
+depend on its timing.
 
 The classifier is passed in (dependency injection): anything with a
 `predict_faces(list of gray uint8 crops) -> (N, 7) probabilities` method works, which is
@@ -40,6 +43,7 @@ from emotion.detect import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector, FaceP
                             align_face, crop_face, drop_duplicates, overlap_fraction, roll_angle)
 from emotion.pose import HeadPose, ProfileDetector, estimate_pose
 from emotion.rotate import find_rotated
+from emotion.scan_ahead import ScanAhead, new_faces
 from emotion.errors import UserError
 from emotion.images import to_gray8
 from emotion.labels import EMOTIONS, NUM_CLASSES
@@ -51,6 +55,7 @@ DETECT_EVERY = 10  # a full-frame scan every 10 frames (1/3 s at 30 fps)
 NEAR_EVERY = 2     # between scans, the tracks' windows searched every 2nd frame
 RESCAN_AFTER = 2   # a track missed by this many window searches in a row: scan at once
 EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
+SCAN_LAG = 9       # a scan runs on a worker beside 9 frames, its new faces merged after them
 VIDEO_WEIGHTS = "mobile"  # the weights `live` and `video` use by default (README: why)
 
 
@@ -217,16 +222,26 @@ class FacePipeline:
     frames of group_pan under 6 IDs, and the one face of each other clip in every frame, as
     with n = 1, for 19-29% less detection time on each clip; n = 3 kept them too but lags a
     moving face by two frames; a window scaled to a 32 px face instead of 48 lost faces of
-    group_pan, and a scan step of 1.2 instead of 1.1 lost one of its six.
+    group_pan, and a scan step of 1.2 instead of 1.1 lost one of its six. scan_lag = 9
+    (eleventh session, `python -m benchmarks.pipeline --scan-lag 0 5 9` and
+    `benchmarks.video_detection --scan-lag 0 9`, mobile weights, quiet): end to end with
+    --out, group_pan 29.5 -> 33.1 frames/s, woman_smiling_phone 86 -> 98, woman_talking
+    110 -> 113, with the same faces kept in every frame of each clip; lags of 3 and 5 were
+    slower than 0 on woman_talking (the main thread then waits for, or runs beside, a scan
+    still busy on both cores); on the 2-vCPU AMD EPYC (Zen 3) of the twelfth session, in
+    one run: group_pan 16.2 -> 17.7, woman_talking 58.7 -> 63.0, and the video_detection
+    table kept every clip's faces (woman_smiling_phone lost 19 frames with a false second
+    face). The price: a face that walks in is reported up to 9 frames (0.3 s) later.
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,
                  tracker: IoUTracker | None = None, parts: PartsDetector | None = None,
                  detect_every: int = DETECT_EVERY, margin: float = 0.15, align: bool = True,
                  local: bool = True, eyes_every: int = EYES_EVERY,
-                 near_every: int = NEAR_EVERY):
-        if detect_every < 1 or eyes_every < 1 or near_every < 1:
-            raise ValueError("detect_every, eyes_every and near_every must be >= 1")
+                 near_every: int = NEAR_EVERY, scan_lag: int = SCAN_LAG):
+        if detect_every < 1 or eyes_every < 1 or near_every < 1 or scan_lag < 0:
+            raise ValueError("detect_every, eyes_every and near_every must be >= 1, "
+                             "scan_lag >= 0")
         self.classifier = classifier
         self.detector = detector or FaceDetector(VIDEO_CONFIG)
         self.tracker = tracker or IoUTracker()
@@ -235,6 +250,11 @@ class FacePipeline:
         # The profile cascade, only for a track whose eyes are missing at a parts refresh.
         self.profile = profile_detector() if self.parts is not None else None
         self.detect_every, self.eyes_every, self.near_every = detect_every, eyes_every, near_every
+        # The scan on a worker thread (emotion.scan_ahead), with a detector of its own; in
+        # place when scans come every frame, or when the detector cannot be cloned (a test's).
+        scan_lag = min(scan_lag, detect_every - 1)
+        clone = getattr(self.detector, "clone", None)
+        self.ahead = ScanAhead(clone(), scan_lag) if scan_lag and clone else None
         self.margin, self.align, self.local = margin, align, local
         self.phases: dict[int, dynamics.PhaseTracker] = {}
         self.frame_index = 0
@@ -244,29 +264,41 @@ class FacePipeline:
         self.timings = StageTimer()
 
     def _detections(self, gray: np.ndarray) -> list[Box] | None:
-        """This frame's boxes: a full scan, the tracks' windows, or None (carry the boxes).
+        """This frame's boxes: a full scan, the tracks' windows (plus the new faces of a scan
+        started scan_lag frames ago), or None (carry the boxes).
 
         A track seen last frame that its window search misses is looked for in rotated
         copies of the window (emotion.rotate); what is found there is kept in
         self.rotated, to give that track its parts and pose.
         """
         self.rotated = []
+        tracks = self.tracker.tracks
         scan = self.frame_index % self.detect_every == 0 or self.rescan
-        if scan or not self.tracker.tracks:
-            return self.detector.detect(gray) if scan else None
-        retry = any(t.misses for t in self.tracker.tracks)  # missed once: look again now
-        if not self.local or (self.frame_index % self.detect_every % self.near_every
-                              and not retry):
+        if scan and (self.ahead is None or not tracks):
+            if self.ahead is not None:
+                self.ahead.cancel()  # superseded: this frame is scanned now
+            return self.detector.detect(gray)  # nothing tracked yet: no reason to wait
+        if scan and not self.ahead.busy:
+            self.ahead.start(gray.copy(), self.frame_index)  # copied: the caller owns gray
+        joining = self.ahead is not None and self.ahead.due(self.frame_index)
+        if not tracks:
+            return self.ahead.take() if joining else None
+        retry = any(t.misses for t in tracks)  # missed once: look again now
+        if not joining and (not self.local or (self.frame_index % self.detect_every
+                                               % self.near_every and not retry)):
             return None
         found = []
-        for track in self.tracker.tracks:
+        for track in tracks if self.local else []:
             near = self.detector.detect_near(gray, track.box)
             if not near and self.parts is not None and track.misses == 0:
                 self.rotated += find_rotated(gray, self.detector, self.parts, near=track.box)
                 near = [hit.box for hit in self.rotated[-1:]]
             found += near
+        max_overlap = self.detector.config.max_overlap
+        if joining:
+            found += new_faces(self.ahead.take(), found, max_overlap)
         # Two tracks' windows can overlap and both find the same face: keep it once.
-        return drop_duplicates(found, self.detector.config.max_overlap)
+        return drop_duplicates(found, max_overlap)
 
     def _refresh_parts(self, gray: np.ndarray, tracks, timestamp: float) -> None:
         """Parts and pose where a track was just seen, every eyes_every-th frame of its life

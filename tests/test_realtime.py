@@ -160,6 +160,71 @@ def test_a_face_its_window_misses_is_looked_for_again_then_scanned_for():
     assert [f for f, kind in calls if kind == "scan"] == [0, 6]
 
 
+class FrameSpy:
+    """A cloneable FaceDetector stand-in for the scan on a worker thread (emotion.scan_ahead):
+    the frame's pixel value says its index; a tracked face at (40, 40) is always there, and a
+    second face at (200, 40) from frame `appears` on, which only a scan can find. Its scans
+    take `delay` seconds, to show that the result does not depend on how long they take."""
+
+    def __init__(self, appears, delay=0.0):
+        from emotion.detect import VIDEO_CONFIG
+
+        self.config, self.appears, self.delay = VIDEO_CONFIG, appears, delay
+        self.scanned = []  # (frame scanned, on the main thread?)
+
+    def clone(self):
+        return self
+
+    def detect(self, gray):
+        time.sleep(self.delay)
+        frame = int(gray[0, 0])
+        self.scanned.append((frame, threading.current_thread() is threading.main_thread()))
+        return [(40, 40, 60, 60)] + ([(200, 40, 60, 60)] if frame >= self.appears else [])
+
+    def detect_near(self, gray, box):
+        return [box]
+
+
+def run_frame_spy(spy, frames, **options):
+    faces = pipeline.FacePipeline(Fake(), detector=spy, align=False, **options)
+    return [sorted(r.box for r in faces.process(np.full((160, 320), i, np.uint8)))
+            for i in range(frames)]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+def test_a_scan_runs_beside_the_frames_and_its_new_faces_join_scan_lag_frames_later(delay):
+    spy = FrameSpy(appears=12, delay=delay)
+    boxes = run_frame_spy(spy, 30, detect_every=10, scan_lag=3)
+    # Frame 0 has no track yet: scanned in place. Later scans run on the worker.
+    assert spy.scanned == [(0, True), (10, False), (20, False)]
+    # The face that appears at frame 12 is first scanned at frame 20, merged at frame 23;
+    # it is tentative until its window finds it again (frame 24), then reported.
+    second = [i for i, b in enumerate(boxes) if (200, 40, 60, 60) in b]
+    assert second[0] == 24 and second == list(range(24, 30))
+    assert all((40, 40, 60, 60) in b for b in boxes)  # the tracked face in every frame
+
+
+def test_scan_lag_0_scans_in_place_and_finds_a_new_face_at_once():
+    spy = FrameSpy(appears=12)
+    boxes = run_frame_spy(spy, 30, detect_every=10, scan_lag=0)
+    assert spy.scanned == [(0, True), (10, True), (20, True)]
+    # Scanned at frame 20, confirmed by its window at frame 22 (windows every 2nd frame).
+    assert [i for i, b in enumerate(boxes) if (200, 40, 60, 60) in b][0] == 22
+
+
+def test_the_worker_scan_gives_the_same_faces_however_long_it_takes():
+    assert run_frame_spy(FrameSpy(5), 40) == run_frame_spy(FrameSpy(5, delay=0.03), 40)
+
+
+def test_a_scanned_face_the_windows_already_have_is_not_added_twice():
+    from emotion.scan_ahead import new_faces
+
+    found = [(100, 100, 60, 60)]
+    scanned = [(108, 104, 60, 60), (300, 100, 50, 50)]  # the first moved 8 px since the scan
+    assert new_faces(scanned, found, max_overlap=0.4) == [(300, 100, 50, 50)]
+    assert new_faces(scanned, [], max_overlap=0.4) == scanned
+
+
 @needs_media
 @pytest.mark.parametrize("clip", ["woman_talking.mp4", "woman_smiling_phone.mp4"])
 def test_the_face_of_each_single_person_clip_is_kept_in_every_frame(clip):
