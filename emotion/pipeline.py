@@ -251,10 +251,12 @@ class FacePipeline:
         self.profile = profile_detector() if self.parts is not None else None
         self.detect_every, self.eyes_every, self.near_every = detect_every, eyes_every, near_every
         # The scan on a worker thread (emotion.scan_ahead), with a detector of its own; in
-        # place when scans come every frame, or when the detector cannot be cloned (a test's).
+        # place when scans come every frame, when the detector cannot be cloned (a test's),
+        # or without the window search (local=False: the scan's boxes are all there is, and
+        # lag frames old they would trail a moving face).
         scan_lag = min(scan_lag, detect_every - 1)
         clone = getattr(self.detector, "clone", None)
-        self.ahead = ScanAhead(clone(), scan_lag) if scan_lag and clone else None
+        self.ahead = ScanAhead(clone(), scan_lag) if scan_lag and clone and local else None
         self.margin, self.align, self.local = margin, align, local
         self.phases: dict[int, dynamics.PhaseTracker] = {}
         self.frame_index = 0
@@ -273,14 +275,17 @@ class FacePipeline:
         """
         self.rotated = []
         tracks = self.tracker.tracks
-        scan = self.frame_index % self.detect_every == 0 or self.rescan
-        if scan and (self.ahead is None or not tracks):
-            if self.ahead is not None:
-                self.ahead.cancel()  # superseded: this frame is scanned now
-            return self.detector.detect(gray)  # nothing tracked yet: no reason to wait
+        scan = self.frame_index % self.detect_every == 0
+        # In place: a rescan (a track was lost: its face is wanted now, not lag frames
+        # later), and a scan while nothing is tracked (no frames to go on with meanwhile).
+        if self.rescan or (scan and (self.ahead is None or not tracks)):
+            if self.ahead is not None and self.ahead.busy:
+                self.ahead.take()  # superseded by this frame's scan; waited for, so an error
+                                   # it ran into is raised, not lost
+            return self.detector.detect(gray)
         if scan and not self.ahead.busy:
             self.ahead.start(gray.copy(), self.frame_index)  # copied: the caller owns gray
-        joining = self.ahead is not None and self.ahead.due(self.frame_index)
+        joining = self.ahead is not None and self.ahead.due(self.frame_index)  # (local only)
         if not tracks:
             return self.ahead.take() if joining else None
         retry = any(t.misses for t in tracks)  # missed once: look again now
@@ -288,7 +293,7 @@ class FacePipeline:
                                                % self.near_every and not retry)):
             return None
         found = []
-        for track in tracks if self.local else []:
+        for track in tracks:
             near = self.detector.detect_near(gray, track.box)
             if not near and self.parts is not None and track.misses == 0:
                 self.rotated += find_rotated(gray, self.detector, self.parts, near=track.box)

@@ -16,6 +16,11 @@ whether it finished early or late, so a run is repeatable frame for frame. The c
 a new face is reported lag frames later than with the scan in place, from a box lag frames
 old; the window search of the frames after it brings the box up to date.
 
+Only the periodic scans run here. A rescan (a track was lost: its face is wanted now) runs in
+place at once, after waiting for the scan in flight, which it supersedes; so does a scan
+while nothing is tracked. An error in the worker's scan is raised on the main thread when
+the scan is taken, at frame k+lag or at the rescan that supersedes it.
+
 Only one scan is in flight at a time. OpenCV's CascadeClassifier must not be used by two
 threads at once, so the worker scans with its own copy of the detector (FaceDetector.clone).
 """
@@ -61,10 +66,6 @@ class ScanAhead:
         raised here)."""
         future, self._future = self._future, None
         return future.result()
-
-    def cancel(self) -> None:
-        """Forget a scan in flight (the stream was reset); the worker finishes it unread."""
-        self._future = None
 
 
 def new_faces(scanned: list[Box], found: list[Box], max_overlap: float) -> list[Box]:
