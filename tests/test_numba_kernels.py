@@ -168,11 +168,14 @@ def test_numba_winograd_conv_gradcheck(monkeypatch):
 
 
 @needs_numba
-def test_numba_conv_follows_numba_thread_count():
+def test_numba_conv_follows_numba_thread_count(monkeypatch):
     # The Numba convolution runs its images on as many threads as numba.get_num_threads();
-    # changing that between calls must give the same result (and use a pool of the new size).
+    # changing that between calls must give the same result (and use a pool of the new size;
+    # one thread runs in the calling thread). POOL_MIN_COST = 0: this small call on the pool.
     import numba
     from nnlite.backends import numba_kernels, numba_runtime
+
+    monkeypatch.setattr(numba_runtime, "POOL_MIN_COST", 0)
 
     rng = np.random.default_rng(6)
     x = rng.standard_normal((5, 3, 8, 8)).astype(np.float32)
@@ -188,9 +191,46 @@ def test_numba_conv_follows_numba_thread_count():
                    *numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1)))
             for w, g in zip(want, got):
                 assert_matches(w, g, np.float32)
-            assert numba_runtime._pool_threads == threads
+            if threads > 1:
+                assert numba_runtime._pool_threads == threads
     finally:
         numba.set_num_threads(previous)
+
+
+@needs_numba
+def test_a_small_numba_conv_stays_in_the_calling_thread_with_the_same_bits(monkeypatch):
+    # Under POOL_MIN_COST multiply-adds waking the pool's threads costs more than the work:
+    # the tasks run here, one after another, drawing from the same queues, so forward and
+    # backward give exactly the pooled results.
+    import numba
+    from nnlite.backends import numba_kernels, numba_runtime
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one Numba thread: every call runs in the calling thread")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((6, 16, 12, 12)).astype(np.float32)
+    W = rng.standard_normal((24, 16, 1, 1)).astype(np.float32)
+    gy = rng.standard_normal((6, 24, 12, 12)).astype(np.float32)
+
+    def run():
+        return (numba_kernels.conv2d_forward(x, W, (1, 1), (0, 0, 0, 0)),
+                *numba_kernels.conv2d_backward(gy, x, W, (1, 1), (0, 0, 0, 0)))
+
+    pooled_threads = set()
+    submit = numba_runtime.ThreadPoolExecutor.submit
+
+    def spy(self, fn, *args):
+        pooled_threads.add(self)
+        return submit(self, fn, *args)
+
+    monkeypatch.setattr(numba_runtime.ThreadPoolExecutor, "submit", spy)
+    here = run()
+    assert not pooled_threads  # 6 * 24 * 16 * 144 multiply-adds: far under POOL_MIN_COST
+    monkeypatch.setattr(numba_runtime, "POOL_MIN_COST", 0)
+    pooled = run()
+    assert pooled_threads
+    for a, b in zip(here, pooled):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
 
 
 @needs_numba

@@ -14,7 +14,9 @@ How each kernel is organised, and why:
                          adjoint: one thread owns each image, so there are no races or atomics
     conv2d_forward/      parallel over images: each thread unfolds one image at a time into
     conv2d_backward      a cache-sized im2col buffer and multiplies it at once with a
-                         single-threaded BLAS GEMM (Python threads around nogil kernels);
+                         single-threaded BLAS GEMM (Python threads around nogil kernels;
+                         a call too small to pay for waking them stays in the calling
+                         thread: numba_runtime.POOL_MIN_COST);
                          3x3 stride-1 'same' layers with 16 input channels or more take
                          Winograd's F(2x2, 3x3) where it pays (numba_winograd: 2.25x fewer
                          multiplications, the same result up to rounding)
@@ -136,7 +138,7 @@ def conv2d_forward(x, W, stride, pad):
             # (OC, K) @ (K, OH*OW), straight into y[b]
             np.matmul(W2, unfold_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col), out=y[b])
 
-    numba_runtime.run_on_threads(work, threads)
+    numba_runtime.run_on_threads(work, threads, cost=n * W2.size * oh * ow)
     return y.reshape(n, oc, oh, ow)
 
 
@@ -176,7 +178,7 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
                 elif input_grad:  # a 1x1 convolution: dcol is dx itself
                     np.matmul(W2.T, gy[b], out=gx[b].reshape(c, h * w))
 
-    numba_runtime.run_on_threads(work, threads)
+    numba_runtime.run_on_threads(work, threads, cost=(1 + input_grad) * n * W2.size * oh * ow)
     return gx, np.ascontiguousarray(gWT.sum(axis=0).T).reshape(W.shape)
 
 
