@@ -131,7 +131,7 @@ class FrameLoop:
     def __init__(self, source, weights=None, backend=None, *, detect_every: int | None = None,
                  csv=None, jsonl=None, out=None, max_frames: int | None = None,
                  classifier=None, drop_stale: bool | None = None, show_parts: bool = False,
-                 scan_lag: int | None = None):
+                 scan_lag: int | None = None, classify_every: int | None = None):
         from emotion.predictor import resolve_weights
 
         weights_file = None if classifier is not None else resolve_weights(weights)
@@ -143,7 +143,7 @@ class FrameLoop:
         self._drop_stale = drop_stale
         self._settings = dict(weights=weights, backend=backend, csv=csv, jsonl=jsonl,
                               classifier=classifier, detect_every=detect_every,
-                              scan_lag=scan_lag)
+                              scan_lag=scan_lag, classify_every=classify_every)
         self.source = self.faces = self.rows = self.reader = self.writer = None
         self.track_ids: set[int] = set()
         self._closed = False
@@ -155,7 +155,8 @@ class FrameLoop:
         try:
             self.source = open_video(self.source_name)
             classifier = s["classifier"] or pipeline.load_classifier(s["weights"], s["backend"])
-            options = {k: s[k] for k in ("detect_every", "scan_lag") if s[k] is not None}
+            options = {k: s[k] for k in ("detect_every", "scan_lag", "classify_every")
+                       if s[k] is not None}
             self.faces = pipeline.FacePipeline(classifier, **options)
             self.faces.show_parts = self.show_parts
             self.rows = RowWriter(s["csv"], s["jsonl"])

@@ -93,6 +93,7 @@ def _run(args) -> int:
         print("emotion live: no display (DISPLAY / WAYLAND_DISPLAY not set): running without "
               "a window", file=sys.stderr)
     loop = FrameLoop(args.source, args.weights, args.backend, detect_every=args.detect_every,
+                     classify_every=args.classify_every,
                      show_parts=args.show_parts,
                      jsonl=args.jsonl, out=args.out, max_frames=args.max_frames)
     quiet = bool(args.out or args.jsonl)

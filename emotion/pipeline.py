@@ -4,7 +4,8 @@
                           track is lost; in between, each track's neighbourhood only
         --> IoUTracker (every frame) --> PartsDetector (eyes, eyebrows, mouth) and the head
             pose (emotion.pose), every few frames per track
-        --> align_face / crop --> classifier.predict_faces(all crops of the frame at once)
+        --> align_face / crop --> classifier.predict_faces(the faces due this frame, at once:
+            each face every 2nd frame, half of them each frame)
         --> per-track smoothing (probabilities, pose) --> intensity and phase --> [FaceResult]
 
 A track the window search loses is looked for once more in copies of its window rotated by
@@ -55,6 +56,7 @@ DETECT_EVERY = 10  # a full-frame scan every 10 frames (1/3 s at 30 fps)
 NEAR_EVERY = 2     # between scans, the tracks' windows searched every 2nd frame
 RESCAN_AFTER = 2   # a track missed by this many window searches in a row: scan at once
 EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
+CLASSIFY_EVERY = 2  # each face through the CNN every 2nd frame, half of the faces each frame
 SCAN_LAG = 9       # a scan runs on a worker beside 9 frames, its new faces merged after them
 VIDEO_WEIGHTS = "mobile"  # the weights `live` and `video` use by default (README: why)
 
@@ -82,6 +84,10 @@ def add_model_arguments(parser) -> None:
                         help=f"scan the whole frame for new faces every K-th frame (default "
                         f"{DETECT_EVERY}); in between, each face is looked for near where it "
                         "was. Faces of 5%% of the frame's short side and larger are found")
+    parser.add_argument("--classify-every", type=int, default=CLASSIFY_EVERY, metavar="K",
+                        help=f"classify each face every K-th frame (default {CLASSIFY_EVERY}: "
+                        "half of the faces each frame; the probabilities are smoothed over "
+                        "0.2 s either way); 1 classifies every face on every frame")
     add_show_parts_argument(parser)
 
 
@@ -94,6 +100,8 @@ def add_show_parts_argument(parser) -> None:
 def check_model_arguments(args) -> None:
     if args.detect_every < 1:
         raise UserError("--detect-every must be 1 or more")
+    if args.classify_every < 1:
+        raise UserError("--classify-every must be 1 or more")
 
 
 def load_classifier(weights: str | None = None, backend: str | None = None):
@@ -204,11 +212,14 @@ class FacePipeline:
     detect_every=k: a full-frame scan every k-th frame, and on the frame after a track was
     lost (missed by RESCAN_AFTER window searches in a row; a track missed once is looked
     for again on the next frame); in between each track is looked for in a window around
-    its box (local=True), or keeps its last box (local=False, the tracker's carry). Faces are classified on every
-    frame either way, so expressions are followed at full frame rate. near_every=n: the
+    its box (local=True), or keeps its last box (local=False, the tracker's carry).
+    near_every=n: the
     windows are searched every n-th frame between scans, and the tracks carried on the
     others. eyes_every=e: a track's eyes (used to level the crop) are looked for again when
-    it is seen e or more frames after the last look.
+    it is seen e or more frames after the last look. classify_every=c: each frame, the CNN
+    sees the faces that have waited longest, about 1/c of them (every new face and every face
+    waiting c frames or more among them), so each face is classified every c-th frame and the
+    work is spread evenly over the frames; a face keeps its smoothed probabilities between.
 
     How the defaults were chosen (2-vCPU Xeon VM, every shared clip; benchmarks/RESULTS.md,
     "Video detection", has the figures): the scan preset (VIDEO_CONFIG) with the window
@@ -232,16 +243,24 @@ class FacePipeline:
     one run: group_pan 16.2 -> 17.7, woman_talking 58.7 -> 63.0, and the video_detection
     table kept every clip's faces (woman_smiling_phone lost 19 frames with a false second
     face). The price: a face that walks in is reported up to 9 frames (0.3 s) later.
+    classify_every = 2 (twelfth session, `python -m benchmarks.classify_every`, mobile
+    weights, Zen 3): the same emotion as with every face classified on every frame in 97.6%
+    (group_pan), 100% (woman_smiling_phone) and 99.4% (woman_talking) of the face-frames,
+    each probability within 0.094 (0.0036 on average), for half the CNN's time on group_pan
+    (22.7 -> 11.5 ms/frame); the smoothing's 0.2 s time constant spans six frames, so a
+    value every 2nd frame changes little. 3 agreed as well (98.5 / 100 / 99.4%) for 2 ms
+    less on group_pan: 2 keeps every face within 67 ms at 30 fps.
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,
                  tracker: IoUTracker | None = None, parts: PartsDetector | None = None,
                  detect_every: int = DETECT_EVERY, margin: float = 0.15, align: bool = True,
                  local: bool = True, eyes_every: int = EYES_EVERY,
-                 near_every: int = NEAR_EVERY, scan_lag: int = SCAN_LAG):
-        if detect_every < 1 or eyes_every < 1 or near_every < 1 or scan_lag < 0:
-            raise ValueError("detect_every, eyes_every and near_every must be >= 1, "
-                             "scan_lag >= 0")
+                 near_every: int = NEAR_EVERY, scan_lag: int = SCAN_LAG,
+                 classify_every: int = CLASSIFY_EVERY):
+        if min(detect_every, eyes_every, near_every, classify_every) < 1 or scan_lag < 0:
+            raise ValueError("detect_every, eyes_every, near_every and classify_every must be "
+                             ">= 1, scan_lag >= 0")
         self.classifier = classifier
         self.detector = detector or FaceDetector(VIDEO_CONFIG)
         self.tracker = tracker or IoUTracker()
@@ -250,6 +269,7 @@ class FacePipeline:
         # The profile cascade, only for a track whose eyes are missing at a parts refresh.
         self.profile = profile_detector() if self.parts is not None else None
         self.detect_every, self.eyes_every, self.near_every = detect_every, eyes_every, near_every
+        self.classify_every = classify_every
         # The scan on a worker thread (emotion.scan_ahead), with a detector of its own; in
         # place when scans come every frame, when the detector cannot be cloned (a test's),
         # or without the window search (local=False: the scan's boxes are all there is, and
@@ -326,6 +346,35 @@ class FacePipeline:
             track.eyes = track.parts.eyes
             self.tracker.smooth_pose(track, pose, timestamp)
 
+    def _due_for_classification(self, tracks) -> list:
+        """The tracks whose faces the CNN sees this frame: every new one, every one that has
+        waited classify_every frames or more, and the longest-waiting others up to
+        1/classify_every of all (rounded up), so the work is the same on every frame."""
+        if self.classify_every == 1:
+            return list(tracks)
+        waited = sorted((t for t in tracks if t.classified_at is not None),
+                        key=lambda t: t.classified_at)
+        new = [t for t in tracks if t.classified_at is None]
+        overdue = sum(self.frame_index - t.classified_at >= self.classify_every for t in waited)
+        share = -(-len(tracks) // self.classify_every)
+        return (new + waited)[:max(share, len(new) + overdue)]
+
+    def _classify(self, gray: np.ndarray, tracks, timestamp: float) -> None:
+        """The CNN on these tracks' faces, in one batch (one batch of N is far faster than N
+        batches of 1); each track's smoothed probabilities and phase take the new values."""
+        crops = [align_face(gray, t.box, t.eyes, self.margin) if self.align
+                 else crop_face(gray, t.box, self.margin) for t in tracks]
+        tracks = [t for t, c in zip(tracks, crops) if c.size > 0]
+        crops = [c for c in crops if c.size > 0]
+        if not crops:
+            return
+        probabilities = np.asarray(self.classifier.predict_faces(crops), dtype=np.float32)
+        for track, probs in zip(tracks, probabilities):
+            smoothed = self.tracker.smooth_probabilities(track, probs, timestamp)
+            track.classified_at = self.frame_index
+            phase = self.phases.setdefault(track.track_id, dynamics.PhaseTracker())
+            phase.update(smoothed, timestamp)
+
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[FaceResult]:
         """Faces of one frame (BGR, BGRA or gray, any depth) at `timestamp` seconds."""
         if timestamp is None:
@@ -347,21 +396,11 @@ class FacePipeline:
                 self._refresh_parts(gray, tracks, timestamp)
 
         with self.timings.stage("classify"):
-            crops = [align_face(gray, t.box, t.eyes, self.margin) if self.align
-                     else crop_face(gray, t.box, self.margin) for t in tracks]
-            keep = [i for i, c in enumerate(crops) if c.size > 0]
-            tracks = [tracks[i] for i in keep]
-            # One call for all faces: the CNN is far faster on one batch of N than N batches of 1.
-            probabilities = (np.asarray(self.classifier.predict_faces([crops[i] for i in keep]),
-                                        dtype=np.float32) if keep
-                             else np.zeros((0, NUM_CLASSES), np.float32))
-            results = []
-            for track, probs in zip(tracks, probabilities):
-                smoothed = self.tracker.smooth_probabilities(track, probs, timestamp)
-                phase = self.phases.setdefault(track.track_id, dynamics.PhaseTracker())
-                results.append(FaceResult.build(track.track_id, track.box, smoothed,
-                                                track.eyes, phase.update(smoothed, timestamp),
-                                                parts=track.parts, pose=track.pose))
+            self._classify(gray, self._due_for_classification(tracks), timestamp)
+            results = [FaceResult.build(t.track_id, t.box, t.probabilities, t.eyes,
+                                        self.phases[t.track_id].phase, parts=t.parts,
+                                        pose=t.pose)
+                       for t in tracks if t.probabilities is not None]
 
         live_ids = {t.track_id for t in self.tracker.tracks}
         for track_id in list(self.phases):

@@ -77,6 +77,7 @@ class Track:
     hits: int = 1                            # detections matched so far
     age: int = 1                             # frames since the track was born
     parts_age: int | None = None             # its age when its parts were last looked for
+    classified_at: int | None = None         # the pipeline's frame index of its last CNN pass
 
 
 class IoUTracker:

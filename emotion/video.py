@@ -38,6 +38,7 @@ def _run(args) -> int:
         raise UserError("nothing to write: give --out VIDEO and/or --csv FILE / --jsonl FILE")
     pipeline.check_model_arguments(args)
     loop = FrameLoop(args.input, args.weights, args.backend, detect_every=args.detect_every,
+                     classify_every=args.classify_every,
                      show_parts=args.show_parts,
                      csv=args.csv, jsonl=args.jsonl, out=args.out)
     with loop:

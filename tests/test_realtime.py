@@ -294,3 +294,62 @@ def test_the_face_of_each_single_person_clip_is_kept_in_every_frame(clip):
         counts.append(len(faces.process(frame)))
     assert counts and min(counts) >= 1
 
+
+class SixFaces:
+    """Six still faces in a row, found by every scan and window."""
+
+    config = __import__("emotion.detect", fromlist=["VIDEO_CONFIG"]).VIDEO_CONFIG
+    boxes = [(20 + 50 * i, 40, 40, 40) for i in range(6)]
+
+    def detect(self, gray):
+        return list(self.boxes)
+
+    def detect_near(self, gray, box):
+        return [box]
+
+
+class CountingClassifier:
+    """Each call's batch size, and probabilities that change with every call."""
+
+    def __init__(self):
+        self.batches = []
+
+    def predict_faces(self, crops):
+        self.batches.append(len(crops))
+        p = np.full((len(crops), 7), 0.1, np.float32)
+        p[:, len(self.batches) % 7] = 0.4
+        return p
+
+
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_each_face_is_classified_every_kth_frame_with_the_work_spread_evenly(every):
+    classifier = CountingClassifier()
+    faces = pipeline.FacePipeline(classifier, detector=SixFaces(), align=False,
+                                  classify_every=every)
+    seen = [faces.process(np.zeros((120, 360), np.uint8)) for _ in range(13)]
+    assert [len(s) for s in seen] == [6] * 13
+    # Their first frame: all six at once; then 6/k every frame, each face every k-th frame.
+    assert classifier.batches == [6] + [6 // every] * 12
+    last = {t.track_id: t.classified_at for t in faces.tracker.tracks}
+    assert all(faces.frame_index - 1 - at < every for at in last.values())
+
+
+def test_a_face_between_its_classifications_keeps_its_smoothed_probabilities_and_phase():
+    faces = pipeline.FacePipeline(CountingClassifier(), detector=SixFaces(), align=False,
+                                  classify_every=2)
+    before = {r.track_id: r for r in faces.process(np.zeros((120, 360), np.uint8))}
+    for _ in range(4):
+        after = {r.track_id: r for r in faces.process(np.zeros((120, 360), np.uint8))}
+        fresh = {t.track_id for t in faces.tracker.tracks if t.classified_at == faces.frame_index}
+        assert len(fresh) == 3 and set(after) == set(before)
+        for track_id, result in after.items():
+            same = np.array_equal(result.probabilities, before[track_id].probabilities)
+            assert same == (track_id not in fresh)  # new values exactly where classified
+            if track_id not in fresh:
+                assert result.phase == before[track_id].phase
+        before = after
+
+
+def test_classify_every_below_one_is_refused():
+    with pytest.raises(ValueError, match="classify_every"):
+        pipeline.FacePipeline(Fake(), detector=SixFaces(), align=False, classify_every=0)
