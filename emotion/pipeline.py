@@ -244,12 +244,14 @@ class FacePipeline:
     table kept every clip's faces (woman_smiling_phone lost 19 frames with a false second
     face). The price: a face that walks in is reported up to 9 frames (0.3 s) later.
     classify_every = 2 (twelfth session, `python -m benchmarks.classify_every`, mobile
-    weights, Zen 3): the same emotion as with every face classified on every frame in 97.6%
-    (group_pan), 100% (woman_smiling_phone) and 99.4% (woman_talking) of the face-frames,
-    each probability within 0.094 (0.0036 on average), for half the CNN's time on group_pan
-    (22.7 -> 11.5 ms/frame); the smoothing's 0.2 s time constant spans six frames, so a
-    value every 2nd frame changes little. 3 agreed as well (98.5 / 100 / 99.4%) for 2 ms
-    less on group_pan: 2 keeps every face within 67 ms at 30 fps.
+    weights, Zen 3): against every face classified on every frame, the same emotion in
+    97.6% (group_pan), 97.2% (woman_talking) and 92.2% (woman_smiling_phone, 9 of 115
+    face-frames) of the face-frames, each probability within 0.094 (0.0036-0.0075 on
+    average): the labels that differ are near-ties, shown a frame earlier or later. The
+    CNN's time per frame halves (group_pan 16.5 -> 8.0 ms). 3 agreed less on the
+    single-face clips (94.2 / 91.3%, probabilities within 0.22). The smoothing's 0.2 s time
+    constant spans six frames at 30 fps, so a value every 2nd frame changes little; pass
+    --classify-every 1 for every frame.
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,
@@ -349,14 +351,15 @@ class FacePipeline:
     def _due_for_classification(self, tracks) -> list:
         """The tracks whose faces the CNN sees this frame: every new one, every one that has
         waited classify_every frames or more, and the longest-waiting others up to
-        1/classify_every of all (rounded up), so the work is the same on every frame."""
+        1/classify_every of all (rounded down: one face alone waits its k frames), so the
+        work is about the same on every frame."""
         if self.classify_every == 1:
             return list(tracks)
         waited = sorted((t for t in tracks if t.classified_at is not None),
                         key=lambda t: t.classified_at)
         new = [t for t in tracks if t.classified_at is None]
         overdue = sum(self.frame_index - t.classified_at >= self.classify_every for t in waited)
-        share = -(-len(tracks) // self.classify_every)
+        share = len(tracks) // self.classify_every
         return (new + waited)[:max(share, len(new) + overdue)]
 
     def _classify(self, gray: np.ndarray, tracks, timestamp: float) -> None:

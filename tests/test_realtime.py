@@ -334,6 +334,22 @@ def test_each_face_is_classified_every_kth_frame_with_the_work_spread_evenly(eve
     assert all(faces.frame_index - 1 - at < every for at in last.values())
 
 
+@pytest.mark.parametrize("faces_count, every, batches", [
+    (1, 2, [1, 0, 1, 0, 1, 0, 1]),  # one face alone: every 2nd frame, not every frame
+    (3, 2, [3, 1, 2, 1, 2, 1, 2]),  # an odd count: 1.5 a frame on average
+])
+def test_few_faces_are_each_classified_every_kth_frame(faces_count, every, batches):
+    class Few(SixFaces):
+        boxes = SixFaces.boxes[:faces_count]
+
+    classifier = CountingClassifier()
+    faces = pipeline.FacePipeline(classifier, detector=Few(), align=False, classify_every=every)
+    for _ in range(len(batches)):
+        faces.process(np.zeros((120, 360), np.uint8))
+    got = classifier.batches
+    assert [got.pop(0) if n else 0 for n in batches] == batches and not got
+
+
 def test_a_face_between_its_classifications_keeps_its_smoothed_probabilities_and_phase():
     faces = pipeline.FacePipeline(CountingClassifier(), detector=SixFaces(), align=False,
                                   classify_every=2)
