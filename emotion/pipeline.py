@@ -15,9 +15,8 @@ cascade finds keeps its track, with its parts mapped back and the roll measured.
 Tracking first: finding a face where it was a frame ago is far cheaper than finding it
 anywhere. A full-frame scan must look at every position and every size down to the smallest
 face wanted (5% of the short side: the people 4 m from a webcam, the group of
-group_pan.mp4), which costs tens of milliseconds at 720p; a track's window (twice its box,
-scaled so the face is ~48 px, searched at face sizes 0.7-1.5x its own) costs a fraction of
-a millisecond. The full scan runs every `detect_every` frames to find new faces, so a face
+group_pan.mp4), which costs 100-200 ms at 720p on a 2-vCPU VM; a track's window (twice its
+box, scaled so the face is ~48 px, searched at face sizes 0.75-1.35x its own) costs 2-3 ms. The full scan runs every `detect_every` frames to find new faces, so a face
 that walks in is found within that many frames plus SCAN_LAG. While faces are tracked, it
 runs on a worker thread beside the next SCAN_LAG frames and its new faces join the tracks
 after them (emotion.scan_ahead): the frames go on while it runs, and the result does not
