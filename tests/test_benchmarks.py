@@ -95,3 +95,29 @@ def test_batch_reports_files_and_frames_per_second(tmp_path, capsys):
     assert row["frames"] == 3 * 1 + 3 * 2  # three photos, three clips cut at two frames
     assert row["files_per_s"] == pytest.approx(6 / row["seconds"], rel=0.01)
     assert not row["errors"] and "files/s" in capsys.readouterr().out
+
+
+def test_classify_every_compares_each_setting_with_every_frame(tmp_path, capsys):
+    import cv2
+
+    from benchmarks import classify_every
+
+    source = classify_every.MEDIA / "woman_talking.mp4"
+    if not source.is_file():
+        pytest.skip(f"shared test media not found at {classify_every.MEDIA}")
+    capture, clip = cv2.VideoCapture(str(source)), tmp_path / "twelve.mp4"
+    frames = [capture.read()[1] for _ in range(12)]
+    capture.release()
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    out = tmp_path / "every.json"
+    assert classify_every.main(["--clips", str(clip), "--every", "2", "--json", str(out)]) == 0
+    rows = {r["classify_every"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {1, 2}  # every frame is always run: it is the reference
+    assert rows[1]["same_emotion"] == 1.0 and rows[1]["max_abs_dp"] == 0.0
+    assert rows[2]["face_frames"] == rows[1]["face_frames"] > 0  # the same faces
+    assert rows[2]["only_in_one_run"] == 0 and 0.0 <= rows[2]["same_emotion"] <= 1.0
+    assert "| twelve.mp4 | 2 |" in capsys.readouterr().out
