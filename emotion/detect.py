@@ -231,10 +231,16 @@ class PartsDetector:
 
     def __init__(self, eye_cascade: str = EYE_CASCADE, smile_cascade: str | None = SMILE_CASCADE,
                  region_width: int = 128, max_roll: float = 30.0):
+        self._names = (eye_cascade, smile_cascade)
         self.eye_cascade = load_cascade(eye_cascade)
         self.smile_cascade = load_cascade(smile_cascade) if smile_cascade else None
         self.region_width = region_width
         self.max_roll = max_roll  # steeper eye lines are almost always a false eye
+
+    def clone(self) -> "PartsDetector":
+        """The same detector with cascades of its own, for another thread (an OpenCV
+        CascadeClassifier must not be used by two threads at once)."""
+        return PartsDetector(*self._names, self.region_width, self.max_roll)
 
     def _search(self, cascade, gray, region: Box, min_neighbors: int, min_frac: float):
         """Run `cascade` on `region` of `gray` resized to region_width; boxes in frame coords."""

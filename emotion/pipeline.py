@@ -19,7 +19,7 @@ group_pan.mp4), which costs 100-200 ms at 720p on a 2-vCPU VM; a track's window 
 box, scaled so the face is ~48 px, searched at face sizes 0.75-1.35x its own) costs 2-3 ms. The full scan runs every `detect_every` frames to find new faces, so a face
 that walks in is found within that many frames plus SCAN_LAG. While faces are tracked, it
 runs on a worker thread beside the next SCAN_LAG frames and its new faces join the tracks
-after them (emotion.scan_ahead): the frames go on while it runs, and the result does not
+after them (emotion.ahead): the frames go on while it runs, and the result does not
 depend on its timing.
 
 The classifier is passed in (dependency injection): anything with a
@@ -34,6 +34,7 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from emotion.detect import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector, FaceP
                             align_face, crop_face, drop_duplicates, overlap_fraction, roll_angle)
 from emotion.pose import HeadPose, ProfileDetector, estimate_pose
 from emotion.rotate import find_rotated
-from emotion.scan_ahead import ScanAhead, new_faces
+from emotion.ahead import Ahead, new_faces
 from emotion.errors import UserError
 from emotion.images import to_gray8
 from emotion.labels import EMOTIONS, NUM_CLASSES
@@ -219,6 +220,9 @@ class FacePipeline:
     sees the faces that have waited longest, about 1/c of them (every new face and every face
     waiting c frames or more among them), so each face is classified every c-th frame and the
     work is spread evenly over the frames; a face keeps its smoothed probabilities between.
+    parts_ahead=True: a track's parts refreshes after its first run on a worker thread
+    (emotion.ahead), about 1/e of the faces at a time, applied at the next frame; False
+    finds them in place.
 
     How the defaults were chosen (2-vCPU Xeon VM, every shared clip; benchmarks/RESULTS.md,
     "Video detection", has the figures): the scan preset (VIDEO_CONFIG) with the window
@@ -251,6 +255,11 @@ class FacePipeline:
     single-face clips (94.2 / 91.3%, probabilities within 0.22). The smoothing's 0.2 s time
     constant spans six frames at 30 fps, so a value every 2nd frame changes little; pass
     --classify-every 1 for every frame.
+    parts_ahead (twelfth session, same runs as above): the same emotion as with the parts
+    found in place in 99.4% (group_pan), 100% and 99.6% of the face-frames, the same faces;
+    `emotion live` on group_pan 24.1-27.6 -> 26.5-29.7 frames/s (three rounds, interleaved),
+    the main thread's parts time 10 -> 3 ms/frame; with --out the second core is already
+    busy encoding, and `emotion video` gained 0-2 frames/s.
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,
@@ -258,7 +267,7 @@ class FacePipeline:
                  detect_every: int = DETECT_EVERY, margin: float = 0.15, align: bool = True,
                  local: bool = True, eyes_every: int = EYES_EVERY,
                  near_every: int = NEAR_EVERY, scan_lag: int = SCAN_LAG,
-                 classify_every: int = CLASSIFY_EVERY):
+                 classify_every: int = CLASSIFY_EVERY, parts_ahead: bool = True):
         if min(detect_every, eyes_every, near_every, classify_every) < 1 or scan_lag < 0:
             raise ValueError("detect_every, eyes_every, near_every and classify_every must be "
                              ">= 1, scan_lag >= 0")
@@ -267,17 +276,23 @@ class FacePipeline:
         self.tracker = tracker or IoUTracker()
         # The parts level the crop and give the pose; without aligning none are looked for.
         self.parts = parts if parts is not None else (PartsDetector() if align else None)
-        # The profile cascade, only for a track whose eyes are missing at a parts refresh.
-        self.profile = profile_detector() if self.parts is not None else None
         self.detect_every, self.eyes_every, self.near_every = detect_every, eyes_every, near_every
         self.classify_every = classify_every
-        # The scan on a worker thread (emotion.scan_ahead), with a detector of its own; in
+        # The scan on a worker thread (emotion.ahead), with a detector of its own; in
         # place when scans come every frame, when the detector cannot be cloned (a test's),
         # or without the window search (local=False: the scan's boxes are all there is, and
         # lag frames old they would trail a moving face).
         scan_lag = min(scan_lag, detect_every - 1)
         clone = getattr(self.detector, "clone", None)
-        self.ahead = ScanAhead(clone(), scan_lag) if scan_lag and clone and local else None
+        self.ahead = (Ahead(clone().detect, scan_lag, "face-scan") if scan_lag and clone
+                      and local else None)
+        # The parts refreshes on a worker of their own, with their own cascades; in place
+        # when the parts detector cannot be cloned (a test's) or when asked (parts_ahead).
+        clone = getattr(self.parts, "clone", None)
+        self.parts_worker = clone() if clone and parts_ahead else None
+        self.parts_ahead = Ahead(partial(parts_and_pose, self.parts_worker), 1, "face-parts") \
+            if self.parts_worker is not None else None
+        self._parts_for = []  # (track, timestamp) of the job in flight
         self.margin, self.align, self.local = margin, align, local
         self.phases: dict[int, dynamics.PhaseTracker] = {}
         self.frame_index = 0
@@ -305,7 +320,7 @@ class FacePipeline:
                                    # it ran into is raised, not lost
             return self.detector.detect(gray)
         if scan and not self.ahead.busy:
-            self.ahead.start(gray.copy(), self.frame_index)  # copied: the caller owns gray
+            self.ahead.start(self.frame_index, gray.copy())  # copied: the caller owns gray
         joining = self.ahead is not None and self.ahead.due(self.frame_index)  # (local only)
         if not tracks:
             return self.ahead.take() if joining else None
@@ -329,23 +344,47 @@ class FacePipeline:
     def _refresh_parts(self, gray: np.ndarray, tracks, timestamp: float) -> None:
         """Parts and pose where a track was just seen, every eyes_every-th frame of its life
         (and at once for a new one); carried in between, like the box. The profile cascade
-        runs only for a track whose eyes were not found."""
+        runs only for a track whose eyes were not found.
+
+        A new track's parts are found in place, so its first crop is levelled; the later
+        refreshes of a frame run on a worker (emotion.ahead) beside the rest of the frame
+        and are applied at the next frame, before its faces are cropped.
+        """
+        if self.parts_ahead is not None and self.parts_ahead.due(self.frame_index):
+            alive = {id(t) for t in self.tracker.tracks}
+            for (track, found_at), (parts, pose) in zip(self._parts_for,
+                                                        self.parts_ahead.take()):
+                if id(track) in alive:
+                    self._set_parts(track, parts, pose, found_at)
+        due = []
         for track in tracks:
             if track.frames_since_seen != 0:
                 continue
             hit = next((h for h in self.rotated if overlap_fraction(h.box, track.box) > 0.5),
                        None)
             if hit is not None:  # found in a rotated copy: its parts, mapped back
-                track.parts, pose = hit.parts, hit.pose
-            elif track.parts_age is None or track.age - track.parts_age >= self.eyes_every:
+                self._set_parts(track, hit.parts, hit.pose, timestamp)
+            elif track.parts_age is None or (self.parts_ahead is None and
+                                             track.age - track.parts_age >= self.eyes_every):
                 track.parts_age = track.age
-                track.parts = self.parts.find(gray, track.box)
-                pose = estimate_pose(gray, track.box, track.parts.eyes, track.parts.mouth,
-                                     self.profile)
-            else:
-                continue
-            track.eyes = track.parts.eyes
-            self.tracker.smooth_pose(track, pose, timestamp)
+                (parts, pose), = parts_and_pose(self.parts, gray, [track.box])
+                self._set_parts(track, parts, pose, timestamp)
+            elif track.age - track.parts_age >= self.eyes_every:
+                due.append(track)
+        if due and not self.parts_ahead.busy:
+            # The longest-waiting first, about 1/eyes_every of the faces a frame: faces that
+            # came together would otherwise all be refreshed on the same frames, in one job
+            # longer than a frame, which the next frame would wait for.
+            due.sort(key=lambda t: t.age - t.parts_age, reverse=True)
+            later = due[:-(-len(tracks) // self.eyes_every)]
+            for track in later:
+                track.parts_age = track.age
+            self._parts_for = [(t, timestamp) for t in later]
+            self.parts_ahead.start(self.frame_index, gray.copy(), [t.box for t in later])
+
+    def _set_parts(self, track, parts: FaceParts, pose: HeadPose, timestamp: float) -> None:
+        track.parts, track.eyes = parts, parts.eyes
+        self.tracker.smooth_pose(track, pose, timestamp)
 
     def _due_for_classification(self, tracks) -> list:
         """The tracks whose faces the CNN sees this frame: every new one, every one that has
@@ -415,6 +454,16 @@ class FacePipeline:
         """Annotate an 8-bit BGR frame in place and return it."""
         with self.timings.stage("draw"):
             return overlay.draw_results(frame, results, fps, show_parts=self.show_parts)
+
+
+def parts_and_pose(parts: PartsDetector, gray: np.ndarray, boxes) -> list:
+    """[(FaceParts, HeadPose)] for each face box: the parts, then the pose from them (the
+    profile cascade, this thread's own, only where the eyes are missing)."""
+    found = []
+    for box in boxes:
+        p = parts.find(gray, box)
+        found.append((p, estimate_pose(gray, box, p.eyes, p.mouth, profile_detector())))
+    return found
 
 
 _per_thread = threading.local()

@@ -161,7 +161,7 @@ def test_a_face_its_window_misses_is_looked_for_again_then_scanned_for():
 
 
 class FrameSpy:
-    """A cloneable FaceDetector stand-in for the scan on a worker thread (emotion.scan_ahead):
+    """A cloneable FaceDetector stand-in for the scan on a worker thread (emotion.ahead):
     the frame's pixel value says its index; a tracked face at (40, 40) is always there, and a
     second face at (200, 40) from frame `appears` on, which only a scan can find. Its scans
     take `delay` seconds, to show that the result does not depend on how long they take."""
@@ -267,13 +267,13 @@ def test_the_worker_is_used_only_with_the_window_search_and_a_detector_of_its_ow
     copy = detector.clone()
     assert copy.cascade is not detector.cascade and copy.config == detector.config
     faces = pipeline.FacePipeline(Fake(), detector=detector, align=False)
-    assert faces.ahead is not None and faces.ahead.detector.cascade is not detector.cascade
+    assert faces.ahead is not None and faces.ahead.work.__self__.cascade is not detector.cascade
     # Without the window search the scans' boxes are all there is: never lag frames old.
     assert pipeline.FacePipeline(Fake(), detector=detector, align=False, local=False).ahead is None
 
 
 def test_a_scanned_face_the_windows_already_have_is_not_added_twice():
-    from emotion.scan_ahead import new_faces
+    from emotion.ahead import new_faces
 
     found = [(100, 100, 60, 60)]
     scanned = [(108, 104, 60, 60), (300, 100, 50, 50)]  # the first moved 8 px since the scan
@@ -369,3 +369,72 @@ def test_a_face_between_its_classifications_keeps_its_smoothed_probabilities_and
 def test_classify_every_below_one_is_refused():
     with pytest.raises(ValueError, match="classify_every"):
         pipeline.FacePipeline(Fake(), detector=SixFaces(), align=False, classify_every=0)
+
+
+class PartsSpy:
+    """A cloneable PartsDetector stand-in: the eyes it finds say which frame it looked at
+    (the frame's pixel value), and it records (frame, on the main thread?) for each face."""
+
+    def __init__(self, delay=0.0, fail_at=None):
+        self.delay, self.fail_at, self.looked = delay, fail_at, []
+
+    def clone(self):
+        return self
+
+    def find(self, gray, box):
+        from emotion.detect import FaceParts
+
+        time.sleep(self.delay)
+        frame = int(gray[0, 0])
+        if frame == self.fail_at:
+            raise RuntimeError(f"parts of frame {frame} failed")
+        self.looked.append((frame, threading.current_thread() is threading.main_thread()))
+        x, y, w, h = box
+        eyes = [(x + 5, y + 5 + frame, 8, 8), (x + w - 13, y + 5, 8, 8)]
+        return FaceParts(eyes=eyes, roll=None)
+
+
+def run_parts_spy(spy, frames, **options):
+    faces = pipeline.FacePipeline(Fake(), detector=SixFaces(), parts=spy, **options)
+    eyes = []
+    for i in range(frames):
+        results = faces.process(np.full((120, 360), i, np.uint8))
+        eyes.append([r.eyes for r in results])
+    return eyes
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.02])
+def test_parts_refreshes_run_on_a_worker_and_land_one_frame_later(delay):
+    spy = PartsSpy(delay)
+    eyes = run_parts_spy(spy, 16, eyes_every=5, classify_every=1)
+    # Six new faces at frame 0: found in place. Then, on the frames where the windows see
+    # them (every 2nd), the longest-waiting 6/5 -> 2 at a time are refreshed on the worker,
+    # each result applied at the next frame: faces 0-1 at frame 6 (applied at 7), 2-3 at 8,
+    # 4-5 at 10, then 0-1 again at 12.
+    assert sorted(set(spy.looked)) == [(0, True), (6, False), (8, False), (10, False),
+                                       (12, False), (14, False)]
+    assert all(spy.looked.count((f, False)) == 2 for f in (6, 8, 10, 12, 14))
+    found_in = [[row[k][0][1] - 45 for row in eyes] for k in range(6)]  # frame per face
+    assert found_in[0] == found_in[1] == [0] * 7 + [6] * 6 + [12] * 3
+    assert found_in[2] == found_in[3] == [0] * 9 + [8] * 6 + [14]
+    assert found_in[4] == found_in[5] == [0] * 11 + [10] * 5
+    assert eyes == run_parts_spy(PartsSpy(), 16, eyes_every=5, classify_every=1)  # no timing
+
+
+def test_parts_in_place_when_asked_and_a_failed_refresh_is_raised():
+    spy = PartsSpy()
+    eyes = run_parts_spy(spy, 8, eyes_every=5, parts_ahead=False)
+    assert sorted(set(spy.looked)) == [(0, True), (6, True)]
+    assert [row[0][0][1] - 45 for row in eyes] == [0] * 6 + [6] * 2  # used where found
+    with pytest.raises(RuntimeError, match="frame 6 failed"):
+        run_parts_spy(PartsSpy(fail_at=6), 8, eyes_every=5)
+
+
+def test_parts_detector_clone_has_cascades_of_its_own():
+    from emotion.detect import PartsDetector
+
+    parts = PartsDetector()
+    copy = parts.clone()
+    assert copy.eye_cascade is not parts.eye_cascade
+    assert copy.smile_cascade is not parts.smile_cascade
+    assert (copy.region_width, copy.max_roll) == (parts.region_width, parts.max_roll)
