@@ -179,7 +179,7 @@ def draw_face(frame: np.ndarray, result, scale: float | None = None) -> None:
     """Box, "#id emotion p intensity phase", emoji, and the 7 bars beside the box.
 
     `result` is anything with track_id, box, probabilities, emotion, intensity, phase
-    (an `emotion.pipeline.FaceResult`).
+    (an `emotion.results.FaceResult`).
     """
     H, W = frame.shape[:2]
     scale = scale or ui_scale(frame)

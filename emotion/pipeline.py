@@ -33,7 +33,6 @@ import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
@@ -41,14 +40,15 @@ import numpy as np
 
 from emotion import dynamics, overlay
 from emotion.detect import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector, FaceParts, PartsDetector,
-                            align_face, crop_face, drop_duplicates, overlap_fraction, roll_angle)
+                            align_face, crop_face, drop_duplicates, overlap_fraction)
 from emotion.pose import HeadPose, ProfileDetector, estimate_pose
 from emotion.rotate import find_rotated
 from emotion.ahead import Ahead, new_faces
 from emotion.errors import UserError
 from emotion.images import to_gray8
-from emotion.labels import EMOTIONS, NUM_CLASSES
+from emotion.labels import NUM_CLASSES
 from emotion.messages import plural
+from emotion.results import FaceResult
 from emotion.track import IoUTracker
 
 # See the class docstring of FacePipeline for how these were chosen.
@@ -111,67 +111,6 @@ def load_classifier(weights: str | None = None, backend: str | None = None):
     return EmotionClassifier.load(weights, backend=backend)
 
 
-@dataclass
-class FaceResult:
-    """One face in one frame."""
-
-    track_id: int
-    box: Box                    # (x, y, w, h) in frame pixels
-    probabilities: np.ndarray   # (7,) float32, smoothed over the track, in EMOTIONS order
-    emotion: str                # the most probable class
-    intensity: str              # low / medium / high (see emotion.dynamics)
-    phase: str                  # neutral / onset / apex / offset (see emotion.dynamics)
-    eyes: list[Box] = field(default_factory=list)
-    roll: float | None = None   # head roll in degrees, when both eyes were found
-    pose: HeadPose = field(default_factory=HeadPose)  # conventions: emotion.pose
-    parts: FaceParts = field(default_factory=FaceParts)  # eyes, eyebrows, mouth (frame px)
-
-    @classmethod
-    def build(cls, track_id: int, box: Box, probabilities: np.ndarray, eyes: list[Box],
-              phase: str = "", parts: FaceParts | None = None,
-              pose: HeadPose | None = None) -> "FaceResult":
-        """The one way a result is made: the dominant emotion and its intensity from the
-        probabilities; the parts (default: the eyes alone) and the pose (default: the roll
-        from the eyes) as given."""
-        emotion, p = dynamics.dominant(probabilities)
-        parts = parts if parts is not None else FaceParts(eyes=list(eyes), roll=roll_angle(eyes))
-        pose = pose if pose is not None else HeadPose(roll=roll_angle(eyes))
-        return cls(track_id=track_id, box=tuple(box), probabilities=probabilities,
-                   emotion=emotion, intensity=dynamics.intensity(p), phase=phase,
-                   eyes=list(eyes), roll=pose.roll, pose=pose, parts=parts)
-
-    def pose_dict(self) -> dict:
-        """{"yaw", "pitch", "roll"} in degrees (one decimal), None where unknown."""
-        return self.pose.to_dict()
-
-    def parts_dict(self) -> dict:
-        """The parts in frame pixels: {"eyes": [[x, y, w, h], ...] (0 or 2, image-left
-        first), "eyebrows": [box or None per eye], "mouth": box or None, "eyebrow_raise":
-        the mean eyebrow-to-eye distance over the face height, or None}."""
-        def box(b):
-            return None if b is None else [int(v) for v in b]
-
-        raise_ = self.parts.eyebrow_raise
-        return {"eyes": [box(e) for e in self.parts.eyes],
-                "eyebrows": [box(b) for b in self.parts.eyebrows],
-                "mouth": box(self.parts.mouth),
-                "eyebrow_raise": None if raise_ is None else round(float(raise_), 4)}
-
-    def to_dict(self) -> dict:
-        return {
-            "track_id": self.track_id,
-            "box": [int(v) for v in self.box],
-            "emotion": self.emotion,
-            "probabilities": {name: round(float(p), 4)
-                              for name, p in zip(EMOTIONS, self.probabilities)},
-            "intensity": self.intensity,
-            "phase": self.phase,
-            "roll": None if self.roll is None else round(self.roll, 1),
-            "pose": self.pose_dict(),
-            "parts": self.parts_dict(),
-        }
-
-
 class StageTimer:
     """Wall time per pipeline stage, summed over frames, for the benchmark's split."""
 
@@ -224,42 +163,22 @@ class FacePipeline:
     (emotion.ahead), about 1/e of the faces at a time, applied at the next frame; False
     finds them in place.
 
-    How the defaults were chosen (2-vCPU Xeon VM, every shared clip; benchmarks/RESULTS.md,
-    "Video detection", has the figures): the scan preset (VIDEO_CONFIG) with the window
-    search keeps all six 60-140 px faces of group_pan.mp4 (720p) in all 240 frames under 6
-    track IDs, and the face of woman_talking / woman_smiling_phone; k = 10 finds a new face
-    within a third of a second at 30 fps while a scan's cost is spread over ten frames;
-    e = 5 because levelling the crop with eyes found every frame instead gave the same
-    emotion in 96.4% (woman_talking), 100% (woman_smiling_phone) and 100% (group_pan) of
-    the face-frames, for 8-16 ms more per frame (the compact weights). n = 2
-    (`python -m benchmarks.video_detection`, tenth session): the same six faces in all 240
-    frames of group_pan under 6 IDs, and the one face of each other clip in every frame, as
-    with n = 1, for 19-29% less detection time on each clip; n = 3 kept them too but lags a
-    moving face by two frames; a window scaled to a 32 px face instead of 48 lost faces of
-    group_pan, and a scan step of 1.2 instead of 1.1 lost one of its six. scan_lag = 9
-    (eleventh session, `python -m benchmarks.pipeline --scan-lag 0 5 9` and
-    `benchmarks.video_detection --scan-lag 0 9`, mobile weights, quiet): end to end with
-    --out, group_pan 29.5 -> 33.1 frames/s, woman_smiling_phone 86 -> 98, woman_talking
-    110 -> 113, with the same faces kept in every frame of each clip; lags of 3 and 5 were
-    slower than 0 on woman_talking (the main thread then waits for, or runs beside, a scan
-    still busy on both cores); on the 2-vCPU AMD EPYC (Zen 3) of the twelfth session, in
-    one run: group_pan 16.2 -> 17.7, woman_talking 58.7 -> 63.0, and the video_detection
-    table kept every clip's faces (woman_smiling_phone lost 19 frames with a false second
-    face). The price: a face that walks in is reported up to 9 frames (0.3 s) later.
-    classify_every = 2 (twelfth session, `python -m benchmarks.classify_every`, mobile
-    weights, Zen 3): against every face classified on every frame, the same emotion in
-    97.6% (group_pan), 97.2% (woman_talking) and 92.2% (woman_smiling_phone, 9 of 115
-    face-frames) of the face-frames, each probability within 0.094 (0.0036-0.0075 on
-    average): the labels that differ are near-ties, shown a frame earlier or later. The
-    CNN's time per frame halves (group_pan 16.5 -> 8.0 ms). 3 agreed less on the
-    single-face clips (94.2 / 91.3%, probabilities within 0.22). The smoothing's 0.2 s time
-    constant spans six frames at 30 fps, so a value every 2nd frame changes little; pass
-    --classify-every 1 for every frame.
-    parts_ahead (twelfth session, same runs as above): the same emotion as with the parts
-    found in place in 99.4% (group_pan), 100% and 99.6% of the face-frames, the same faces;
-    `emotion live` on group_pan 24.1-27.6 -> 26.5-29.7 frames/s (three rounds, interleaved),
-    the main thread's parts time 10 -> 3 ms/frame; with --out the second core is already
-    busy encoding, and `emotion video` gained 0-2 frames/s.
+    How the defaults were chosen, on every shared clip (benchmarks/RESULTS.md has the
+    figures, under the session named):
+    - the scan preset (VIDEO_CONFIG) with the window search keeps all six 60-140 px faces of
+      group_pan.mp4 in all 240 frames under 6 IDs, and the face of each other clip;
+    - k = 10: a new face within a third of a second at 30 fps, a scan's cost spread over ten
+      frames;
+    - e = 5: eyes found on every frame gave the same emotion in 96.4-100% of the face-frames
+      for 8-16 ms more per frame;
+    - n = 2: the same faces and IDs as n = 1 for 19-29% less detection time (tenth);
+    - scan_lag = 9: the same faces, 3-14% more frames/s end to end (eleventh and twelfth);
+      a face that walks in is reported up to 9 frames (0.3 s) later;
+    - classify_every = 2: the same emotion as on every frame in 92.2-97.6% of the
+      face-frames (the others are near-ties), probabilities within 0.094, half the CNN's
+      time (twelfth); --classify-every 1 classifies every face on every frame;
+    - parts_ahead: the same faces, 99.4-100% the same emotion, `emotion live` on group_pan
+      2-3 frames/s faster (twelfth).
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,

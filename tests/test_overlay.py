@@ -7,7 +7,7 @@ import pytest
 from emotion import overlay
 from emotion.detect import FaceParts
 from emotion.labels import EMOTIONS
-from emotion.pipeline import FaceResult
+from emotion.results import FaceResult
 
 
 @pytest.mark.parametrize("scale", [1.0, 1.5, 2.0])

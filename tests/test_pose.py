@@ -13,7 +13,7 @@ from benchmarks.pose import nearest, rotate_image, rotated_roll
 from emotion.detect import (FaceDetector, FaceParts, PartsDetector, eyebrow_raise,
                             find_eyebrow)
 from emotion.images import to_gray8
-from emotion.pipeline import FaceResult
+from emotion.results import FaceResult
 from emotion.pose import PROFILE_YAW, HeadPose, ProfileDetector, estimate_pose, pose_from_parts
 from emotion.records import COLUMNS, JSON_KEYS, RowWriter, face_rows, flat_row
 from tests.test_pipeline_cli import fake_classifier, run_cli  # noqa: F401 (a fixture)
