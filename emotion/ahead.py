@@ -20,7 +20,7 @@ than with the scan in place (the window search of the frames after it brings its
 date); a face's eyes level its crop one frame late (they are refreshed every few frames and
 carried in between anyway).
 
-Only the periodic scans run here. A rescan (a track was lost: its face is wanted now) runs in
+Of the scans, only the periodic ones run here. A rescan (a track was lost: its face is wanted now) runs in
 place at once, after waiting for the scan in flight, which it supersedes; so does a scan
 while nothing is tracked. An error in a worker's job is raised on the main thread when the
 job is taken, at frame k+lag or at the rescan that supersedes it.

@@ -240,7 +240,7 @@ class PartsDetector:
     def clone(self) -> "PartsDetector":
         """The same detector with cascades of its own, for another thread (an OpenCV
         CascadeClassifier must not be used by two threads at once)."""
-        return PartsDetector(*self._names, self.region_width, self.max_roll)
+        return type(self)(*self._names, self.region_width, self.max_roll)
 
     def _search(self, cascade, gray, region: Box, min_neighbors: int, min_frac: float):
         """Run `cascade` on `region` of `gray` resized to region_width; boxes in frame coords."""

@@ -209,7 +209,7 @@ class FacePipeline:
         # when the parts detector cannot be cloned (a test's) or when asked (parts_ahead).
         clone = getattr(self.parts, "clone", None)
         self.parts_worker = clone() if clone and parts_ahead else None
-        self.parts_ahead = Ahead(partial(parts_and_pose, self.parts_worker), 1, "face-parts") \
+        self.parts_job = Ahead(partial(parts_and_pose, self.parts_worker), 1, "face-parts") \
             if self.parts_worker is not None else None
         self._parts_for = []  # (track, timestamp) of the job in flight
         self.margin, self.align, self.local = margin, align, local
@@ -269,10 +269,10 @@ class FacePipeline:
         refreshes of a frame run on a worker (emotion.ahead) beside the rest of the frame
         and are applied at the next frame, before its faces are cropped.
         """
-        if self.parts_ahead is not None and self.parts_ahead.due(self.frame_index):
+        if self.parts_job is not None and self.parts_job.due(self.frame_index):
             alive = {id(t) for t in self.tracker.tracks}
             for (track, found_at), (parts, pose) in zip(self._parts_for,
-                                                        self.parts_ahead.take()):
+                                                        self.parts_job.take()):
                 if id(track) in alive:
                     self._set_parts(track, parts, pose, found_at)
         due = []
@@ -283,14 +283,14 @@ class FacePipeline:
                        None)
             if hit is not None:  # found in a rotated copy: its parts, mapped back
                 self._set_parts(track, hit.parts, hit.pose, timestamp)
-            elif track.parts_age is None or (self.parts_ahead is None and
+            elif track.parts_age is None or (self.parts_job is None and
                                              track.age - track.parts_age >= self.eyes_every):
                 track.parts_age = track.age
                 (parts, pose), = parts_and_pose(self.parts, gray, [track.box])
                 self._set_parts(track, parts, pose, timestamp)
             elif track.age - track.parts_age >= self.eyes_every:
                 due.append(track)
-        if due and not self.parts_ahead.busy:
+        if due and not self.parts_job.busy:
             # The longest-waiting first, about 1/eyes_every of the faces a frame: faces that
             # came together would otherwise all be refreshed on the same frames, in one job
             # longer than a frame, which the next frame would wait for.
@@ -299,7 +299,7 @@ class FacePipeline:
             for track in later:
                 track.parts_age = track.age
             self._parts_for = [(t, timestamp) for t in later]
-            self.parts_ahead.start(self.frame_index, gray.copy(), [t.box for t in later])
+            self.parts_job.start(self.frame_index, gray.copy(), [t.box for t in later])
 
     def _set_parts(self, track, parts: FaceParts, pose: HeadPose, timestamp: float) -> None:
         track.parts, track.eyes = parts, parts.eyes

@@ -399,6 +399,9 @@ def run_parts_spy(spy, frames, **options):
     eyes = []
     for i in range(frames):
         results = faces.process(np.full((120, 360), i, np.uint8))
+        # Each face's eyes are its own (PartsSpy puts them at its box's x + 5): a result
+        # handed to the wrong track would show here.
+        assert all(r.eyes[0][0] == r.box[0] + 5 for r in results)
         eyes.append([r.eyes for r in results])
     return eyes
 
@@ -438,3 +441,7 @@ def test_parts_detector_clone_has_cascades_of_its_own():
     assert copy.eye_cascade is not parts.eye_cascade
     assert copy.smile_cascade is not parts.smile_cascade
     assert (copy.region_width, copy.max_roll) == (parts.region_width, parts.max_roll)
+    faces = pipeline.FacePipeline(Fake(), detector=SixFaces())
+    assert faces.parts_worker is not faces.parts  # the worker's cascades are not the main's
+    assert faces.parts_worker.eye_cascade is not faces.parts.eye_cascade
+    assert pipeline.FacePipeline(Fake(), detector=SixFaces(), parts_ahead=False).parts_job is None

@@ -14,8 +14,11 @@ table; a file that fails gets one row with `file` and `error`. A video that stop
 well before its declared length keeps the rows of the frames that were read and adds the
 error row: the file did not fully succeed, and the rows that exist are not thrown away.
 
-A worker runs one task at a time on one core: OpenCV, BLAS and Numba each on one thread, so
-that N worker processes fill N cores without fighting over them. The classifier is loaded
+A worker runs one task at a time: OpenCV, BLAS and Numba each on one thread, so that N worker
+processes fill N cores without fighting over them. A video's pipeline adds its two helper
+threads (the full-frame scan and the parts refreshes, emotion/ahead.py), as `emotion video`
+runs it, so that the rows are the same; they take up to a core's spare time while the main
+thread waits on them or on I/O. The classifier is loaded
 once per worker thread (a cached global), not once per file.
 """
 
