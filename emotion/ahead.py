@@ -20,21 +20,19 @@ than with the scan in place (the window search of the frames after it brings its
 date); a face's eyes level its crop one frame late (they are refreshed every few frames and
 carried in between anyway).
 
-Of the scans, only the periodic ones run here. A rescan (a track was lost: its face is wanted now) runs in
-place at once, after waiting for the scan in flight, which it supersedes; so does a scan
-while nothing is tracked. An error in a worker's job is raised on the main thread when the
+Of the scans, only the periodic ones run here. A rescan (a track was lost: its face is wanted
+now) runs in place at once, after waiting for the scan in flight, which it supersedes; so
+does a scan while nothing is tracked. An error in a worker's job is raised on the main thread when the
 job is taken, at frame k+lag or at the rescan that supersedes it.
 
-Only one job of each kind is in flight at a time. OpenCV's CascadeClassifier must not be used
-by two threads at once, so each worker runs with its own copy of the detectors
+Only one job of each kind is in flight at a time. OpenCV's CascadeClassifier must not be
+used by two threads at once, so each worker runs with its own copy of the detectors
 (FaceDetector.clone, PartsDetector.clone, and pipeline.profile_detector, one per thread).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-
-from emotion.detect import Box, overlap_fraction
 
 
 class Ahead:
@@ -71,11 +69,3 @@ class Ahead:
         future, self._future = self._future, None
         return future.result()
 
-
-def new_faces(scanned: list[Box], found: list[Box], max_overlap: float) -> list[Box]:
-    """The scanned boxes that no box found this frame covers, nor covers: the faces the
-    tracks do not have yet. A scanned box of a tracked face is lag frames old, so it is left
-    to the window search, which saw the face where it is now."""
-    return [s for s in scanned
-            if all(overlap_fraction(s, f) <= max_overlap and overlap_fraction(f, s) <= max_overlap
-                   for f in found)]

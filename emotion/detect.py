@@ -124,6 +124,15 @@ def drop_duplicates(boxes: list[Box], max_overlap: float) -> list[Box]:
     return kept
 
 
+def new_faces(scanned: list[Box], found: list[Box], max_overlap: float) -> list[Box]:
+    """The scanned boxes that no box found this frame covers, nor covers: the faces the
+    tracks do not have yet. A scanned box of a tracked face is lag frames old, so it is left
+    to the window search, which saw the face where it is now."""
+    return [s for s in scanned
+            if all(overlap_fraction(s, f) <= max_overlap and overlap_fraction(f, s) <= max_overlap
+                   for f in found)]
+
+
 class FaceDetector:
     """Find all frontal faces in a gray uint8 image: `detect(gray) -> [(x, y, w, h), ...]`."""
 

@@ -15,9 +15,10 @@ cascade finds keeps its track, with its parts mapped back and the roll measured.
 Tracking first: finding a face where it was a frame ago is far cheaper than finding it
 anywhere. A full-frame scan must look at every position and every size down to the smallest
 face wanted (5% of the short side: the people 4 m from a webcam, the group of
-group_pan.mp4), which costs 100-200 ms at 720p on a 2-vCPU VM; a track's window (twice its
-box, scaled so the face is ~48 px, searched at face sizes 0.75-1.35x its own) costs 2-3 ms. The full scan runs every `detect_every` frames to find new faces, so a face
-that walks in is found within that many frames plus SCAN_LAG. While faces are tracked, it
+group_pan.mp4), which costs 110-210 ms at 720p on a 2-vCPU VM; a track's window (twice its
+box, scaled so the face is ~48 px, searched at face sizes 0.75-1.35x its own) costs 2-3 ms.
+The full scan runs every `detect_every` frames to find new faces, so a face that walks in
+is found within that many frames plus SCAN_LAG. While faces are tracked, it
 runs on a worker thread beside the next SCAN_LAG frames and its new faces join the tracks
 after them (emotion.ahead): the frames go on while it runs, and the result does not
 depend on its timing.
@@ -39,11 +40,11 @@ import numpy as np
 
 
 from emotion import dynamics, overlay
+from emotion.ahead import Ahead
 from emotion.detect import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector, FaceParts, PartsDetector,
-                            align_face, crop_face, drop_duplicates, overlap_fraction)
+                            align_face, crop_face, drop_duplicates, new_faces, overlap_fraction)
 from emotion.pose import HeadPose, ProfileDetector, estimate_pose
 from emotion.rotate import find_rotated
-from emotion.ahead import Ahead, new_faces
 from emotion.errors import UserError
 from emotion.images import to_gray8
 from emotion.labels import NUM_CLASSES
@@ -152,16 +153,17 @@ class FacePipeline:
     lost (missed by RESCAN_AFTER window searches in a row; a track missed once is looked
     for again on the next frame); in between each track is looked for in a window around
     its box (local=True), or keeps its last box (local=False, the tracker's carry).
-    near_every=n: the
-    windows are searched every n-th frame between scans, and the tracks carried on the
-    others. eyes_every=e: a track's eyes (used to level the crop) are looked for again when
-    it is seen e or more frames after the last look. classify_every=c: each frame, the CNN
+    near_every=n: the windows are searched every n-th frame between scans, and the tracks
+    carried on the others. scan_lag=l: while faces are tracked, a periodic scan runs on a
+    worker beside the next l frames (0: in place; at most detect_every - 1).
+    eyes_every=e: a track's eyes (used to level the crop) are looked for again when it is
+    seen e or more frames after the last look. classify_every=c: each frame, the CNN
     sees the faces that have waited longest, about 1/c of them (every new face and every face
     waiting c frames or more among them), so each face is classified every c-th frame and the
     work is spread evenly over the frames; a face keeps its smoothed probabilities between.
-    parts_ahead=True: a track's parts refreshes after its first run on a worker thread
-    (emotion.ahead), about 1/e of the faces at a time, applied at the next frame; False
-    finds them in place.
+    parts_ahead=True: after a track's first frame, its parts refreshes run on a worker
+    thread (emotion.ahead), about 1/e of the faces at a time, applied at the next frame;
+    False finds them in place.
 
     How the defaults were chosen, on every shared clip (benchmarks/RESULTS.md has the
     figures, under the session named):
@@ -170,7 +172,7 @@ class FacePipeline:
     - k = 10: a new face within a third of a second at 30 fps, a scan's cost spread over ten
       frames;
     - e = 5: eyes found on every frame gave the same emotion in 96.4-100% of the face-frames
-      for 8-16 ms more per frame;
+      for 2-16 ms more per frame (eighth);
     - n = 2: the same faces and IDs as n = 1 for 19-29% less detection time (tenth);
     - scan_lag = 9: the same faces, 3-14% more frames/s end to end (eleventh and twelfth);
       a face that walks in is reported up to 9 frames (0.3 s) later;
@@ -178,7 +180,7 @@ class FacePipeline:
       face-frames (the others are near-ties), probabilities within 0.094, half the CNN's
       time (twelfth); --classify-every 1 classifies every face on every frame;
     - parts_ahead: the same faces, 99.4-100% the same emotion, `emotion live` on group_pan
-      2-3 frames/s faster (twelfth).
+      24.1-27.6 -> 26.5-29.7 frames/s in three interleaved rounds (twelfth).
     """
 
     def __init__(self, classifier, detector: FaceDetector | None = None,
@@ -270,7 +272,7 @@ class FacePipeline:
         and are applied at the next frame, before its faces are cropped.
         """
         if self.parts_job is not None and self.parts_job.due(self.frame_index):
-            alive = {id(t) for t in self.tracker.tracks}
+            alive = {id(t) for t in self.tracker.tracks}  # id(): == would compare fields
             for (track, found_at), (parts, pose) in zip(self._parts_for,
                                                         self.parts_job.take()):
                 if id(track) in alive:
@@ -295,11 +297,11 @@ class FacePipeline:
             # came together would otherwise all be refreshed on the same frames, in one job
             # longer than a frame, which the next frame would wait for.
             due.sort(key=lambda t: t.age - t.parts_age, reverse=True)
-            later = due[:-(-len(tracks) // self.eyes_every)]
-            for track in later:
+            on_worker = due[:-(-len(tracks) // self.eyes_every)]
+            for track in on_worker:
                 track.parts_age = track.age
-            self._parts_for = [(t, timestamp) for t in later]
-            self.parts_job.start(self.frame_index, gray.copy(), [t.box for t in later])
+            self._parts_for = [(t, timestamp) for t in on_worker]
+            self.parts_job.start(self.frame_index, gray.copy(), [t.box for t in on_worker])
 
     def _set_parts(self, track, parts: FaceParts, pose: HeadPose, timestamp: float) -> None:
         track.parts, track.eyes = parts, parts.eyes

@@ -27,7 +27,8 @@ def shipped_weights_path(name: str = "default") -> Path:
 
 
 def resolve_weights(weights=None) -> Path:
-    """None -> the shipped default; a shipped name ("compact", "mobile") -> that file; else a path."""
+    """None -> the shipped default; a shipped name ("compact", "mobile") -> that file; else a
+    path."""
     if weights is None:
         return shipped_weights_path()
     if "/" not in str(weights) and not str(weights).endswith(".npz"):

@@ -18,8 +18,8 @@ A worker runs one task at a time: OpenCV, BLAS and Numba each on one thread, so 
 processes fill N cores without fighting over them. A video's pipeline adds its two helper
 threads (the full-frame scan and the parts refreshes, emotion/ahead.py), as `emotion video`
 runs it, so that the rows are the same; they take up to a core's spare time while the main
-thread waits on them or on I/O. The classifier is loaded
-once per worker thread (a cached global), not once per file.
+thread waits on them or on I/O. The classifier is loaded once per worker thread (a cached
+global), not once per file.
 """
 
 from __future__ import annotations
