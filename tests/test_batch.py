@@ -172,6 +172,9 @@ def test_a_run_is_never_mixed_with_another(archive, sequential, tmp_path):
     assert code == 2 and "already exists: pass --resume" in err
     code, err = run_batch(archive, "--out", out, "--workers", 0, "--resume", "--max-frames", 3)
     assert code == 2 and "other settings (max_frames differ)" in err
+    code, err = run_batch(archive, "--out", out, "--workers", 0, "--resume", "--classify-every",
+                          1, "--max-frames", MAX_FRAMES)
+    assert code == 2 and "other settings (classify_every differ)" in err
     code, err = run_batch(archive, "--out", archive / "corrupt.jpg", "--workers", 0)
     assert code == 2 and "would destroy that input" in err
     code, err = run_batch(tmp_path / "missing.mp4", "--out", tmp_path / "r.parquet")

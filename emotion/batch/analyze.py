@@ -47,6 +47,7 @@ class BatchSettings:
     video_weights: str          # ... and for videos (video's default)
     backend: str                # the nnlite backend, chosen once by the client for all workers
     detect_every: int = pipeline.DETECT_EVERY
+    classify_every: int = pipeline.CLASSIFY_EVERY
     max_frames: int | None = None
 
 
@@ -136,7 +137,7 @@ def _analyze_video(media, settings: BatchSettings, rows: TableBuilder) -> tuple[
 
     classifier = _classifier(settings.video_weights, settings.backend)
     loop = FrameLoop(media.path, classifier=classifier, detect_every=settings.detect_every,
-                     max_frames=settings.max_frames)
+                     classify_every=settings.classify_every, max_frames=settings.max_frames)
     with loop:
         for frame, results in loop:
             rows.add(records.face_rows(frame.index, frame.timestamp, results))

@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--detect-every", type=number_type(int, 1), default=pipeline.DETECT_EVERY,
                         metavar="K", help="in videos, scan the whole frame for new faces every "
                         f"K-th frame (default {pipeline.DETECT_EVERY}), as `emotion video`")
+    parser.add_argument("--classify-every", type=number_type(int, 1),
+                        default=pipeline.CLASSIFY_EVERY, metavar="K",
+                        help="in videos, classify each face every K-th frame (default "
+                        f"{pipeline.CLASSIFY_EVERY}), as `emotion video`; 1: every frame")
     parser.add_argument("--max-frames", type=number_type(int, 1), metavar="N",
                         help="analyse at most the first N frames of each video")
     parser.add_argument("--connect-timeout", type=number_type(float, 0, low_open=True),
@@ -130,7 +134,8 @@ def _settings(args) -> tuple[BatchSettings, dict]:
         weights[kind] = str(name) if shipped else str(path.resolve())
         weight_files[f"the {kind} weight file"] = path
     settings = BatchSettings(weights["image"], weights["video"], backend,
-                             detect_every=args.detect_every, max_frames=args.max_frames)
+                             detect_every=args.detect_every,
+                             classify_every=args.classify_every, max_frames=args.max_frames)
     return settings, weight_files
 
 
