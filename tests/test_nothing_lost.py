@@ -60,6 +60,9 @@ def test_video_out_that_opencv_cannot_write_fails_before_the_table_is_touched(tm
     assert not (tmp_path / name).exists()
 
 
+# A learning rate of 1e6 is meant to overflow: NumPy's warnings about it are the point.
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                            "ignore:invalid value encountered:RuntimeWarning")
 def test_a_diverged_run_stops_and_saves_no_best(tmp_path, capsys):
     data = tiny_csv(tmp_path / "tiny.csv")
     code = cli_main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--model",
