@@ -22,8 +22,8 @@ carried in between anyway).
 
 Of the scans, only the periodic ones run here. A rescan (a track was lost: its face is wanted
 now) runs in place at once, after waiting for the scan in flight, which it supersedes; so
-does a scan while nothing is tracked. An error in a worker's job is raised on the main thread when the
-job is taken, at frame k+lag or at the rescan that supersedes it.
+does a scan while nothing is tracked. An error in a worker's job is raised on the main thread
+when the job is taken, at frame k+lag or at the rescan that supersedes it.
 
 Only one job of each kind is in flight at a time. OpenCV's CascadeClassifier must not be
 used by two threads at once, so each worker runs with its own copy of the detectors

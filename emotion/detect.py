@@ -90,8 +90,8 @@ NEAR_MIN_NEIGHBORS = 3  # fewer than the scan's: the window is known to have hel
 # Face sizes looked for, relative to the box. 0.75-1.35 instead of 0.7-1.5 (twelfth session,
 # `python -m benchmarks.video_detection --near-sizes 0.7,1.5 0.75,1.35`, every shared clip):
 # the same faces in every frame and the same IDs, for 13% less detection time on group_pan
-# (17.9 -> 15.4 ms/frame, two runs); 0.8-1.25 gave woman_smiling_phone a second ID and a
-# false face in 11 frames.
+# (17.7-17.9 ms/frame in two runs -> 15.4); 0.8-1.25 gave woman_smiling_phone a second ID
+# and a false face in 11 frames.
 NEAR_SIZES = (0.75, 1.35)
 
 
@@ -143,7 +143,7 @@ class FaceDetector:
     def clone(self) -> "FaceDetector":
         """The same detector with a cascade of its own, for another thread: one OpenCV
         CascadeClassifier must not be used by two threads at once."""
-        return FaceDetector(self.config, self.cascade_name)
+        return type(self)(self.config, self.cascade_name)
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         cfg = self.config

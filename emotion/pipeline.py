@@ -242,7 +242,7 @@ class FacePipeline:
             return self.detector.detect(gray)
         if scan and not self.ahead.busy:
             self.ahead.start(self.frame_index, gray.copy())  # copied: the caller owns gray
-        joining = self.ahead is not None and self.ahead.due(self.frame_index)  # (local only)
+        joining = self.ahead is not None and self.ahead.due(self.frame_index)
         if not tracks:
             return self.ahead.take() if joining else None
         retry = any(t.misses for t in tracks)  # missed once: look again now
@@ -417,12 +417,9 @@ def analyze_image(classifier, image: np.ndarray, detector: FaceDetector,
     """
     gray = to_gray8(image)
     boxes = detector.detect(gray)
-    found = []
-    for box in boxes:
-        p = parts.find(gray, box) if parts else FaceParts()
-        pose = (estimate_pose(gray, box, p.eyes, p.mouth, profile_detector()) if parts
-                else HeadPose())
-        found.append((box, p, pose))
+    analysed = (parts_and_pose(parts, gray, boxes) if parts
+                else [(FaceParts(), HeadPose())] * len(boxes))
+    found = [(box, p, pose) for box, (p, pose) in zip(boxes, analysed)]
     if rotations and parts is not None:
         for hit in find_rotated(gray, detector, parts):
             if all(overlap_fraction(hit.box, b) <= 0.4 and overlap_fraction(b, hit.box) <= 0.4

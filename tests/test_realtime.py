@@ -188,12 +188,14 @@ class FrameSpy:
     """A cloneable FaceDetector stand-in for the scan on a worker thread (emotion.ahead):
     the frame's pixel value says its index; a tracked face at (40, 40) is always there, and a
     second face at (200, 40) from frame `appears` on, which only a scan can find. Its scans
-    take `delay` seconds, to show that the result does not depend on how long they take."""
+    take `delay` seconds, to show that the result does not depend on how long they take;
+    the scan of frame `fail_at` raises."""
 
-    def __init__(self, appears, delay=0.0):
+    def __init__(self, appears, delay=0.0, fail_at=None):
         from emotion.detect import VIDEO_CONFIG
 
         self.config, self.appears, self.delay = VIDEO_CONFIG, appears, delay
+        self.fail_at = fail_at
         self.scanned = []  # (frame scanned, on the main thread?)
 
     def clone(self):
@@ -202,6 +204,8 @@ class FrameSpy:
     def detect(self, gray):
         time.sleep(self.delay)
         frame = int(gray[0, 0])
+        if frame == self.fail_at:
+            raise RuntimeError(f"scan of frame {frame} failed")
         self.scanned.append((frame, threading.current_thread() is threading.main_thread()))
         return [(40, 40, 60, 60)] + ([(200, 40, 60, 60)] if frame >= self.appears else [])
 
@@ -246,8 +250,8 @@ class JumpingFace(FrameSpy):
     """One face at (40, 40) that jumps to (200, 40) at frame `jump`: out of its window,
     which sees only a face within 50 px of the box it searches around."""
 
-    def __init__(self, jump):
-        super().__init__(appears=10**9)
+    def __init__(self, jump, fail_at=None):
+        super().__init__(appears=10**9, fail_at=fail_at)
         self.jump = jump
 
     def face(self, gray):
@@ -274,13 +278,7 @@ def test_a_lost_face_is_rescanned_at_once_with_or_without_the_worker(scan_lag):
 
 
 def test_a_superseded_worker_scan_is_waited_for_and_its_error_raised():
-    class FailingJump(JumpingFace):
-        def detect(self, gray):
-            if int(gray[0, 0]) == 10:
-                raise RuntimeError("scan of frame 10 failed")
-            return super().detect(gray)
-
-    faces = pipeline.FacePipeline(Fake(), detector=FailingJump(jump=13), align=False,
+    faces = pipeline.FacePipeline(Fake(), detector=JumpingFace(jump=13, fail_at=10), align=False,
                                   detect_every=10, scan_lag=9)
     for i in range(16):  # the worker's scan of frame 10 fails; it is due only at frame 19
         faces.process(np.full((160, 320), i, np.uint8))
@@ -289,14 +287,8 @@ def test_a_superseded_worker_scan_is_waited_for_and_its_error_raised():
 
 
 def test_a_failed_worker_scan_is_raised_on_the_main_thread():
-    class Failing(FrameSpy):
-        def detect(self, gray):
-            if int(gray[0, 0]) == 10:
-                raise RuntimeError("scan of frame 10 failed")
-            return super().detect(gray)
-
     with pytest.raises(RuntimeError, match="frame 10 failed"):
-        run_frame_spy(Failing(appears=10**9), 30, detect_every=10, scan_lag=3)
+        run_frame_spy(FrameSpy(appears=10**9, fail_at=10), 30, detect_every=10, scan_lag=3)
 
 
 def test_the_worker_is_used_only_with_the_window_search_and_a_detector_of_its_own():
