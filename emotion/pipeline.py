@@ -70,7 +70,7 @@ def one_blas_thread():
     face detector needs (measured on woman_talking.mp4: detection 11.8 -> 18.6 ms per frame
     with the default two BLAS threads).
     """
-    from nnlite.backends.numba_runtime import blas_on_threads  # (imports no Numba)
+    from nnlite.backends.numba.threads import blas_on_threads  # (imports no Numba)
 
     return blas_on_threads(1)
 

@@ -42,7 +42,7 @@ def randomized(model):
     for m in model.modules():
         if isinstance(m, (L.Conv2d, L.Linear)) and m.b is not None:
             m.b.data = rng.normal(0, 0.5, m.b.shape).astype(np.float32)
-        if isinstance(m, L._BatchNorm):
+        if isinstance(m, L.BatchNorm):
             c = m.gamma.shape[0]
             m.gamma.data = rng.uniform(0.5, 1.5, c).astype(np.float32)
             m.beta.data = rng.normal(0, 0.5, c).astype(np.float32)

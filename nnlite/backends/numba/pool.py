@@ -1,6 +1,6 @@
-"""The Numba backend's threads: a pool of Python threads for the convolutions, and BLAS's own.
+"""The Numba backend's threads: a pool of Python threads for the convolutions.
 
-The convolutions (numba_kernels' im2col + GEMM, numba_winograd) cut their work into whole
+The convolutions (kernels' im2col + GEMM, winograd) cut their work into whole
 images or chunks of images and run them on a pool of plain Python threads. That works because
 both halves of the work release the GIL: the unfolding kernels are compiled with nogil=True,
 and NumPy's BLAS drops the GIL for every GEMM. Meanwhile BLAS runs each GEMM on one thread, so
@@ -11,19 +11,15 @@ that the two kinds of threads do not compete for the cores.
                              call's cost (multiply-adds) is under POOL_MIN_COST
     Shared(items)            a queue that the threads draw items from, first come first served
     blocks(items, n)         items cut into fixed runs, so that sums over them are repeatable
-    blas_on_threads(n)       a context in which BLAS runs on n threads (also used by the face
-                             pipeline, which wants one)
-    numpy_blas_threads()     how many threads NumPy's own BLAS would use now
 
-Nothing here imports Numba: the face pipeline uses blas_on_threads on every backend.
+BLAS's own threads are set in nnlite/blas.py, which the face pipeline also uses on every backend.
 """
 
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-import numpy as np
-from threadpoolctl import ThreadpoolController
+from nnlite.blas import blas_on_threads
 
 
 # -- the pool --------------------------------------------------------------------------------
@@ -87,7 +83,7 @@ def blocks(items, threads):
     not associative), so a training run is repeatable, and a resumed one matches an
     uninterrupted one on the same number of threads. 8 runs for up to 4 threads: the same
     floats on 1, 2 or 4 threads (as long as the batch takes the same path, im2col or Winograd,
-    on each: see numba_winograd._winograd_applies)."""
+    on each: see winograd.winograd_applies)."""
     items = list(items)
     count = max(1, min(len(items), max(8, 2 * threads)))
     return [items[len(items) * i // count : len(items) * (i + 1) // count] for i in range(count)]
@@ -102,42 +98,3 @@ def _forget_pool():
 _pool, _pool_threads, _pool_lock = None, 0, threading.Lock()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
-
-
-# -- BLAS's threads --------------------------------------------------------------------------
-def blas_on_threads(threads):
-    """A context in which the BLAS libraries run each GEMM on `threads` threads; their own
-    counts come back on leaving it. (Idle OpenBLAS workers spin-wait after every call, so code
-    that keeps the cores busy itself wants BLAS on one.) It reaches the libraries loaded when
-    it was first called: threadpoolctl's view of them is made once, as it takes milliseconds."""
-    return _blas().limit(limits=threads, user_api="blas")
-
-
-def numpy_blas_threads():
-    """How many threads NumPy's BLAS would give a GEMM called here now (a ctypes call, ~1 us),
-    or 0 when we cannot tell which library is NumPy's.
-
-    NumPy's own: SciPy and OpenCV bring BLAS libraries of their own, which a limit set before
-    they were loaded does not reach. A NumPy wheel's lies under numpy's folder; a NumPy built
-    against the system's BLAS (conda, a distribution) cannot be told apart from the others, and
-    the caller then keeps to its default path."""
-    global _numpy_blas
-    if _numpy_blas is None:
-        # site-packages/numpy.libs/ (Linux wheels), site-packages/numpy/.dylibs/ (macOS)
-        prefix = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy")
-        own = [lib for lib in _blas().lib_controllers
-               if lib.user_api == "blas" and lib.filepath.startswith(prefix)]
-        _numpy_blas = own[0] if own else False
-    return _numpy_blas.num_threads if _numpy_blas else 0
-
-
-def _blas():
-    """threadpoolctl's view of the BLAS libraries loaded, made once (it takes milliseconds)."""
-    global _blas_controller
-    if _blas_controller is None:
-        _blas_controller = ThreadpoolController()
-    return _blas_controller
-
-
-_blas_controller = None
-_numpy_blas = None  # see numpy_blas_threads

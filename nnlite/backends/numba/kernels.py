@@ -2,10 +2,10 @@
 
 `numpy_kernels.py` is the specification; every function here computes the same thing (the
 parity tests in tests/test_backends.py hold them to it), only faster, in the same sections and
-order, so that the two read side by side. Beside it: numba_unfold.py (one image's im2col and
-col2im, for the convolution's threads), numba_winograd.py (the 3x3 convolution's fast path),
-numba_depthwise.py, numba_runtime.py (the convolutions' thread pool, BLAS's threads) and
-numba_compile.py (the cache folder, the threading layer, serial and parallel twins).
+order, so that the two read side by side. Beside it: unfold.py (one image's im2col and
+col2im, for the convolution's threads), winograd.py (the 3x3 convolution's fast path),
+depthwise.py, pool.py (the convolutions' thread pool; BLAS's threads are nnlite/blas.py) and
+compile.py (the cache folder, the threading layer, serial and parallel twins).
 
 How each kernel is organised, and why:
 
@@ -16,9 +16,9 @@ How each kernel is organised, and why:
     conv2d_backward      a cache-sized im2col buffer and multiplies it at once with a
                          single-threaded BLAS GEMM (Python threads around nogil kernels;
                          a call too small to pay for waking them stays in the calling
-                         thread: numba_runtime.POOL_MIN_COST);
+                         thread: pool.POOL_MIN_COST);
                          3x3 stride-1 'same' layers with 16 input channels or more take
-                         Winograd's F(2x2, 3x3) where it pays (numba_winograd: 2.25x fewer
+                         Winograd's F(2x2, 3x3) where it pays (winograd: 2.25x fewer
                          multiplications, the same result up to rounding)
     max_pool_forward     the window max and its position computed directly (no im2col, no
                          -inf padded copy): padding is simply never visited; the common 2x2
@@ -43,7 +43,7 @@ How each kernel is organised, and why:
 Every kernel is dtype-generic: Numba compiles one specialization per argument types, so
 float32 stays float32 (scalars are cast to the array dtype before the call, otherwise a
 Python float would make the arithmetic float64) and the float64 gradient checks also run.
-`cache=CACHE` stores the machine code in the user's cache folder (numba_compile), so a new
+`cache=CACHE` stores the machine code in the user's cache folder (compile), so a new
 process does not recompile. fastmath (FAST): only on loops that are reductions or plain
 arithmetic on finite numbers.
 
@@ -59,10 +59,11 @@ import numpy as np
 from numba import njit, prange
 
 from nnlite import random as nnrandom
-from nnlite.backends import numba_depthwise, numba_runtime, numba_winograd
+from nnlite.backends.numba import depthwise, pool, winograd
+from nnlite.backends import conv_algorithms
 from nnlite.backends import numpy_kernels as _reference
-from nnlite.backends.numba_compile import CACHE, FAST, pick, serial_and_parallel
-from nnlite.backends.numba_unfold import col2im_image, unfold_image
+from nnlite.backends.numba.compile import CACHE, FAST, pick, serial_and_parallel
+from nnlite.backends.numba.unfold import col2im_image, unfold_image
 
 output_size = _reference.output_size  # integer arithmetic: nothing to compile
 
@@ -74,7 +75,7 @@ def _scalar(value, like):
 
 # -- convolution as a matrix product ---------------------------------------------------------
 # Per image, not per batch: each thread unfolds one image at a time into its own cache-sized
-# buffer and multiplies it with single-threaded BLAS (numba_unfold says why).
+# buffer and multiplies it with single-threaded BLAS (unfold says why).
 
 # The whole batch at once: average pooling's im2col, and the parity tests'.
 def im2col(x, kh, kw, stride, pad, fill=0.0):
@@ -116,8 +117,8 @@ def conv2d_forward(x, W, stride, pad):
     (n, c, h, w), (oc, _, kh, kw) = x.shape, W.shape
     oh, ow = output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)
     x, W = _conv_operands(x, W)
-    if numba_winograd._winograd_applies(x, W, stride, pad):
-        return numba_winograd._winograd_forward(x, W)
+    if winograd.winograd_applies(x, W, stride, pad):
+        return winograd.winograd_forward(x, W)
     W2 = W.reshape(oc, -1)  # (OC, K)
     y = np.empty((n, oc, oh * ow), dtype=x.dtype)
     threads = numba.get_num_threads()  # numba.set_num_threads(k) limits our threads too
@@ -130,7 +131,7 @@ def conv2d_forward(x, W, stride, pad):
             np.matmul(W2, unfold_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col), out=y[b])
         return y.reshape(n, oc, oh, ow)
 
-    images = numba_runtime.Shared(range(n))  # each image to whichever thread is free
+    images = pool.Shared(range(n))  # each image to whichever thread is free
 
     def work(t):
         col = np.empty((W2.shape[1], oh * ow), dtype=x.dtype)  # this thread's buffer
@@ -138,7 +139,7 @@ def conv2d_forward(x, W, stride, pad):
             # (OC, K) @ (K, OH*OW), straight into y[b]
             np.matmul(W2, unfold_image(x[b], kh, kw, sh, sw, pt, pl, oh, ow, col), out=y[b])
 
-    numba_runtime.run_on_threads(work, threads, cost=n * W2.size * oh * ow)
+    pool.run_on_threads(work, threads, cost=n * W2.size * oh * ow)
     return y.reshape(n, oc, oh, ow)
 
 
@@ -151,16 +152,16 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
         raise ValueError(f"conv2d_backward: gy has shape {gy.shape}, "
                          f"the convolution's output has {(n, oc, oh, ow)}")
     x, W = _conv_operands(x, W)
-    if numba_winograd._winograd_applies(x, W, stride, pad):
+    if winograd.winograd_applies(x, W, stride, pad):
         gy = np.ascontiguousarray(gy, dtype=x.dtype)
-        return numba_winograd._winograd_backward(gy, x, W, input_grad)
+        return winograd.winograd_backward(gy, x, W, input_grad)
     W2 = W.reshape(oc, -1)
     gy = np.ascontiguousarray(gy, dtype=x.dtype).reshape(n, oc, oh * ow)
     gx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     threads = numba.get_num_threads()
-    runs = numba_runtime.blocks(range(n), threads)
+    runs = pool.blocks(range(n), threads)
     gWT = np.zeros((len(runs), W2.shape[1], oc), dtype=x.dtype)  # one weight gradient per run
-    queue = numba_runtime.Shared(enumerate(runs))
+    queue = pool.Shared(enumerate(runs))
 
     def work(t):
         col, gcol = np.empty((2, W2.shape[1], oh * ow), dtype=x.dtype)
@@ -178,40 +179,40 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
                 elif input_grad:  # a 1x1 convolution: dcol is dx itself
                     np.matmul(W2.T, gy[b], out=gx[b].reshape(c, h * w))
 
-    numba_runtime.run_on_threads(work, threads, cost=(1 + input_grad) * n * W2.size * oh * ow)
+    pool.run_on_threads(work, threads, cost=(1 + input_grad) * n * W2.size * oh * ow)
     return gx, np.ascontiguousarray(gWT.sum(axis=0).T).reshape(W.shape)
 
 
 # -- grouped and depthwise convolution -------------------------------------------------------
-# Depthwise (one input channel a group) has direct kernels of its own (numba_depthwise: far
+# Depthwise (one input channel a group) has direct kernels of its own (depthwise: far
 # less memory traffic than im2col for 9-weight filters); other group counts run the dense
 # convolution above group by group, as in NumPy.
 def grouped_conv2d_forward(x, W, stride, pad, groups):
     """y (N, OC, OH, OW); see numpy_kernels.grouped_conv2d_forward."""
     (n, c, h, w), (oc, _, kh, kw) = x.shape, W.shape
     if groups != c:
-        return _reference._per_group_forward(conv2d_forward, x, W, stride, pad, groups)
+        return conv_algorithms.per_group_forward(conv2d_forward, x, W, stride, pad, groups)
     (sh, sw), (pt, pb, pl, pr) = stride, pad
     x, W = _conv_operands(x, W)
     y = np.empty((n, oc, output_size(h, kh, sh, pt, pb), output_size(w, kw, sw, pl, pr)),
                  dtype=x.dtype)
-    numba_depthwise.depthwise_forward(x, W, stride, pad, y)
+    depthwise.depthwise_forward(x, W, stride, pad, y)
     return y
 
 
 def grouped_conv2d_backward(gy, x, W, stride, pad, groups, input_grad=True):
     """gx (N, C, H, W) or None, gW (OC, C/G, KH, KW); see numpy_kernels.grouped_conv2d_backward."""
     if groups != x.shape[1]:
-        return _reference._per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups,
+        return conv_algorithms.per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups,
                                               input_grad)
     x, W = _conv_operands(x, W)
     gy = np.ascontiguousarray(gy, dtype=x.dtype)
     gW = np.empty_like(W)
-    numba_depthwise.depthwise_grad_weight(gy, x, stride, pad, gW)
+    depthwise.depthwise_grad_weight(gy, x, stride, pad, gW)
     if not input_grad:
         return None, gW
     gx = np.empty_like(x)
-    numba_depthwise.depthwise_grad_input(gy, W, stride, pad, gx)
+    depthwise.depthwise_grad_input(gy, W, stride, pad, gx)
     return gx, gW
 
 

@@ -2,10 +2,10 @@
 
 The NumPy backend unfolds the whole batch into one im2col matrix, which for the compact net's
 second layer at batch 64 is too large for any cache, so the copy and every GEMM stream it from
-main memory. numba_kernels.conv2d_forward/backward instead give each thread whole images: it
+main memory. kernels.conv2d_forward/backward instead give each thread whole images: it
 unfolds one image into its own buffer, which stays in cache, and multiplies it at once with
 NumPy's BLAS, single-threaded (two to three times the GEMM throughput). The threads are plain
-Python threads (numba_runtime): these kernels are compiled with nogil=True and BLAS releases
+Python threads (pool): these kernels are compiled with nogil=True and BLAS releases
 the GIL too, so they run side by side. (BLAS called from inside a parallel Numba loop was
 tried: Numba's np.dot needs SciPy's BLAS, which was slower here than NumPy's.)
 
@@ -17,7 +17,7 @@ tried: Numba's np.dot needs SciPy's BLAS, which was slower here than NumPy's.)
 
 from numba import njit
 
-from nnlite.backends.numba_compile import CACHE
+from nnlite.backends.numba.compile import CACHE
 
 
 @njit(nogil=True, cache=CACHE)

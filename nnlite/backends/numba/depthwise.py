@@ -1,6 +1,6 @@
 """Numba kernels for the depthwise convolution (groups == channels), computed directly.
 
-numba_kernels.grouped_conv2d_forward/backward call these when every group holds one input
+kernels.grouped_conv2d_forward/backward call these when every group holds one input
 channel; other group counts run the dense convolution group by group, as NumPy does.
 
 Why direct and not im2col + GEMM: a depthwise 3x3 filter has 9 weights, so each output is
@@ -30,7 +30,7 @@ channel o reads input channel o // M), y (N, OC, OH, OW), as everywhere in nnlit
 import numpy as np
 from numba import njit, prange
 
-from nnlite.backends.numba_compile import CACHE, FAST, pick, serial_and_parallel
+from nnlite.backends.numba.compile import CACHE, FAST, pick, serial_and_parallel
 
 
 @njit(cache=CACHE, inline="always")

@@ -1,7 +1,7 @@
 """How nnlite's Numba kernels are compiled: where the machine code is cached, which threads
 run the parallel loops, and with which flags.
 
-Every module that compiles kernels (numba_kernels, numba_winograd, cuda_kernels) imports from
+Every module that compiles kernels (kernels, winograd, cuda_kernels) imports from
 here, so importing it sets two things up before the first kernel is defined:
 
     the cache folder     `cache=CACHE` stores each compiled kernel on disk, so that a new process

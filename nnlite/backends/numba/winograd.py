@@ -1,19 +1,19 @@
 """The Numba backend's convolution for 3x3 stride-1 'same' layers: Winograd's F(2x2, 3x3).
 
-numba_kernels.conv2d_forward and conv2d_backward send a layer here when `_winograd_applies`
+kernels.conv2d_forward and conv2d_backward send a layer here when `winograd_applies`
 says so (the names keep their underscore: these are the Numba backend's own entry points, not
 kernels that every backend has). The result is the NumPy specification's up to rounding, and
 the parity tests hold it to that like every other kernel.
 
 How it is organised, and why:
 
-    _winograd_forward    each thread draws a chunk of images from a shared queue, transforms
+    winograd_forward    each thread draws a chunk of images from a shared queue, transforms
                          it into V, runs the 16 GEMMs U @ V with a single-threaded BLAS (Python
                          threads around nogil kernels, as the im2col convolution does; see
-                         numba_runtime) and transforms M back into y; a chunk's buffers fit in a
+                         pool) and transforms M back into y; a chunk's buffers fit in a
                          core's cache. For fewer images than threads (batch 1) it all runs in
                          the calling thread.
-    _winograd_backward   the same chunks, each transformed again (cheaper than keeping V from
+    winograd_backward   the same chunks, each transformed again (cheaper than keeping V from
                          the forward): gU^T = V gM^T summed per fixed run of chunks, so the
                          weight gradient has the same bits however the threads took them, and
                          gx = B (U^T gM) B^T
@@ -23,7 +23,7 @@ How it is organised, and why:
     _winograd_input/     the transforms, written so that LLVM vectorizes them: flat loops over
     _output/_grad_*      the tiles of a plane, each padded row transformed once
 
-Where it applies (`_winograd_applies`) is measured: see benchmarks/RESULTS.md, "Why the Numba
+Where it applies (`winograd_applies`) is measured: see benchmarks/RESULTS.md, "Why the Numba
 thresholds are what they are".
 
 The maths. A 3x3 convolution costs 9 multiply-adds per output pixel and input channel.
@@ -55,8 +55,9 @@ import numba
 import numpy as np
 from numba import njit
 
-from nnlite.backends import numba_runtime
-from nnlite.backends.numba_compile import CACHE
+from nnlite import blas
+from nnlite.backends.numba import pool
+from nnlite.backends.numba.compile import CACHE
 
 # Where the transforms cost more than the multiplications they save, im2col stays: the
 # 1-channel input layer, and maps under 6 x 6 (level with im2col at 3 x 3).
@@ -75,7 +76,7 @@ WINOGRAD_CHUNK_BYTES = 1 << 20  # per thread, for its V and M (V, gV, gM); 0.5, 
 WINOGRAD_FILTERS_MIN_THREADED = 8192
 
 
-def _winograd_applies(x, W, stride, pad):
+def winograd_applies(x, W, stride, pad):
     n, _, h, w = x.shape
     if not (x.dtype.kind == "f"  # the transforms halve: integers would round
             and W.shape[2:] == (3, 3) and tuple(stride) == (1, 1) and tuple(pad) == (1, 1, 1, 1)
@@ -85,7 +86,7 @@ def _winograd_applies(x, W, stride, pad):
     return (n >= max(threads, WINOGRAD_MIN_IMAGES)  # on the threads
             or (n < threads  # in the calling thread
                 and n * h * w >= WINOGRAD_MIN_SMALL_BATCH_PIXELS
-                and numba_runtime.numpy_blas_threads() == 1))
+                and blas.numpy_blas_threads() == 1))
 
 
 @njit(nogil=True, cache=CACHE, inline="always")
@@ -165,14 +166,14 @@ def _winograd_filters_backward(gUT, W_shape, threads):
         _winograd_filters_backward_kernel(gUT, 0, c, np.empty((16, k), dtype=gUT.dtype), gW)
         return gW
     step = -(-c // (4 * threads))  # a few runs of channels per thread, for the queue to even out
-    channels = numba_runtime.Shared((c0, min(c, c0 + step)) for c0 in range(0, c, step))
+    channels = pool.Shared((c0, min(c, c0 + step)) for c0 in range(0, c, step))
 
     def work(t):
         channel_sum = np.empty((16, k), dtype=gUT.dtype)  # this thread's scratch
         for c0, c1 in channels:
             _winograd_filters_backward_kernel(gUT, c0, c1, channel_sum, gW)
 
-    numba_runtime.run_on_threads(work, threads)
+    pool.run_on_threads(work, threads)
     return gW
 
 
@@ -364,11 +365,11 @@ def _winograd_chunks(n, h, w, bytes_per_tile):
     return per, [(b, min(n, b + per)) for b in range(0, n, per)]
 
 
-def _winograd_forward(x, W):
+def winograd_forward(x, W):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (c + k) * x.itemsize)
-    chunks = numba_runtime.Shared(chunks)
+    chunks = pool.Shared(chunks)
     U = np.empty((16, k, c), dtype=x.dtype)
     _winograd_filters_kernel(W, U)
     y = np.empty((n, k, h, w), dtype=x.dtype)
@@ -389,11 +390,11 @@ def _winograd_forward(x, W):
     if n < threads:  # a small batch: handing it to a thread would cost more (~70 us a call)
         work(0)
     else:
-        numba_runtime.run_on_threads(work, threads)
+        pool.run_on_threads(work, threads)
     return y
 
 
-def _winograd_backward(gy, x, W, input_grad):
+def winograd_backward(gy, x, W, input_grad):
     (n, c, h, w), k = x.shape, W.shape[0]
     th, tw = (h + 1) // 2, (w + 1) // 2
     per, chunks = _winograd_chunks(n, h, w, 16 * (c * (1 + input_grad) + k) * x.itemsize)
@@ -401,9 +402,9 @@ def _winograd_backward(gy, x, W, input_grad):
     _winograd_filters_kernel(W.transpose(1, 0, 2, 3), UT)  # U^T (16, C, K): W^T's transform
     gx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
     threads = numba.get_num_threads()
-    runs = numba_runtime.blocks(chunks, threads)
+    runs = pool.blocks(chunks, threads)
     gUT = np.empty((len(runs), 16, c, k), dtype=x.dtype)  # one sum of gU^T per run of chunks
-    queue = numba_runtime.Shared(enumerate(runs))
+    queue = pool.Shared(enumerate(runs))
 
     def work(t):
         V = np.empty((16, c, per, th * tw), dtype=x.dtype)
@@ -429,5 +430,5 @@ def _winograd_backward(gy, x, W, input_grad):
                     np.matmul(UT, gM2[:, :, :tiles], out=gV2[:, :, :tiles])  # gV = U^T gM
                     _winograd_grad_input(gV, b0, b1, Q, gx)
 
-    numba_runtime.run_on_threads(work, threads)
+    pool.run_on_threads(work, threads)
     return gx, _winograd_filters_backward(gUT, W.shape, threads)
