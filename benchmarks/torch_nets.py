@@ -1,4 +1,4 @@
-"""PyTorch twins of emotion/models.py, layer for layer, for the benchmarks.
+"""PyTorch twins of emotion/cnn/models.py, layer for layer, for the benchmarks.
 
 Same layers, same shapes, same parameter counts (asserted in `build`); `copy_weights` loads an
 nnlite model's parameters so the two can also be checked to compute the same logits.
@@ -52,7 +52,7 @@ MODELS = {"seed": seed_net, "compact": vgg_net}
 
 
 def build(torch, name):
-    """The PyTorch twin of emotion.models.build(name), with its parameter count checked."""
+    """The PyTorch twin of emotion.cnn.models.build(name), with its parameter count checked."""
     model = MODELS[name](torch)
     count = sum(p.numel() for p in model.parameters())
     if count != PARAMETER_COUNTS[name]:

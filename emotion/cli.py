@@ -13,15 +13,18 @@ from emotion.errors import UserError
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "train": ("emotion.train", "train a model on FER2013"),
-    "evaluate": ("emotion.evaluate", "evaluate weights on a FER2013 split"),
-    "predict": ("emotion.predict", "classify the faces in images or folders"),
-    "video": ("emotion.video", "annotate a whole video file, with CSV/JSONL output"),
-    "batch": ("emotion.batch", "images, videos and folders into one table, on a Dask cluster"),
-    "live": ("emotion.live", "the live webcam demo"),
-    "explain": ("emotion.explain", "show what the CNN sees for one image"),
-    "serve": ("emotion.serve", "the web page: live camera, photos, videos, inside the network"),
-    "export": ("emotion.export", "write the emotion model as an ONNX file (needs the [onnx] extra)"),
+    "train": ("emotion.commands.train", "train a model on FER2013"),
+    "evaluate": ("emotion.commands.evaluate", "evaluate weights on a FER2013 split"),
+    "predict": ("emotion.commands.predict", "classify the faces in images or folders"),
+    "video": ("emotion.commands.video", "annotate a whole video file, with CSV/JSONL output"),
+    "batch": ("emotion.commands.batch",
+              "images, videos and folders into one table, on a Dask cluster"),
+    "live": ("emotion.commands.live", "the live webcam demo"),
+    "explain": ("emotion.commands.explain", "show what the CNN sees for one image"),
+    "serve": ("emotion.commands.serve",
+              "the web page: live camera, photos, videos, inside the network"),
+    "export": ("emotion.commands.export",
+              "write the emotion model as an ONNX file (needs the [onnx] extra)"),
     "gradcheck": ("nnlite.gradcheck", "gradient-check every nnlite op on a backend"),
 }
 
@@ -64,7 +67,7 @@ def main(argv=None) -> int:
         print(f"emotion {name}: error: {err}", file=sys.stderr)
         return 2
     except PermissionError as err:
-        # The checks in emotion/inputs.py and outputs.py catch these before any work; this is
+        # The checks in emotion/io/inputs.py and outputs.py catch these before any work; this is
         # for what they cannot see (root, to whom os.access says yes, or a file that changed).
         print(f"emotion {name}: error: {err.filename or 'a file'}: permission denied",
               file=sys.stderr)

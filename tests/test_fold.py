@@ -72,7 +72,7 @@ def test_the_fold_is_the_formula():
 
 
 def test_shipped_models_fold_to_the_same_probabilities():
-    from emotion.predictor import EmotionClassifier
+    from emotion.cnn.classifier import EmotionClassifier
 
     x = nnlite.Tensor(np.random.default_rng(2).standard_normal((4, 1, 48, 48)).astype(np.float32))
     for name in ["mobile", "compact"]:
