@@ -182,8 +182,8 @@ def _classifier(weights: str, backend: str):
 
 
 def _photo_detectors():
+    """predict's detectors (pipeline.photo_detectors), loaded once per worker thread: an
+    OpenCV cascade must not be used by two threads at once."""
     if not hasattr(_local, "photo_detectors"):
-        from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector
-
-        _local.photo_detectors = (FaceDetector(PHOTO_CONFIG), PartsDetector(smile_cascade=None))
+        _local.photo_detectors = pipeline.photo_detectors()
     return _local.photo_detectors
