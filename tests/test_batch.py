@@ -6,12 +6,14 @@ a one-line error. Videos are capped at a few frames (--max-frames) to keep this 
 
 import contextlib
 import csv
+import http.server
 import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
@@ -22,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from emotion import cli, records
-from emotion.batch import analyze
+from emotion.batch import analyze, cluster
 from emotion.batch.inputs import find_media
 from tests.conftest import MEDIA, REPO
 
@@ -168,6 +170,41 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error(archive, tmp_path):
     assert code == 1
     assert err.count("\n") == 1 and "no Dask scheduler answered within 1 s" in err
     assert not out.exists() and not Path(f"{out}.parts").exists()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):  # no request lines among the test's output
+        pass
+
+
+def test_a_scheduler_address_that_is_another_server_is_a_clear_error(tmp_path):
+    # An HTTP server on loopback, as the scheduler's dashboard (8787) would be.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "results.parquet"
+    # A process of its own: Dask's client, handed this address, used to hang for good.
+    run = batch_process(MEDIA / "single_face.jpg", "--out", out, "--connect-timeout", 1,
+                        "--scheduler", f"tcp://127.0.0.1:{server.server_address[1]}")
+    try:
+        _, err = run.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        pytest.fail("emotion batch did not stop within 30 s")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run.returncode == 2
+    assert err.count("\n") == 1 and "did not answer as a Dask scheduler" in err, err
+    assert not out.exists() and not Path(f"{out}.parts").exists()
+
+
+def test_a_real_scheduler_passes_the_check():
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as local:
+        cluster.check_scheduler(local.scheduler_address, 5)  # raises if it did not greet
 
 
 def test_a_run_is_never_mixed_with_another(archive, sequential, tmp_path):
