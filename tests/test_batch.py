@@ -1,7 +1,8 @@
 """`emotion batch`: a real Dask LocalCluster of 2 worker processes on loopback, over shared
 media and two bad files, gives the same table as the files analysed one by one in this
-process; a run killed mid-way and resumed gives it too; a scheduler that does not answer is
-a one-line error. Videos are capped at a few frames (--max-frames) to keep this fast.
+process; a run killed mid-way and resumed gives it too; a scheduler that does not answer, or
+an address where another server answers, is a one-line error; a file name that is not
+UTF-8 is kept exactly. Videos are capped at a few frames (--max-frames) to keep this fast.
 """
 
 import contextlib
