@@ -69,18 +69,19 @@ def locate_face(gray):
 def locate_face_and_parts(gray):
     """locate_face's (crop, box, number of faces), and the face's parts and head pose
     (None, None without a face), found as `predict` finds them."""
-    from emotion.detect import PHOTO_CONFIG, FaceDetector, PartsDetector, align_face
-    from emotion.pipeline import profile_detector
+    from emotion.detect import align_face
+    from emotion.pipeline import photo_detectors, profile_detector
     from emotion.pose import estimate_pose
 
-    boxes = FaceDetector(PHOTO_CONFIG).detect(gray)
+    detector, parts_detector = photo_detectors()
+    boxes = detector.detect(gray)
     if not boxes:
         h, w = gray.shape
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
         return gray[top:top + side, left:left + side], None, 0, None, None
     box = max(boxes, key=lambda b: b[2] * b[3])
-    parts = PartsDetector().find(gray, box)
+    parts = parts_detector.find(gray, box)
     pose = estimate_pose(gray, box, parts.eyes, parts.mouth, profile_detector())
     return align_face(gray, box, parts.eyes), box, len(boxes), parts, pose
 

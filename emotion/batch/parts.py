@@ -12,6 +12,8 @@ failed one; the parts of files no longer among the inputs stay in the folder but
 joined. The join writes --out (and --csv) the same way, under a temporary name first, with
 the rows sorted by (file, frame, track_id), so the table does not depend on the order in
 which the workers finished. The join reads one part at a time: memory holds one file's rows.
+CSV is text, so there the `file_bytes` of a name that is not UTF-8 (emotion/batch/analyze.py)
+is percent-escaped (urllib.parse.unquote_to_bytes gives the bytes back).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -119,19 +122,33 @@ class PartStore:
 
         def write_all(paths):
             nonlocal rows
-            writers = [pq.ParquetWriter(paths[0], schema)]
-            if csv:
-                writers.append(pa_csv.CSVWriter(paths[1], schema))
+            parquet = pq.ParquetWriter(paths[0], schema)
+            text = pa_csv.CSVWriter(paths[1], _as_text(schema)) if csv else None
             for part in parts:
                 table = pq.read_table(part).cast(schema)
-                for writer in writers:
-                    writer.write_table(table)
+                parquet.write_table(table)
+                if text is not None:
+                    text.write_table(_escaped(table))
                 rows += table.num_rows
-            for writer in writers:
-                writer.close()
+            for writer in (parquet, text):
+                if writer is not None:
+                    writer.close()
 
         _write_atomically([out, csv] if csv else [out], write_all)
         return rows
+
+
+def _as_text(schema: pa.Schema) -> pa.Schema:
+    """The CSV's schema: file_bytes as text."""
+    return schema.set(schema.get_field_index("file_bytes"), pa.field("file_bytes", pa.string()))
+
+
+def _escaped(table: pa.Table) -> pa.Table:
+    """The table with file_bytes percent-escaped, for the CSV."""
+    i = table.schema.get_field_index("file_bytes")
+    escaped = [None if raw is None else quote_from_bytes(raw)
+               for raw in table.column(i).to_pylist()]
+    return table.set_column(i, pa.field("file_bytes", pa.string()), pa.array(escaped, pa.string()))
 
 
 def _write_atomically(paths, write) -> None:
