@@ -8,7 +8,8 @@ at full resolution gives the reference 68 points and yaw/pitch/roll; then the fa
 as a face detector would box it (a square on the 68 points' bounds, grown by 15% a side as
 emotion.detect.crop_face grows a Haar box), shrunk to 48x48 gray, and labelled by the teacher's
 own 48 px pipeline (upscale 4x, pad, mesh). Faces the whole-photo mesh misses (its detector
-is short-range) are found by OpenCV's cascade and meshed on their own region (region_faces). Reported: the absolute pose differences per face
+is short-range) are found by OpenCV's cascade and meshed on their own region (region_faces).
+Reported: the absolute pose differences per face
 and their means, the 48 px points' error against the full-resolution ones normalised by the
 inter-ocular distance (NME), and the mirror check at 48 px (mirroring the 48 px face should
 negate yaw and roll and keep pitch).
@@ -50,7 +51,8 @@ def machine() -> str:
     """The CPU's model name and core count (results are named by date and machine)."""
     try:
         with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            model = next(line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.processor() or platform.machine()
     return f"{os.cpu_count()}-vCPU {model}"
@@ -78,7 +80,8 @@ def region_faces(bgr: np.ndarray, found: list[np.ndarray]) -> list[np.ndarray]:
         region = bgr[y0:int(cy + bh), x0:int(cx + bw)]
         zoom = 256 / bw
         big = cv2.resize(region, None, fx=zoom, fy=zoom, interpolation=cv2.INTER_CUBIC)
-        meshes = teacher.mesh_points(mesh.process(cv2.cvtColor(big, cv2.COLOR_BGR2RGB)), big.shape[:2])
+        rgb = cv2.cvtColor(big, cv2.COLOR_BGR2RGB)
+        meshes = teacher.mesh_points(mesh.process(rgb), big.shape[:2])
         if meshes:
             rh, rw = big.shape[:2]
             points = (meshes[0] * (rw, rh, rw))[list(teacher.MP_TO_IBUG68)] / zoom
@@ -135,8 +138,9 @@ def measure(media: str) -> dict:
         "command": "python -m benchmarks.teacher_resolution",
         "mediapipe_version": mediapipe.__version__,
         "faces_found_full": len(rows), "faces_measured": len(measured),
-        "mean_abs_diff_yaw_pitch_roll": [round(float(np.mean([r["abs_diff"][i] for r in measured])), 2)
-                                         for i in range(3)] if measured else None,
+        "mean_abs_diff_yaw_pitch_roll": [
+            round(float(np.mean([r["abs_diff"][i] for r in measured])), 2)
+            for i in range(3)] if measured else None,
         "mean_nme": round(float(np.mean([r["nme"] for r in measured])), 4) if measured else None,
         "mirror_mean_error_yaw_pitch_roll": [
             round(float(np.mean([r["mirror_error"][i] for r in mirrored])), 2)
@@ -166,9 +170,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row['photo']:18s} face {row['face']}: full {row['full']}  48px "
               f"{row.get('48px', row.get('skipped'))}  |diff| {row.get('abs_diff', '-')}  "
               f"NME {row.get('nme', '-')}  mirror error {row.get('mirror_error', '-')}")
-    print(f"{result['faces_measured']} of {result['faces_found_full']} faces measured; mean |48 px - "
-          f"full| yaw/pitch/roll {result['mean_abs_diff_yaw_pitch_roll']} degrees, NME "
-          f"{result['mean_nme']}; mirror at 48 px: {result['mirror_mean_error_yaw_pitch_roll']}")
+    print(f"{result['faces_measured']} of {result['faces_found_full']} faces measured; "
+          f"mean |48 px - full| yaw/pitch/roll {result['mean_abs_diff_yaw_pitch_roll']} degrees, "
+          f"NME {result['mean_nme']}; "
+          f"mirror at 48 px: {result['mirror_mean_error_yaw_pitch_roll']}")
     if args.json:
         tmp = f"{args.json}.tmp"
         with open(tmp, "w") as f:

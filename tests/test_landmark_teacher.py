@@ -104,7 +104,8 @@ def test_a_pixel_of_the_48px_face_maps_back_to_itself():
     weights = image[..., 0].astype(np.float64)
     weights[weights < 64] = 0  # the blob, without cubic ringing
     ys, xs = np.indices(weights.shape)
-    centre = ((xs + 0.5) * weights).sum() / weights.sum(), ((ys + 0.5) * weights).sum() / weights.sum()
+    total = weights.sum()
+    centre = ((xs + 0.5) * weights).sum() / total, ((ys + 0.5) * weights).sum() / total
     normalised = np.array([[centre[0] / 288, centre[1] / 288, 0.01]])
     back = teacher.to_face_pixels(normalised, image.shape[:2], pad, scale)
     np.testing.assert_allclose(back[0, :2], (30.5, 10.5), atol=0.05)
