@@ -345,6 +345,9 @@ def _write_atomically(data: bytes, path: Path) -> Path:
     crash) never sees half a model, and an old file stays whole until the new one is."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal rights
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
