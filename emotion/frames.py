@@ -131,12 +131,13 @@ class FrameLoop:
     def __init__(self, source, weights=None, backend=None, *, detect_every: int | None = None,
                  csv=None, jsonl=None, out=None, max_frames: int | None = None,
                  classifier=None, drop_stale: bool | None = None, show_parts: bool = False,
-                 scan_lag: int | None = None, classify_every: int | None = None):
+                 scan_lag: int | None = None, classify_every: int | None = None,
+                 overwrite: bool = False):
         from emotion.predictor import resolve_weights
 
         weights_file = None if classifier is not None else resolve_weights(weights)
         check_output_paths({"--out": out, "--csv": csv, "--jsonl": jsonl}, source=source,
-                           inputs={"the weight file": weights_file})
+                           inputs={"the weight file": weights_file}, overwrite=overwrite)
         check_video_name(out)
         self.source_name, self.out, self.max_frames = source, out, max_frames
         self.show_parts = show_parts

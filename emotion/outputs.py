@@ -67,21 +67,27 @@ def refuse_existing(outputs: dict, overwrite: bool, alternatives: str = "") -> N
 
 
 def check_writable_soon(folder: str | os.PathLike, option: str) -> None:
-    """Create and remove an empty file in `folder`: for the long jobs (train, evaluate), which
-    must not find out after an hour that their output cannot be made (a read-only or
-    impossible file system, such as /proc, that os.access does not see through)."""
+    """Write one block to a new file in `folder`, then remove it: for the long jobs (train,
+    evaluate), which must not find out after an hour that their output cannot be made (a
+    full disk, or a file system that refuses files, such as /proc, which os.access does not
+    see). A disk that fills up later is still possible: the CLI reports that in one line."""
     try:
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".emotion-probe-")
-        os.close(handle)
-        os.unlink(probe)
+        try:
+            os.write(handle, bytes(4096))
+            os.fsync(handle)  # a full disk may only say so here
+        finally:
+            os.close(handle)
+            os.unlink(probe)
     except OSError as err:
         raise UserError(f"cannot write in {folder} ({option}): {err.strerror or err}") from None
 
 
-def check_output_folder(path: str | os.PathLike, option: str) -> None:
+def check_output_folder(path: str | os.PathLike, option: str, probe: bool = False) -> None:
     """If `path` cannot be (or become) a folder to write in: it is an existing file, a file
     stands where one of its parent folders should be, or the nearest existing folder is not
-    writable. A missing folder is fine: it is created."""
+    writable. A missing folder is fine: it is created. `probe`: also create and remove a file
+    in the nearest existing folder (check_writable_soon), for the long jobs."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{option} {path} is a file, not a folder: pass a folder (created if "
@@ -94,6 +100,8 @@ def check_output_folder(path: str | os.PathLike, option: str) -> None:
             if not os.access(folder, os.W_OK):
                 raise UserError(f"{option} {path}: cannot write in {folder} (no permission); "
                                 "choose another path")
+            if probe:
+                check_writable_soon(folder, f"{option} {path}")
             return
 
 

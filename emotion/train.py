@@ -231,10 +231,13 @@ class Trainer:
 
         c = self.config
         self.stop_requested = False
-        checkpoint = self.folder.check_out(resume, overwrite)
+        checkpoint = self.folder.check_out(resume, overwrite, self._inputs())
         if checkpoint is not None and self.folder.why_complete(checkpoint[1]["state"]):
             return self._report_complete_run(checkpoint[1]["state"])
         init = self._init_weights() if c.get("init") and checkpoint is None else None
+        if c.get("teacher") and not (checkpoint is not None
+                                     and (self.out / "teacher.npz").exists()):
+            self._check_teacher()  # a broken file fails now, not after the data has loaded
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
         raw = load_raw_splits(c)
         self.data_identity = data_identity(*raw)
@@ -363,6 +366,25 @@ class Trainer:
                             class_weights=self.class_weights,
                             label_smoothing=c.get("label_smoothing", 0.0))
 
+    def _inputs(self) -> dict:
+        """The files this run reads, by option: no output or clean-up of OUT may touch them."""
+        from emotion.predictor import resolve_weights
+
+        c = self.config
+        return {"--init": c.get("init") and resolve_weights(c["init"]),
+                "--teacher": c.get("teacher") and resolve_weights(c["teacher"]),
+                "--data": c.get("data"), "--ferplus": c.get("ferplus")}
+
+    def _check_teacher(self) -> None:
+        """--teacher: the weight file loads (complete, finite, a known model), before any
+        data is loaded; distill loads it again, on the run's backend, when it is used."""
+        from emotion.predictor import EmotionClassifier
+
+        try:
+            EmotionClassifier.load(self.config["teacher"], backend="numpy")
+        except (WeightFileError, UserError) as err:
+            raise UserError(f"--teacher: {err}") from None
+
     def _init_weights(self) -> Path:
         """--init: the weight file to start from, checked before any data is loaded. It must
         hold the same model; a resumed run restores its own checkpoint instead."""
@@ -379,6 +401,10 @@ class Trainer:
         if trained_for != c["model"]:
             raise UserError(f"--init: {path} holds a {trained_for!r} model, not the "
                             f"{c['model']!r} of --model")
+        try:  # every array, its shape and finiteness: what the run would find after the data
+            nnlite.load(models.build(c["model"]), path)
+        except WeightFileError as err:
+            raise UserError(f"--init: {err}") from None
         return path
 
     def _teacher_targets(self, raw_train):
