@@ -146,7 +146,9 @@ def write_atomically(path: str | os.PathLike, data: bytes | str) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            err.filename = str(path)  # the file the user named, not the temporary one
         raise
     return path

@@ -353,8 +353,10 @@ def _write_atomically(data: bytes, path: Path) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            err.filename = str(path)  # the file the caller named, not the temporary one
         raise
     return path
 

@@ -50,9 +50,11 @@ def save_arrays(path, arrays: dict, meta=None, dtype=None) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            err.filename = str(path)  # the file the caller named, not the temporary one
         raise
     return path
 

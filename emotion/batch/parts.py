@@ -169,7 +169,11 @@ def _write_atomically(paths, write) -> None:
                 os.fsync(f.fileno())
         for tmp, path in zip(temps, paths):
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and len(paths) == 1:
+            err.filename = str(paths[0])  # the file the user named, not the temporary one
+        elif isinstance(err, OSError) and err.filename is None:
+            err.filename = " and ".join(str(p) for p in paths)
         raise
