@@ -136,7 +136,11 @@ def write_atomically(path: str | os.PathLike, data: bytes | str) -> Path:
     path = Path(path)
     if isinstance(data, str):
         data = data.encode()
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # e.g. a folder in /proc: name the file asked for
+        err.filename = str(path)
+        raise
     try:
         umask = os.umask(0)
         os.umask(umask)
