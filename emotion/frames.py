@@ -136,9 +136,9 @@ class FrameLoop:
         from emotion.predictor import resolve_weights
 
         weights_file = None if classifier is not None else resolve_weights(weights)
+        check_video_name(out)  # first: a name no writer takes is the clearer message
         check_output_paths({"--out": out, "--csv": csv, "--jsonl": jsonl}, source=source,
                            inputs={"the weight file": weights_file}, overwrite=overwrite)
-        check_video_name(out)
         self.source_name, self.out, self.max_frames = source, out, max_frames
         self.show_parts = show_parts
         self._drop_stale = drop_stale
