@@ -178,9 +178,9 @@ def print_report(report, file=sys.stdout):
 
 def run(args) -> int:
     # The outputs are checked first: a bad path must not cost a whole evaluation.
+    # The confusion matrix in --out (a folder of reports) is redrawn each time; the files the
+    # user names (--json) follow the output policy.
     check_output_folder(args.out, "--out", probe=True)
-    refuse_existing({"--out": Path(args.out) / f"confusion_{split_name(args.split)}.png"},
-                    args.overwrite)
     if args.json not in (None, "-"):
         json_path, out = Path(args.json).resolve(), Path(args.out).resolve()
         if json_path == out:

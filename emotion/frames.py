@@ -28,6 +28,7 @@ import time
 
 from emotion import pipeline
 from emotion.records import RowWriter, face_rows
+from emotion.outputs import refuse_existing
 from emotion.sources import check_output_paths, check_video_name, open_video, open_writer
 
 _END = object()  # what the threads put in a queue after the last frame
@@ -136,9 +137,11 @@ class FrameLoop:
         from emotion.predictor import resolve_weights
 
         weights_file = None if classifier is not None else resolve_weights(weights)
-        check_video_name(out)  # first: a name no writer takes is the clearer message
-        check_output_paths({"--out": out, "--csv": csv, "--jsonl": jsonl}, source=source,
-                           inputs={"the weight file": weights_file}, overwrite=overwrite)
+        outputs = {"--out": out, "--csv": csv, "--jsonl": jsonl}
+        check_output_paths(outputs, source=source, inputs={"the weight file": weights_file},
+                           overwrite=True)
+        check_video_name(out)
+        refuse_existing(outputs, overwrite)  # last: the messages above say more
         self.source_name, self.out, self.max_frames = source, out, max_frames
         self.show_parts = show_parts
         self._drop_stale = drop_stale
