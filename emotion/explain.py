@@ -12,6 +12,7 @@ autograd (see `nnlite.viz.saliency_and_grad_cam`).
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from nnlite import layers as L
 from nnlite.viz import saliency_and_grad_cam
 
 from emotion.errors import UserError
-from emotion.outputs import check_output_file, check_outputs_spare_inputs
+from emotion.messages import plural
+from emotion.outputs import (add_overwrite_argument, check_output_file,
+                             check_outputs_spare_inputs, refuse_existing, write_atomically)
 from emotion.labels import EMOTIONS
 
 MAPS_PER_LAYER = 8  # feature maps shown per conv layer (the first ones)
@@ -31,13 +34,16 @@ FILTERS_SHOWN = 16  # first-layer filters shown
 
 def add_arguments(parser) -> None:
     parser.add_argument("image", metavar="IMAGE", help="a photo with a face (or a face crop)")
-    parser.add_argument("--out", default="explain.png", help="the figure to write (PNG)")
+    parser.add_argument("--out", default="explain.png",
+                        help="the figure to write (PNG; default: explain.png in the current "
+                        "folder)")
     parser.add_argument("--weights", help="weight file (default: the shipped weights)")
     parser.add_argument("--emotion", choices=EMOTIONS,
                         help="explain the score of this class (default: the predicted one)")
     parser.add_argument("--backend", default="numpy", choices=nnlite.backends.NAMES,
                         help="nnlite backend (default numpy: the readable reference, and one "
                              "image needs no more)")
+    add_overwrite_argument(parser)
 
 
 @dataclass
@@ -268,8 +274,9 @@ def figure_path(out) -> Path:
     return out if out.suffix else out.with_name(out.name + ".png")
 
 
-def explain_image(path, out, weights=None, emotion=None, backend="numpy"):
-    """Read `path`, explain it, write the figure to `out`; returns (Explanation, titles)."""
+def explain_image(path, out, weights=None, emotion=None, backend="numpy", overwrite=True):
+    """Read `path`, explain it, write the figure to `out` (an existing one only with
+    `overwrite`); returns (Explanation, titles)."""
     from emotion.predictor import EmotionClassifier
     from emotion.images import read_image
 
@@ -278,19 +285,23 @@ def explain_image(path, out, weights=None, emotion=None, backend="numpy"):
     out = check_output_file(figure_path(out), "--out")  # before the work, not after it
     check_outputs_spare_inputs({"--out": out}, {"the image": path,
                                                 "the weight file": resolve_weights(weights)})
+    refuse_existing({"--out": out}, overwrite)
     image = read_image(path)  # UserError for a missing or unreadable file
     classifier = EmotionClassifier.load(weights, backend=backend)
     ex = explain(image, classifier, emotion)
     fig, titles = build_figure(ex)
+    figure = io.BytesIO()  # drawn whole first: a full disk must not leave half a PNG
     try:
-        fig.savefig(out, dpi=80)
-    except (OSError, ValueError) as err:
+        fig.savefig(figure, dpi=80, format="png")
+    except ValueError as err:
         raise UserError(f"cannot write {out}: {err}") from None
+    write_atomically(out, figure.getvalue())
     return ex, titles
 
 
 def run(args) -> int:
-    ex, titles = explain_image(args.image, args.out, args.weights, args.emotion, args.backend)
+    ex, titles = explain_image(args.image, args.out, args.weights, args.emotion, args.backend,
+                               overwrite=args.overwrite)
     best = int(np.argmax(ex.probabilities))
     if ex.box is None:
         face = "no face found, used the image centre"
@@ -300,8 +311,8 @@ def run(args) -> int:
         face = f"face at {ex.box}"
     if ex.pose is not None:
         p = ex.parts
-        face += (f"; pose {pose_text(ex.pose)}; parts: {len(p.eyes)} eyes, "
-                 f"{sum(b is not None for b in p.eyebrows)} eyebrows, "
+        face += (f"; pose {pose_text(ex.pose)}; parts: {plural(len(p.eyes), 'eye')}, "
+                 f"{plural(sum(b is not None for b in p.eyebrows), 'eyebrow')}, "
                  f"{'a' if p.mouth is not None else 'no'} mouth")
     print(f"{args.image}: {face}; {EMOTIONS[best]} ({ex.probabilities[best]:.2f}); "
           f"wrote {figure_path(args.out)} ({len(titles)} panels)")

@@ -20,6 +20,7 @@ from emotion import pipeline
 from emotion.errors import UserError
 from emotion.frames import FrameLoop
 from emotion.messages import plural
+from emotion.outputs import add_overwrite_argument
 
 WINDOW = "emotion live (q or Esc to quit)"
 
@@ -44,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", help="write one JSON line per face per frame to this file")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     pipeline.add_model_arguments(parser)
+    add_overwrite_argument(parser)
 
 
 class FpsMeter:
@@ -87,6 +89,9 @@ def run(args) -> int:
 def _run(args) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise UserError("--max-frames must be 1 or more")
+    if not str(args.source).strip():  # as a path, "" would be the current folder
+        raise UserError("--source is empty: give a camera index (0), a video file or a "
+                        "stream URL")
     pipeline.check_model_arguments(args)
     show = not args.no_display and has_display()
     if not args.no_display and not show:
@@ -95,7 +100,8 @@ def _run(args) -> int:
     loop = FrameLoop(args.source, args.weights, args.backend, detect_every=args.detect_every,
                      classify_every=args.classify_every,
                      show_parts=args.show_parts,
-                     jsonl=args.jsonl, out=args.out, max_frames=args.max_frames)
+                     jsonl=args.jsonl, out=args.out, max_frames=args.max_frames,
+                     overwrite=args.overwrite)
     quiet = bool(args.out or args.jsonl)
     quit_by_user = False
     try:

@@ -23,7 +23,7 @@ import cv2
 
 from emotion import pipeline
 from emotion.errors import UserError
-from emotion.outputs import check_output_folder
+from emotion.outputs import add_overwrite_argument, check_output_folder, refuse_existing
 from emotion.sources import is_url
 from emotion.labels import EMOTIONS
 from emotion.overlay import draw_results
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also search copies rotated by +-15 and +-30 degrees, for heads "
                         "tilted sideways (slower)")
     pipeline.add_show_parts_argument(parser)
+    add_overwrite_argument(parser)
 
 
 def image_record(path: Path, results) -> dict:
@@ -118,6 +119,8 @@ def _run(args) -> int:
     paths = list({p.resolve(): p
                   for p in find_images([n for n in args.inputs if n not in urls])}.values())
     targets = annotated_paths(annotate, paths) if annotate is not None else {}
+    for target in targets.values():  # before any image is classified, as the folder's check
+        refuse_existing({"--annotate": target}, args.overwrite)
     classifier = pipeline.load_classifier(args.weights, args.backend)
     detector, parts = pipeline.photo_detectors()
 

@@ -271,7 +271,7 @@ class Trainer:
 
         c = self.config
         self.stop_requested = False
-        checkpoint = self.folder.check_out(resume, overwrite)
+        checkpoint = self.folder.check_out(resume, overwrite, self._inputs())
         if checkpoint is not None and self.folder.why_complete(checkpoint[1]["state"]):
             return self._report_complete_run(checkpoint[1]["state"])
         init = self._init_weights() if c.get("init") and checkpoint is None else None
@@ -281,6 +281,9 @@ class Trainer:
         if c.get("freeze_trunk") and not (c.get("landmarks") and (init or checkpoint)):
             raise UserError("--freeze-trunk keeps the trained layers as they are: it needs "
                             "--landmarks and the weights to keep (--init)")
+        if c.get("teacher") and not (checkpoint is not None
+                                     and (self.out / "teacher.npz").exists()):
+            self._check_teacher()  # a broken file fails now, not after the data has loaded
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
         dataset = load_dataset(c)
         raw = load_raw_splits(c, dataset)
@@ -469,6 +472,24 @@ class Trainer:
         arrays, _ = load_arrays(path)
         fresh = models.init_from(self.model, arrays, str(path))
         print(f"starting from {path} ({trained_for}); new: {', '.join(fresh)}", flush=True)
+    def _inputs(self) -> dict:
+        """The files this run reads, by option: no output or clean-up of OUT may touch them."""
+        from emotion.predictor import resolve_weights
+
+        c = self.config
+        return {"--init": c.get("init") and resolve_weights(c["init"]),
+                "--teacher": c.get("teacher") and resolve_weights(c["teacher"]),
+                "--data": c.get("data"), "--ferplus": c.get("ferplus")}
+
+    def _check_teacher(self) -> None:
+        """--teacher: the weight file loads (complete, finite, a known model), before any
+        data is loaded; distill loads it again, on the run's backend, when it is used."""
+        from emotion.predictor import EmotionClassifier
+
+        try:
+            EmotionClassifier.load(self.config["teacher"], backend="numpy")
+        except (WeightFileError, UserError) as err:
+            raise UserError(f"--teacher: {err}") from None
 
     def _init_weights(self) -> Path:
         """--init: the weight file to start from, checked before any data is loaded. It must
@@ -486,6 +507,13 @@ class Trainer:
         if trained_for != c["model"] and trained_for not in models.INIT_FROM.get(c["model"], ()):
             raise UserError(f"--init: {path} holds a {trained_for!r} model, not the "
                             f"{c['model']!r} of --model")
+        try:  # every array, its shape and finiteness: what the run would find after the data
+            if trained_for == c["model"]:
+                nnlite.load(models.build(c["model"]), path)
+            else:
+                models.init_from(models.build(c["model"]), load_arrays(path)[0], str(path))
+        except (WeightFileError, ValueError) as err:
+            raise UserError(f"--init: {err}") from None
         return path
 
     def _teacher_targets(self, raw_train):

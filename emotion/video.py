@@ -17,6 +17,7 @@ from emotion import pipeline
 from emotion.errors import UserError
 from emotion.frames import FrameLoop
 from emotion.messages import plural
+from emotion.outputs import add_overwrite_argument
 from emotion.sources import count_frames
 
 
@@ -26,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--csv", help="write one row per face per frame to this CSV file")
     parser.add_argument("--jsonl", help="write the same rows as JSON lines to this file")
     pipeline.add_model_arguments(parser)
+    add_overwrite_argument(parser)
 
 
 def run(args) -> int:
@@ -40,7 +42,7 @@ def _run(args) -> int:
     loop = FrameLoop(args.input, args.weights, args.backend, detect_every=args.detect_every,
                      classify_every=args.classify_every,
                      show_parts=args.show_parts,
-                     csv=args.csv, jsonl=args.jsonl, out=args.out)
+                     csv=args.csv, jsonl=args.jsonl, out=args.out, overwrite=args.overwrite)
     with loop:
         progress = tqdm(total=loop.source.frame_count, unit="frame", desc="emotion video",
                         file=sys.stderr, dynamic_ncols=True)

@@ -19,11 +19,11 @@ from emotion import pipeline
 from emotion.batch import cluster
 from emotion.batch.analyze import BatchSettings, columns
 from emotion.batch.inputs import find_media
-from emotion.batch.parts import PartStore
+from emotion.batch.parts import PartStore, parts_folder
 from emotion.errors import UserError
 from emotion.messages import plural
 from emotion.options import choose_backend, number_type
-from emotion.outputs import check_outputs_spare_inputs
+from emotion.outputs import add_overwrite_argument, check_outputs_spare_inputs
 from emotion.sources import check_output_paths
 
 
@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue a run with the same --out: skip the files already done, "
                         "retry the ones that failed")
+    add_overwrite_argument(parser)
     parser.add_argument("--weights", help="weight file or shipped model name for all files "
                         "(default: 'default' for images, as `emotion predict`; "
                         f"{pipeline.VIDEO_WEIGHTS!r} for videos, as `emotion video`)")
@@ -67,13 +68,27 @@ def run(args) -> int:
     if args.scheduler and args.workers is not None:
         raise UserError("--workers sizes the cluster this command starts on this machine; with "
                         "--scheduler the cluster's own workers are used: leave out one of them")
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run of --out and --overwrite replaces it: "
+                        "pass only one of them")
     files = find_media(args.inputs)
     settings, weight_files = _settings(args)
-    check_output_paths({"--out": args.out, "--csv": args.csv}, inputs=weight_files)
     for media in files:
         check_outputs_spare_inputs({"--out": args.out, "--csv": args.csv},
                                    {"the input": media.path})
-    store = PartStore.open(args.out, args.csv, _manifest(settings, weight_files), args.resume)
+    # The one output policy (outputs.refuse_existing): existing tables are replaced only with
+    # --overwrite, or by a --resume that continues the run that wrote them. A --resume with
+    # nothing to resume is a fresh run, and refuses them as one.
+    resuming = args.resume and PartStore.holds_run(args.out)
+    if resuming or not args.resume:
+        offer = "pass --resume to continue that run (the files already done are skipped), "
+    else:
+        offer = f"there is no run to resume ({parts_folder(args.out)} holds none); "
+    check_output_paths({"--out": args.out, "--csv": args.csv}, inputs=weight_files,
+                       overwrite=args.overwrite or resuming, alternatives=offer,
+                       examples={"--out": "results.parquet"})
+    store = PartStore.open(args.out, args.csv, _manifest(settings, weight_files), args.resume,
+                           overwrite=args.overwrite)
     todo = [m for m in files if not store.done(m.key)]
 
     start = time.perf_counter()
