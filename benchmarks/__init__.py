@@ -130,6 +130,68 @@ def machine() -> dict:
             "numpy": np.__version__, "load_average": os.getloadavg()}
 
 
+def _version(*distributions):
+    """The installed version of the first of `distributions` found, else None (read from the
+    package metadata: nothing is imported)."""
+    from importlib import metadata
+
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+CUPY_DISTRIBUTIONS = ("cupy-cuda13x", "cupy-cuda12x", "cupy")
+
+
+def device() -> dict:
+    """The device a figure was measured on, for every JSON (write_json adds it): the GPU's name,
+    driver and CUDA runtime when CuPy is already loaded (a CPU-only run never imports it), and
+    the versions of CuPy, Numba, numba-cuda and PyTorch, with PyTorch's CUDA, cuDNN and TF32
+    settings when it is loaded. gpu is None for a run that used no GPU."""
+    import sys
+
+    record = {"gpu": None, "driver": None, "driver_cuda": None, "cuda_runtime": None,
+              "cupy": _version(*CUPY_DISTRIBUTIONS), "numba": _version("numba"),
+              "numba_cuda": _version("numba-cuda"), "torch": _version("torch"),
+              "cuda_simulator": os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")}
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        try:
+            runtime = cupy.cuda.runtime
+            record["gpu"] = runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+            record["driver"] = _nvidia_driver_release()
+            record["driver_cuda"] = _cuda_version(runtime.driverGetVersion())  # the most it runs
+            record["cuda_runtime"] = _cuda_version(runtime.runtimeGetVersion())
+        except Exception as err:  # a figure is still worth keeping; say why the record is short
+            record["gpu_error"] = f"{type(err).__name__}: {err}"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        record["torch_cuda"] = torch.version.cuda
+        cudnn = torch.backends.cudnn
+        record["torch_cudnn"] = cudnn.version() if cudnn.is_available() else None
+        record["torch_tf32"] = {"cudnn": cudnn.allow_tf32,
+                                "matmul": torch.backends.cuda.matmul.allow_tf32}
+    return record
+
+
+def _cuda_version(number):
+    """CUDA's integer version (12040) as text ("12.4")."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def _nvidia_driver_release():
+    """The driver's own release ("580.159.04"), from the kernel module, or None."""
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            words = f.readline().split()
+    except OSError:
+        return None
+    return next((w for w in words if w.count(".") >= 1 and w.replace(".", "").isdigit()), None)
+
+
 def print_table(rows, columns):
     """rows: list of dicts; columns: list of (key, header, format)."""
     cells = [[header for _, header, _ in columns]]
@@ -143,6 +205,13 @@ def print_table(rows, columns):
 
 
 def write_json(path, payload):
-    with open(path, "w") as f:
+    """payload with the device it was measured on (device()) as JSON, written atomically: a
+    reader never sees half a file, and a run killed while writing leaves the old one."""
+    if "device" in payload:
+        raise ValueError("write_json adds the 'device' record itself")
+    payload = {"device": device(), **payload}
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
         json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
     print(f"wrote {path}")

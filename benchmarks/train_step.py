@@ -181,7 +181,7 @@ def main(argv=None):
     print()
     print_table(rows, COLUMNS)
     if args.json:
-        write_json(args.json, {"machine": machine(), "threads": threads, "device": args.device,
+        write_json(args.json, {"machine": machine(), "threads": threads, "run_on": args.device,
                                "settle_s": settle,
                                "torch": torch.__version__ if torch else None,
                                "command": " ".join(sys.argv), "rows": rows})
