@@ -70,7 +70,12 @@ def set_threads(n: int, torch=None) -> dict:
 
 def cuda_sync(torch=None):
     """A function that waits until the GPU has finished what CuPy (and, given torch, PyTorch)
-    queued: a GPU runs asynchronously, so a clock read without it times only the launches."""
+    queued: a GPU runs asynchronously, so a clock read without it times only the launches.
+    (Under the CUDA simulator, a dry run, there is nothing to wait for.)"""
+    from nnlite import backends
+
+    if backends.SIMULATOR:
+        return lambda: None
     import cupy
 
     def sync():
@@ -79,6 +84,18 @@ def cuda_sync(torch=None):
             torch.cuda.synchronize()
 
     return sync
+
+
+def small_simulated_launches():
+    """Under Numba's CUDA simulator (a dry run), the CUDA kernels' launches shrunk as the tests
+    shrink them (tests/conftest.py): each simulated thread is a Python thread, and 512-thread
+    blocks would make a smoke test take minutes. Nothing changes on a GPU."""
+    from nnlite import backends
+
+    if backends.SIMULATOR:
+        from nnlite.backends import cuda_kernels
+
+        cuda_kernels.THREADS, cuda_kernels.MAX_BLOCKS, cuda_kernels.REDUCE_THREADS = 32, 3, 16
 
 
 def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, settle: float = 0.0,
