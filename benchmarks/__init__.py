@@ -7,8 +7,10 @@ RESULTS.md.
     python -m benchmarks.profile_step  one training step split by kernel: where the time goes
     python -m benchmarks.pipeline    frames/s of the whole face pipeline
     python -m benchmarks.launch_overhead  (GPU) what one launch costs the host, CuPy vs Numba
-    bash benchmarks/gpu_checks.sh    (GPU) every GPU check and benchmark in one run, logs and
-                                     JSON into one folder, for a session that has a GPU briefly
+    bash benchmarks/gpu_checks.sh    (GPU) every GPU check and benchmark in one run, for a
+                                     session that has a GPU briefly: one archive and a summary;
+                                     it refuses to run without a real GPU (--dry-run: simulator)
+    python -m benchmarks.gpu_env     the versions and the device it checks first
 
 This module holds what they share: thread control (every library gets the same number of
 threads, or a comparison means nothing), interleaved timing, the table and the JSON.
