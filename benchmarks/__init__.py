@@ -7,8 +7,10 @@ RESULTS.md.
     python -m benchmarks.profile_step  one training step split by kernel: where the time goes
     python -m benchmarks.pipeline    frames/s of the whole face pipeline
     python -m benchmarks.launch_overhead  (GPU) what one launch costs the host, CuPy vs Numba
-    bash benchmarks/gpu_checks.sh    (GPU) every GPU check and benchmark in one run, logs and
-                                     JSON into one folder, for a session that has a GPU briefly
+    bash benchmarks/gpu_checks.sh    (GPU) every GPU check and benchmark in one run, for a
+                                     session that has a GPU briefly: one archive and a summary;
+                                     it refuses to run without a real GPU (--dry-run: simulator)
+    python -m benchmarks.gpu_env     the versions and the device it checks first
 
 This module holds what they share: thread control (every library gets the same number of
 threads, or a comparison means nothing), interleaved timing, the table and the JSON.
@@ -70,7 +72,12 @@ def set_threads(n: int, torch=None) -> dict:
 
 def cuda_sync(torch=None):
     """A function that waits until the GPU has finished what CuPy (and, given torch, PyTorch)
-    queued: a GPU runs asynchronously, so a clock read without it times only the launches."""
+    queued: a GPU runs asynchronously, so a clock read without it times only the launches.
+    (Under the CUDA simulator, a dry run, there is nothing to wait for.)"""
+    from nnlite import backends
+
+    if backends.SIMULATOR:
+        return lambda: None
     import cupy
 
     def sync():
@@ -79,6 +86,18 @@ def cuda_sync(torch=None):
             torch.cuda.synchronize()
 
     return sync
+
+
+def small_simulated_launches():
+    """Under Numba's CUDA simulator (a dry run), the CUDA kernels' launches shrunk as the tests
+    shrink them (tests/conftest.py): each simulated thread is a Python thread, and 512-thread
+    blocks would make a smoke test take minutes. Nothing changes on a GPU."""
+    from nnlite import backends
+
+    if backends.SIMULATOR:
+        from nnlite.backends import cuda_kernels
+
+        cuda_kernels.THREADS, cuda_kernels.MAX_BLOCKS, cuda_kernels.REDUCE_THREADS = 32, 3, 16
 
 
 def time_interleaved(functions: dict, reps: int, warmup: int = 2, sync=None, settle: float = 0.0,
@@ -130,6 +149,68 @@ def machine() -> dict:
             "numpy": np.__version__, "load_average": os.getloadavg()}
 
 
+def _version(*distributions):
+    """The installed version of the first of `distributions` found, else None (read from the
+    package metadata: nothing is imported)."""
+    from importlib import metadata
+
+    for name in distributions:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+CUPY_DISTRIBUTIONS = ("cupy-cuda13x", "cupy-cuda12x", "cupy")
+
+
+def device() -> dict:
+    """The device a figure was measured on, for every JSON (write_json adds it): the GPU's name,
+    driver and CUDA runtime when CuPy is already loaded (a CPU-only run never imports it), and
+    the versions of CuPy, Numba, numba-cuda and PyTorch, with PyTorch's CUDA, cuDNN and TF32
+    settings when it is loaded. gpu is None for a run that used no GPU."""
+    import sys
+
+    record = {"gpu": None, "driver": None, "driver_cuda": None, "cuda_runtime": None,
+              "cupy": _version(*CUPY_DISTRIBUTIONS), "numba": _version("numba"),
+              "numba_cuda": _version("numba-cuda"), "torch": _version("torch"),
+              "cuda_simulator": os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")}
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        try:
+            runtime = cupy.cuda.runtime
+            record["gpu"] = runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
+            record["driver"] = _nvidia_driver_release()
+            record["driver_cuda"] = _cuda_version(runtime.driverGetVersion())  # the most it runs
+            record["cuda_runtime"] = _cuda_version(runtime.runtimeGetVersion())
+        except Exception as err:  # a figure is still worth keeping; say why the record is short
+            record["gpu_error"] = f"{type(err).__name__}: {err}"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        record["torch_cuda"] = torch.version.cuda
+        cudnn = torch.backends.cudnn
+        record["torch_cudnn"] = cudnn.version() if cudnn.is_available() else None
+        record["torch_tf32"] = {"cudnn": cudnn.allow_tf32,
+                                "matmul": torch.backends.cuda.matmul.allow_tf32}
+    return record
+
+
+def _cuda_version(number):
+    """CUDA's integer version (12040) as text ("12.4")."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def _nvidia_driver_release():
+    """The driver's own release ("580.159.04"), from the kernel module, or None."""
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            words = f.readline().split()
+    except OSError:
+        return None
+    return next((w for w in words if w.count(".") >= 1 and w.replace(".", "").isdigit()), None)
+
+
 def print_table(rows, columns):
     """rows: list of dicts; columns: list of (key, header, format)."""
     cells = [[header for _, header, _ in columns]]
@@ -143,6 +224,13 @@ def print_table(rows, columns):
 
 
 def write_json(path, payload):
-    with open(path, "w") as f:
+    """payload with the device it was measured on (device()) as JSON, written atomically: a
+    reader never sees half a file, and a run killed while writing leaves the old one."""
+    if "device" in payload:
+        raise ValueError("write_json adds the 'device' record itself")
+    payload = {"device": device(), **payload}
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
         json.dump(payload, f, indent=2)
+    os.replace(tmp, path)
     print(f"wrote {path}")

@@ -1,6 +1,6 @@
 """Head pose and eyebrows measured on the shared photos: `python -m benchmarks.pose`.
 
-What it measures (the figures go to benchmarks/RESULTS.md, "Ninth session"):
+What it measures (the figures go to benchmarks/RESULTS.md, "Pose"):
 
 - roll: each shared photo rotated by -20, -10, 10, 20 degrees; the change in roll of each
   face against the applied angle (faces matched to the upright ones by position);

@@ -1,4 +1,4 @@
-"""PyTorch twins of emotion/cnn/models.py, layer for layer, for the benchmarks.
+"""PyTorch twins of emotion/cnn/models.py (seed, compact, wide, mobile), layer for layer, for the benchmarks.
 
 Same layers, same shapes, same parameter counts (asserted in `build`); `copy_weights` loads an
 nnlite model's parameters so the two can also be checked to compute the same logits.
@@ -11,7 +11,7 @@ hanging over the end takes the max of what it covers), without a padded copy.
 
 from emotion.labels import NUM_CLASSES
 
-PARAMETER_COUNTS = {"seed": 56_883_015, "compact": 584_103}
+PARAMETER_COUNTS = {"seed": 56_883_015, "compact": 584_103, "wide": 2_329_415, "mobile": 183_495}
 
 
 def seed_net(torch, num_classes=NUM_CLASSES):
@@ -48,7 +48,42 @@ def vgg_net(torch, widths=(32, 64, 128, 256), num_classes=NUM_CLASSES, dropout=0
     )
 
 
-MODELS = {"seed": seed_net, "compact": vgg_net}
+def mobile_net(torch, stem=16, widths=(24, 64, 128, 256), num_classes=NUM_CLASSES, dropout=0.3):
+    """emotion.cnn.models.mobile_net: a 3x3 stem, then per width a residual block of two
+    depthwise-separable convolutions and a 2x2 max pool beside a 1x1 stride-2 shortcut."""
+    nn = torch.nn
+
+    class Residual(nn.Module):
+        def __init__(self, body, shortcut):
+            super().__init__()
+            self.body, self.shortcut = body, shortcut  # registered in nnlite's order
+
+        def forward(self, x):
+            return self.body(x) + self.shortcut(x)
+
+    def separable(c_in, c_out):
+        return [nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False),
+                nn.Conv2d(c_in, c_out, 1, bias=False)]
+
+    blocks, c_in = [], stem
+    for c_out in widths:
+        body = nn.Sequential(*separable(c_in, c_out), nn.BatchNorm2d(c_out), nn.ReLU(),
+                             *separable(c_out, c_out), nn.BatchNorm2d(c_out), nn.MaxPool2d(2))
+        shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=2, bias=False),
+                                 nn.BatchNorm2d(c_out))
+        blocks += [Residual(body, shortcut), nn.ReLU()]
+        c_in = c_out
+    return nn.Sequential(
+        nn.Conv2d(1, stem, 3, padding=1, bias=False), nn.BatchNorm2d(stem), nn.ReLU(),
+        *blocks,
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(c_in, num_classes),
+    )
+
+
+MODELS = {"seed": seed_net, "compact": vgg_net,
+          "wide": lambda torch: vgg_net(torch, (64, 128, 256, 512)), "mobile": mobile_net}
 
 
 def build(torch, name):

@@ -7,6 +7,7 @@ keeps `emotion --help` fast and lets `emotion gradcheck` run without OpenCV.
 import argparse
 import importlib
 import os
+import signal
 import sys
 
 from emotion.errors import UserError
@@ -51,6 +52,7 @@ def main(argv=None) -> int:
         parser.parse_args(argv)  # prints usage and exits 2 for an unknown command
         return 2
     name, rest = argv[0], argv[1:]
+    previous_sigterm = _terminate_as_interrupt()
     try:
         # Importing nnlite applies NNLITE_BACKEND, which fails cleanly if that backend cannot run.
         module = importlib.import_module(COMMANDS[name][0])
@@ -66,12 +68,6 @@ def main(argv=None) -> int:
     except _backend_errors() as err:
         print(f"emotion {name}: error: {err}", file=sys.stderr)
         return 2
-    except PermissionError as err:
-        # The checks in emotion/io/inputs.py and outputs.py catch these before any work; this is
-        # for what they cannot see (root, to whom os.access says yes, or a file that changed).
-        print(f"emotion {name}: error: {err.filename or 'a file'}: permission denied",
-              file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"emotion {name}: interrupted", file=sys.stderr)
         return 130
@@ -81,6 +77,42 @@ def main(argv=None) -> int:
         # exit does not hit the closed pipe again and print a traceback after all.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as err:
+        # The checks in emotion/io/inputs.py and outputs.py catch most of these before any work;
+        # this is for what they cannot see: a full disk, a file system that refuses the
+        # write (/proc), root to whom os.access says yes, a file that changed meanwhile.
+        print(f"emotion {name}: error: {_os_error(err)}", file=sys.stderr)
+        return 2
+    finally:
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+def _os_error(err: OSError) -> str:
+    """One line for an OSError: the file, then the reason ("out.onnx: No space left on
+    device"), the reason in lower case as the other messages write it."""
+    reason = err.strerror or str(err) or type(err).__name__
+    reason = reason[:1].lower() + reason[1:]
+    names = [str(f) for f in (err.filename, err.filename2) if f is not None]
+    return f"{' -> '.join(names) or 'a file'}: {reason}"
+
+
+def _terminate_as_interrupt():
+    """SIGTERM (what `timeout`, `kill`, systemd and Slurm send) does what Ctrl-C does, in
+    every command: it calls the SIGINT handler in force when it arrives, so `train`'s (finish
+    the step, save the epoch so far) or Python's own (KeyboardInterrupt, which closes a video
+    so that it stays playable). Returns the handler it replaced."""
+    def handle(signum, frame):
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # SIG_IGN or SIG_DFL set by someone else: stop as Python's default does
+            raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread (main() called from a thread): leave it alone
+        return None
 
 
 def _version() -> str:

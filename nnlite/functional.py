@@ -8,6 +8,7 @@ Each op is a `Function` (forward and backward side by side) in `nnlite/functions
     activation.py     relu, softmax, log_softmax, dropout, flatten
     normalization.py  batch_norm, local_response_norm
     loss.py           softmax_cross_entropy, soft_target_cross_entropy (distillation), accuracy
+    regression.py     wing_loss (landmark regression, masked per sample)
 """
 
 from nnlite.functions.activation import dropout, flatten, log_softmax, relu, softmax
@@ -19,11 +20,12 @@ from nnlite.functions.linear import linear
 from nnlite.functions.loss import accuracy, soft_target_cross_entropy, softmax_cross_entropy
 from nnlite.functions.normalization import batch_norm, local_response_norm
 from nnlite.functions.pool import avg_pool2d, global_avg_pool2d, max_pool2d
+from nnlite.functions.regression import wing_loss
 
 __all__ = [
     "add", "sub", "mul", "div", "neg", "exp", "log", "matmul", "sum", "mean", "reshape",
     "transpose", "getitem", "conv2d", "same_padding", "max_pool2d", "avg_pool2d",
     "global_avg_pool2d", "linear", "relu", "softmax", "log_softmax", "dropout", "flatten",
     "batch_norm", "local_response_norm", "softmax_cross_entropy", "soft_target_cross_entropy",
-    "accuracy",
+    "accuracy", "wing_loss",
 ]

@@ -116,6 +116,18 @@ def _distinct(rng, shape):
 
 
 CLASS_WEIGHTS = np.linspace(0.5, 2.0, 7)  # constants for the weighted loss case
+WING_WEIGHTS = np.array([1.0, 0.0, 0.5, 2.0, 1.0])  # row 1 has no label: it must drop out
+
+
+def _wing_inputs(rng, shape=(5, 6)):
+    """(pred, target) whose differences avoid the wing loss's kinks at 0 and at |d| = 1
+    (the width the case uses), half of them on each side of it."""
+    target = rng.standard_normal(shape)
+    size = int(np.prod(shape))
+    magnitudes = np.concatenate([np.linspace(0.1, 0.8, size - size // 2),
+                                 np.linspace(1.2, 2.5, size // 2)])
+    signs = np.where(np.arange(size) % 2 == 0, 1.0, -1.0)
+    return [target + rng.permutation(magnitudes * signs).reshape(shape), target]
 
 
 def op_cases():
@@ -202,6 +214,9 @@ def op_cases():
          lambda r: [r.standard_normal((6, 7)), r.integers(0, 7, 6)]),
         ("soft_target_cross_entropy_T3", lambda z, q: F.soft_target_cross_entropy(z, q, 3.0),
          lambda r: [r.standard_normal((5, 7)) * 2, r.dirichlet(np.ones(7), 5)]),
+        ("wing_loss_masked", lambda p, t: F.wing_loss(
+            p, t, backends.to_device(WING_WEIGHTS, p.device), width=1.0, curvature=0.25),
+         _wing_inputs),
     ]
     layer_cases = [
         ("layer_Conv2d_same", lambda: layers.Conv2d(2, 3, 3, pad="same"), (2, 2, 4, 4)),

@@ -343,15 +343,24 @@ def _check_float32(module):
 def _write_atomically(data: bytes, path: Path) -> Path:
     """Write to a temporary file beside `path`, then rename it over `path`: a reader (or a
     crash) never sees half a model, and an old file stays whole until the new one is."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:  # e.g. a folder in /proc: name the file asked for
+        err.filename = str(path)
+        raise
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal rights
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            err.filename = str(path)  # the file the caller named, not the temporary one
         raise
     return path
 

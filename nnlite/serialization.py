@@ -40,7 +40,11 @@ def save_arrays(path, arrays: dict, meta=None, dtype=None) -> Path:
         payload[name] = array
     payload["__format__"] = np.array(FORMAT_VERSION)
     payload["__meta__"] = np.array(json.dumps(meta or {}))
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # e.g. a folder in /proc: name the file asked for
+        err.filename = str(path)
+        raise
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -50,9 +54,11 @@ def save_arrays(path, arrays: dict, meta=None, dtype=None) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, OSError):
+            err.filename = str(path)  # the file the caller named, not the temporary one
         raise
     return path
 

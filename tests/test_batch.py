@@ -1,27 +1,32 @@
 """`emotion batch`: a real Dask LocalCluster of 2 worker processes on loopback, over shared
 media and two bad files, gives the same table as the files analysed one by one in this
-process; a run killed mid-way and resumed gives it too; a scheduler that does not answer is
-a one-line error. Videos are capped at a few frames (--max-frames) to keep this fast.
+process; a run killed mid-way and resumed gives it too; a scheduler that does not answer, or
+an address where another server answers, is a one-line error; a file name that is not
+UTF-8 is kept exactly. Videos are capped at a few frames (--max-frames) to keep this fast.
 """
 
 import contextlib
+import csv
+import http.server
 import io
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from urllib.parse import unquote_to_bytes
 
 import cv2
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from emotion import cli
-
 from emotion.io import rows as records
-from emotion.batch import analyze
+from emotion.batch import analyze, cluster
 from emotion.batch.media import find_media
 from tests.conftest import MEDIA, REPO
 
@@ -90,7 +95,8 @@ def test_every_file_has_rows_and_the_bad_ones_an_error(archive, sequential):
     code, err, out = sequential
     assert code == 1  # two files failed
     df = table(out)
-    assert list(df.columns) == ["file", *records.COLUMNS, "error"]
+    assert list(df.columns) == ["file", "file_bytes", *records.COLUMNS, "error"]
+    assert df.file_bytes.isna().all()  # every name here is UTF-8: `file` is exact
     assert sorted(set(df.file)) == sorted(str(m.name) for m in find_media([str(archive)]))
     assert len(set(df.file)) == 6  # notes.txt is not searched for
     errors = df[df.error.notna()]
@@ -168,6 +174,41 @@ def test_a_scheduler_that_does_not_answer_is_a_clear_error(archive, tmp_path):
     assert not out.exists() and not Path(f"{out}.parts").exists()
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):  # no request lines among the test's output
+        pass
+
+
+def test_a_scheduler_address_that_is_another_server_is_a_clear_error(tmp_path):
+    # An HTTP server on loopback, as the scheduler's dashboard (8787) would be.
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "results.parquet"
+    # A process of its own: Dask's client, handed this address, used to hang for good.
+    run = batch_process(MEDIA / "single_face.jpg", "--out", out, "--connect-timeout", 1,
+                        "--scheduler", f"tcp://127.0.0.1:{server.server_address[1]}")
+    try:
+        _, err = run.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        pytest.fail("emotion batch did not stop within 30 s")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert run.returncode == 2
+    assert err.count("\n") == 1 and "did not answer as a Dask scheduler" in err, err
+    assert not out.exists() and not Path(f"{out}.parts").exists()
+
+
+def test_a_real_scheduler_passes_the_check():
+    from dask.distributed import LocalCluster
+
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1",
+                      dashboard_address=None) as local:
+        cluster.check_scheduler(local.scheduler_address, 5)  # raises if it did not greet
+
+
 def test_a_run_is_never_mixed_with_another(archive, sequential, tmp_path):
     _, _, out = sequential
     code, err = run_batch(archive, "--out", out, "--workers", 0)
@@ -193,6 +234,48 @@ def test_a_failed_file_is_retried_on_resume(archive, tmp_path):
     assert code == 0, err
     df = table(out)
     assert len(df) == 1 and df.error.isna().all() and df.emotion.notna().all()
+
+
+def test_a_name_that_is_not_utf8_is_kept_exactly_through_resume(tmp_path):
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    latin1 = os.fsencode(folder) + b"/caf\xe9.jpg"  # a photo named in Latin-1
+    broken = os.fsencode(folder) + b"/bad\xff.jpg"  # ... and a corrupt one: its error row
+    try:
+        with open(latin1, "wb") as f:
+            f.write((MEDIA / "single_face.jpg").read_bytes())
+    except OSError:
+        pytest.skip("this file system refuses file names that are not UTF-8")
+    with open(broken, "wb") as f:
+        f.write(os.urandom(2000))
+    out, csv_out = tmp_path / "results.parquet", tmp_path / "results.csv"
+
+    def names():
+        """The table's names, each as its exact bytes, and the CSV's."""
+        rows = pq.read_table(out).to_pylist()
+        exact = [r["file_bytes"] if r["file_bytes"] is not None else os.fsencode(r["file"])
+                 for r in rows]
+        with open(csv_out, newline="", encoding="utf-8") as f:
+            text = list(csv.DictReader(f))
+        from_csv = [unquote_to_bytes(r["file_bytes"]) if r["file_bytes"]
+                    else os.fsencode(r["file"]) for r in text]
+        assert from_csv == exact
+        return rows, exact
+
+    # Through a cluster: the names travel to a worker process and back.
+    code, err = run_batch(folder, "--out", out, "--csv", csv_out, "--workers", 1)
+    assert code == 1 and "bad" in err  # the corrupt one failed, the photo did not
+    rows, exact = names()
+    assert exact == [broken, latin1]
+    assert [r["file"] for r in rows] == [f"{folder}/bad\ufffd.jpg", f"{folder}/caf\ufffd.jpg"]
+    assert rows[0]["error"] and rows[1]["error"] is None and rows[1]["emotion"]
+
+    (folder / "plain.jpg").symlink_to(MEDIA / "single_face.jpg")
+    code, err = run_batch(folder, "--out", out, "--csv", csv_out, "--resume", "--workers", 0)
+    assert code == 1 and "1 file done before, skipped" in err  # the photo; bad is retried
+    rows, exact = names()
+    assert exact == [broken, latin1, os.fsencode(folder / "plain.jpg")]
+    assert rows[2]["file_bytes"] is None  # an ordinary name is stored once
 
 
 def test_a_file_without_faces_has_one_row_and_chunks_join_up(monkeypatch):

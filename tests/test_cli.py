@@ -125,7 +125,9 @@ def test_predict_takes_each_image_once_and_skips_its_own_annotated_copies(
     image = tmp_path / "x.png"
     cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
     for _ in range(2):  # the second run finds x.annotated.png beside x.png and leaves it out
-        code = cli.main(["predict", str(tmp_path), str(image), "--annotate", str(tmp_path)])
+        # (and replaces the first run's copy, which the output policy allows with --overwrite)
+        code = cli.main(["predict", str(tmp_path), str(image), "--annotate", str(tmp_path),
+                         "--overwrite"])
         out = capsys.readouterr().out
         assert code == 0 and out.count("x.png") == 1 and "annotated" not in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.annotated.png", "x.png"]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emotion.face.detector import (PHOTO_CONFIG, FaceDetector, PartsDetector, align_face, clip_box,
-                            crop_face, drop_duplicates, expand_box, load_cascade, roll_angle)
+                                   crop_face, drop_duplicates, expand_box, load_cascade, roll_angle)
 from emotion.errors import UserError
 from emotion.io.images import to_gray8
 

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks.pose import nearest, rotate_image, rotated_roll
 from emotion.face.detector import (FaceDetector, FaceParts, PartsDetector, eyebrow_raise,
-                            find_eyebrow)
+                                   find_eyebrow)
 from emotion.io.images import to_gray8
 from emotion.face.result import FaceResult
 from emotion.face.pose import PROFILE_YAW, HeadPose, ProfileDetector, estimate_pose, pose_from_parts

@@ -7,7 +7,13 @@ PHOTO_CONFIG detector; frame 0, time 0, no phase), a video as `emotion video` do
 one frame loop, emotion/video/loop.py, with VIDEO_CONFIG, tracking and smoothing). The rows are
 emotion.io.rows' face rows with the file in front and an `error` column behind:
 
-    file, <emotion.io.rows.COLUMNS>, error
+    file, file_bytes, <emotion.io.rows.COLUMNS>, error
+
+A file name is bytes on POSIX, and need not be UTF-8 (b'caf\\xe9.jpg', from a Latin-1 era
+archive); Python hands it over with each undecodable byte as a lone surrogate, which no
+Arrow string (UTF-8) can hold. So `file` is the name as text, such a byte shown as U+FFFD,
+and `file_bytes` the name's exact bytes, only where `file` is not exact (null otherwise):
+nothing is lost, and ordinary names are stored once (file_columns).
 
 A file without any face gets one row with only `file` set, so that every input is in the
 table; a file that fails gets one row with `file` and `error`. A video that stops decoding
@@ -24,6 +30,7 @@ global), not once per file.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -64,7 +71,29 @@ class FileResult:
 
 
 def columns() -> list[str]:
-    return ["file", *COLUMNS, "error"]
+    return ["file", "file_bytes", *COLUMNS, "error"]
+
+
+def file_columns(name: str) -> tuple[str, bytes | None]:
+    """(file, file_bytes) for a file name as Python gives it (see the module docstring)."""
+    raw = os.fsencode(name)
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), raw
+
+
+def safe_text(text: str) -> str:
+    """`text` as valid UTF-8 (a message may quote a file name that is not): each lone
+    surrogate becomes U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _table(data: dict) -> pa.Table:
+    """An Arrow table of these columns; file_bytes is binary even when all null, so that
+    every part has the same type for it."""
+    data["file_bytes"] = pa.array(data["file_bytes"], pa.binary())
+    return pa.table(data)
 
 
 class TableBuilder:
@@ -72,6 +101,7 @@ class TableBuilder:
 
     def __init__(self, name: str):
         self.name, self.rows, self.chunks = name, [], []
+        self.file, self.file_bytes = file_columns(name)
 
     def add(self, rows: list[dict]) -> None:
         self.rows.extend(flat_row(row) for row in rows)  # pose and parts in columns
@@ -81,8 +111,9 @@ class TableBuilder:
     def _flush(self) -> None:
         if self.rows:
             data = {c: [row.get(c) for row in self.rows] for c in columns()}
-            data["file"] = [self.name] * len(self.rows)
-            self.chunks.append(pa.table(data))
+            data["file"] = [self.file] * len(self.rows)
+            data["file_bytes"] = [self.file_bytes] * len(self.rows)
+            self.chunks.append(_table(data))
             self.rows = []
 
     def table(self, error: str | None = None) -> pa.Table:
@@ -96,8 +127,9 @@ class TableBuilder:
             tables = [table.sort_by([("frame", "ascending"), ("track_id", "ascending")])]
         if error is not None or not tables:
             data = {c: [None] for c in columns()}
-            data.update(file=[self.name], error=[error])
-            tables.append(pa.table(data))
+            data.update(file=[self.file], file_bytes=[self.file_bytes],
+                        error=[None if error is None else safe_text(error)])
+            tables.append(_table(data))
         return pa.concat_tables(tables, promote_options="permissive")
 
 
@@ -184,8 +216,8 @@ def _classifier(weights: str, backend: str):
 
 
 def _photo_detectors():
+    """predict's detectors (pipeline.photo_detectors), loaded once per worker thread: an
+    OpenCV cascade must not be used by two threads at once."""
     if not hasattr(_local, "photo_detectors"):
-        from emotion.face.detector import PHOTO_CONFIG, FaceDetector, PartsDetector
-
-        _local.photo_detectors = (FaceDetector(PHOTO_CONFIG), PartsDetector(smile_cascade=None))
+        _local.photo_detectors = pipeline.photo_detectors()
     return _local.photo_detectors

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import uuid
 from contextlib import contextmanager
 
@@ -49,6 +50,7 @@ def dask_client(scheduler: str | None = None, workers: int = 1, timeout: float =
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
+        check_scheduler(scheduler, timeout)
         try:
             client = Client(scheduler, timeout=timeout)
         except ValueError as err:
@@ -76,6 +78,59 @@ def dask_client(scheduler: str | None = None, workers: int = 1, timeout: float =
                            silence_logs=logging.CRITICAL)
     with cluster, Client(cluster) as client:
         yield client
+
+
+# Every message on a Dask TCP connection is length-prefixed, and the first, sent by both ends
+# as soon as they connect, is a handshake whose keys include this one (distributed/comm/
+# core.py): a scheduler greets before it is spoken to.
+HANDSHAKE_KEY = b"pickle-protocol"
+GREETING_BYTES = 1024  # the handshake is under 100 bytes
+
+
+def check_scheduler(scheduler: str, timeout: float) -> None:
+    """UserError when something answers at `scheduler` (tcp://HOST:PORT) but not as a Dask
+    scheduler: its dashboard (8787) or any other server. Dask's own client would send its
+    handshake there and read the reply's first bytes as a message length, which ends in a
+    hang or in "Unable to allocate 3.07 EiB". Nobody listening is left to the client, which
+    retries until the timeout and says so; other schemes (tls://, ...) are its business too.
+    """
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(scheduler)
+        host, port = parse_host_port(location)
+    except ValueError:
+        return  # Client's own message says what a valid address is
+    if scheme != "tcp":
+        return
+    try:
+        conn = socket.create_connection((host, port), timeout=timeout)
+    except OSError:
+        return
+    greeting, closed, deadline = b"", False, time.monotonic() + timeout
+    with conn:
+        while HANDSHAKE_KEY not in greeting and len(greeting) < GREETING_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            conn.settimeout(left)
+            try:
+                data = conn.recv(GREETING_BYTES)
+            except (TimeoutError, OSError):
+                break
+            if not data:
+                closed = True
+                break
+            greeting += data
+    if HANDSHAKE_KEY in greeting:
+        return
+    said = ("it sent something else" if greeting else "it closed the connection" if closed
+            else f"it sent nothing within {timeout:g} s")
+    raise UserError(f"--scheduler {scheduler} did not answer as a Dask scheduler (something "
+                    f"listens there, but {said}); give the scheduler's own address, which "
+                    f"`dask scheduler` prints (port 8786 by default; 8787 is its dashboard)")
 
 
 def on_cluster(client, files: list, settings):

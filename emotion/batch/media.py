@@ -17,7 +17,7 @@ from pathlib import Path
 
 from emotion.errors import UserError
 from emotion.io.images import IMAGE_EXTENSIONS
-from emotion.video.sources import READABLE_VIDEO_EXTENSIONS
+from emotion.video.sources import READABLE_VIDEO_EXTENSIONS, is_url
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,9 @@ def find_media(inputs: list[str]) -> list[MediaFile]:
     does not exist or when nothing is left to do: a typo costs nothing."""
     paths: list[Path] = []
     for name in inputs:
+        if is_url(name):  # as a Path, "http://host/x.jpg" would read "http:/host/x.jpg"
+            raise UserError(f"{name} is a URL: emotion batch reads files and folders; "
+                            "download it first (e.g. curl -O URL)")
         path = Path(name)
         if path.is_dir():
             found = _found_in(path)

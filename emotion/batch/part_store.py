@@ -12,13 +12,17 @@ failed one; the parts of files no longer among the inputs stay in the folder but
 joined. The join writes --out (and --csv) the same way, under a temporary name first, with
 the rows sorted by (file, frame, track_id), so the table does not depend on the order in
 which the workers finished. The join reads one part at a time: memory holds one file's rows.
+CSV is text, so there the `file_bytes` of a name that is not UTF-8 (emotion/batch/analyze.py)
+is percent-escaped (urllib.parse.unquote_to_bytes gives the bytes back).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
+from urllib.parse import quote_from_bytes
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -43,23 +47,33 @@ class PartStore:
         self.manifest = None  # written with the first part (no empty folder if nothing runs)
 
     @classmethod
-    def open(cls, out, csv, manifest: dict, resume: bool) -> "PartStore":
+    def holds_run(cls, out) -> bool:
+        """Whether the parts folder of `out` holds a run that --resume can continue: its
+        manifest or a part. (A folder without either is what a run killed as it made the
+        folder leaves: there is nothing in it to resume.)"""
+        folder = parts_folder(out)
+        return folder.is_dir() and ((folder / MANIFEST).exists()
+                                    or any(folder.glob("*.parquet")))
+
+    @classmethod
+    def open(cls, out, csv, manifest: dict, resume: bool, overwrite: bool = False) -> "PartStore":
         """The parts folder beside `out`, new or (with resume) continued; UserError when a
-        run would mix its results with another run's or write over them."""
+        run would mix its results with another run's or write over them. With `overwrite`
+        (and no resume), the parts of an earlier run are removed first. The command has
+        checked --out and --csv (outputs.refuse_existing) before."""
         store = cls(parts_folder(out))
-        if not resume:
-            outputs = (("--out", out), ("--csv", csv), ("the parts folder", store.folder))
-            for option, path in outputs:
-                if path and os.path.lexists(path):
-                    raise UserError(f"{option} {path} already exists: pass --resume to continue "
-                                    f"that run (the files already done are skipped), or delete "
-                                    f"it, or choose another --out")
-        if store.folder.exists() and not store.folder.is_dir():
+        if os.path.lexists(store.folder) and not store.folder.is_dir():
             raise UserError(f"{store.folder} is a file, not a parts folder: move it away")
         manifest = {"format": FORMAT, **manifest}
         path = store.folder / MANIFEST
-        # A folder without a manifest and without parts: a run killed as it made the folder.
-        fresh = not path.exists() and not any(store.folder.glob("*.parquet"))
+        fresh = not cls.holds_run(out)
+        if not resume and not fresh:
+            if not overwrite:
+                raise UserError(f"the parts folder {store.folder} already exists: pass --resume "
+                                f"to continue that run (the files already done are skipped), "
+                                f"--overwrite to replace it, or choose another --out")
+            store.remove_parts()
+            fresh = True
         if store.folder.is_dir() and not fresh:
             try:
                 old = json.loads(path.read_text())
@@ -82,6 +96,16 @@ class PartStore:
                 leftover.unlink(missing_ok=True)
         store.manifest = manifest
         return store
+
+    def remove_parts(self) -> None:
+        """--overwrite: the earlier run's manifest, parts and temporary files go (nothing
+        else in the folder: they are the only files a run writes there), so that the new run
+        never mixes with it."""
+        removed = [self.folder / MANIFEST, *self.folder.glob("*.parquet"),
+                   *self.folder.glob("*.tmp-*")]
+        for path in removed:
+            path.unlink(missing_ok=True)
+        print(f"--overwrite: removed the earlier run's parts from {self.folder}", file=sys.stderr)
 
     def part(self, key: str, failed: bool = False) -> Path:
         return self.folder / (f"{key}.failed.parquet" if failed else f"{key}.parquet")
@@ -119,19 +143,33 @@ class PartStore:
 
         def write_all(paths):
             nonlocal rows
-            writers = [pq.ParquetWriter(paths[0], schema)]
-            if csv:
-                writers.append(pa_csv.CSVWriter(paths[1], schema))
+            parquet = pq.ParquetWriter(paths[0], schema)
+            text = pa_csv.CSVWriter(paths[1], _as_text(schema)) if csv else None
             for part in parts:
                 table = pq.read_table(part).cast(schema)
-                for writer in writers:
-                    writer.write_table(table)
+                parquet.write_table(table)
+                if text is not None:
+                    text.write_table(_escaped(table))
                 rows += table.num_rows
-            for writer in writers:
-                writer.close()
+            for writer in (parquet, text):
+                if writer is not None:
+                    writer.close()
 
         _write_atomically([out, csv] if csv else [out], write_all)
         return rows
+
+
+def _as_text(schema: pa.Schema) -> pa.Schema:
+    """The CSV's schema: file_bytes as text."""
+    return schema.set(schema.get_field_index("file_bytes"), pa.field("file_bytes", pa.string()))
+
+
+def _escaped(table: pa.Table) -> pa.Table:
+    """The table with file_bytes percent-escaped, for the CSV."""
+    i = table.schema.get_field_index("file_bytes")
+    escaped = [None if raw is None else quote_from_bytes(raw)
+               for raw in table.column(i).to_pylist()]
+    return table.set_column(i, pa.field("file_bytes", pa.string()), pa.array(escaped, pa.string()))
 
 
 def _write_atomically(paths, write) -> None:
@@ -148,7 +186,11 @@ def _write_atomically(paths, write) -> None:
                 os.fsync(f.fileno())
         for tmp, path in zip(temps, paths):
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and len(paths) == 1:
+            err.filename = str(paths[0])  # the file the user named, not the temporary one
+        elif isinstance(err, OSError) and err.filename is None:
+            err.filename = " and ".join(str(p) for p in paths)
         raise

@@ -13,6 +13,7 @@ are plain backward passes of nnlite's own autograd (see `nnlite.viz.saliency_and
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from nnlite import layers as L
 from nnlite.viz import saliency_and_grad_cam
 
 from emotion.errors import UserError
-from emotion.io.outputs import check_output_file, check_outputs_spare_inputs
+from emotion.io.outputs import (check_output_file, check_outputs_spare_inputs, refuse_existing,
+                                write_atomically)
 from emotion.labels import EMOTIONS
 
 MAPS_PER_LAYER = 8  # feature maps shown per conv layer (the first ones)
@@ -59,18 +61,19 @@ def locate_face(gray):
 def locate_face_and_parts(gray):
     """locate_face's (crop, box, number of faces), and the face's parts and head pose
     (None, None without a face), found as `predict` finds them."""
-    from emotion.face.detector import PHOTO_CONFIG, FaceDetector, PartsDetector, align_face
-    from emotion.video.pipeline import profile_detector
+    from emotion.face.detector import align_face
+    from emotion.video.pipeline import photo_detectors, profile_detector
     from emotion.face.pose import estimate_pose
 
-    boxes = FaceDetector(PHOTO_CONFIG).detect(gray)
+    detector, parts_detector = photo_detectors()
+    boxes = detector.detect(gray)
     if not boxes:
         h, w = gray.shape
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
         return gray[top:top + side, left:left + side], None, 0, None, None
     box = max(boxes, key=lambda b: b[2] * b[3])
-    parts = PartsDetector().find(gray, box)
+    parts = parts_detector.find(gray, box)
     pose = estimate_pose(gray, box, parts.eyes, parts.mouth, profile_detector())
     return align_face(gray, box, parts.eyes), box, len(boxes), parts, pose
 
@@ -257,8 +260,9 @@ def figure_path(out) -> Path:
     return out if out.suffix else out.with_name(out.name + ".png")
 
 
-def explain_image(path, out, weights=None, emotion=None, backend=None):
-    """Read `path`, explain it, write the figure to `out`; returns (Explanation, titles)."""
+def explain_image(path, out, weights=None, emotion=None, backend=None, overwrite=True):
+    """Read `path`, explain it, write the figure to `out` (an existing one only with
+    `overwrite`); returns (Explanation, titles)."""
     from emotion.cnn.classifier import EmotionClassifier
     from emotion.io.images import read_image
 
@@ -267,12 +271,15 @@ def explain_image(path, out, weights=None, emotion=None, backend=None):
     out = check_output_file(figure_path(out), "--out")  # before the work, not after it
     check_outputs_spare_inputs({"--out": out}, {"the image": path,
                                                 "the weight file": resolve_weights(weights)})
+    refuse_existing({"--out": out}, overwrite)
     image = read_image(path)  # UserError for a missing or unreadable file
     classifier = EmotionClassifier.load(weights, backend=backend)
     ex = explain(image, classifier, emotion)
     fig, titles = build_figure(ex)
+    figure = io.BytesIO()  # drawn whole first: a full disk must not leave half a PNG
     try:
-        fig.savefig(out, dpi=80)
-    except (OSError, ValueError) as err:
+        fig.savefig(figure, dpi=80, format="png")
+    except ValueError as err:
         raise UserError(f"cannot write {out}: {err}") from None
+    write_atomically(out, figure.getvalue())
     return ex, titles

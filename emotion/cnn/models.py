@@ -8,6 +8,9 @@ logits; softmax of the logits gives the seven class probabilities.
              compute of compact
     mobile   depthwise-separable residual blocks (the mini-Xception / MobileNet idea), for real
              time on small machines and many faces a frame
+    mobile_face  the mobile network with a second head on its last feature map: 68 facial
+             landmarks and the head pose (yaw, pitch, roll) from the same pass as the emotion
+             (FaceNet below)
 
 Their size for one 48x48 face, as `nnlite.summary.count` counts it (a test keeps these lines
 equal to the counter's output):
@@ -16,6 +19,10 @@ equal to the counter's output):
     compact     584.1k parameters, 96.22M multiply-adds
     wide      2,329.4k parameters, 383.54M multiply-adds
     mobile      183.5k parameters, 15.56M multiply-adds
+    mobile_face 809.3k parameters, 15.56M multiply-adds
+
+(The counter follows `model(x)`, the emotion path; mobile_face's geometry head adds 0.63M
+multiply-adds when `geometry_forward` runs it.)
 """
 
 from nnlite import layers as L
@@ -107,12 +114,92 @@ def mobile_net(stem=16, widths=(24, 64, 128, 256), num_classes=NUM_CLASSES, drop
     )
 
 
+# The geometry head's outputs: 68 landmarks as (x, y) pairs, then yaw, pitch and roll.
+NUM_POINTS = 68
+GEOMETRY_OUTPUTS = NUM_POINTS * 2 + 3
+
+
+class FaceNet(L.Sequential):
+    """The mobile network plus a geometry head: emotion, landmarks and head pose in one pass.
+
+    The layers of `mobile_net` stay as they are (the same parameter names "0.weight", ...),
+    so the shipped mobile weights load into them unchanged (see `init_from`) and
+    `model(x)` still returns the emotion logits (N, 7), which evaluate, export and explain
+    use. `geometry_forward(x)` returns (logits, geometry), geometry (N, 139): the 68 points
+    then yaw/pitch/roll, in the normalised units of emotion.face.geometry (points as
+    fractions of the crop from its centre, angles in units of 30 degrees).
+
+    Why a head on the last feature map (256 x 3 x 3) and not on the pooled vector: global
+    average pooling throws away *where* things are, which is all a landmark is. Flattening
+    the 3x3 map keeps a coarse position per channel, and a hidden layer of 256 turns it into
+    the 139 numbers: 0.6M multiply-adds, 4% of the backbone's.
+    """
+
+    HEAD_LAYERS = 3  # GlobalAvgPool2d, Dropout, Linear: the emotion head after the trunk
+
+    def __init__(self, hidden=256):
+        super().__init__(*mobile_net().layers)
+        channels = self.layers[-1].W.shape[1]  # the emotion head's input: the trunk's width
+        self.geometry = L.Sequential(
+            L.Flatten(),
+            L.Linear(channels * 3 * 3, hidden), L.ReLU(),
+            L.Linear(hidden, GEOMETRY_OUTPUTS, init="glorot"),
+        )
+
+    def _children(self):
+        yield from super()._children()
+        yield "geometry", self.geometry
+
+    def trunk(self):
+        """The shared layers, input to the last feature map (N, 256, 3, 3)."""
+        return L.Sequential(*self.layers[: -self.HEAD_LAYERS])
+
+    def emotion_head(self):
+        """Pooling, dropout and the dense layer: feature map -> emotion logits (N, 7)."""
+        return L.Sequential(*self.layers[-self.HEAD_LAYERS:])
+
+    def geometry_forward(self, x):
+        """(emotion logits (N, 7), geometry (N, 139)) from one pass of the shared trunk."""
+        features = self.trunk()(x)
+        return self.emotion_head()(features), self.geometry(features)
+
+
 MODELS = {
     "seed": seed_net,
     "compact": lambda: vgg_net((32, 64, 128, 256)),
     "wide": lambda: vgg_net((64, 128, 256, 512)),
     "mobile": mobile_net,
+    "mobile_face": FaceNet,
 }
+
+# The models with a geometry head (landmarks and pose): what `emotion train --landmarks` trains.
+GEOMETRY_MODELS = ("mobile_face",)
+
+# A model that may start from another's weights (--init): their shared layers are copied and
+# the rest keeps its fresh initialisation.
+INIT_FROM = {"mobile_face": ("mobile",)}
+
+
+def has_geometry(model) -> bool:
+    """Whether `model` also gives landmarks and pose (FaceNet, folded or not)."""
+    return hasattr(model, "geometry_forward")
+
+
+def init_from(model, arrays: dict, source: str) -> list[str]:
+    """Copy the arrays whose names the model has (same shapes) into it; returns the names of
+    the model's parameters left as initialised. For INIT_FROM: the mobile weights in
+    FaceNet's trunk, with the geometry head left fresh."""
+    own = model.state_dict()
+    shared = {k: v for k, v in arrays.items() if k in own}
+    if not shared:
+        raise ValueError(f"{source} shares no parameter with this model")
+    for name, array in shared.items():
+        if tuple(array.shape) != tuple(own[name].shape):
+            raise ValueError(f"{source}: parameter {name!r} has shape {tuple(array.shape)} in "
+                             f"the file but {tuple(own[name].shape)} in the model")
+    rest = [k for k in own if k not in shared]
+    model.load_state_dict({**own, **shared}, source=source)
+    return rest
 
 
 def build(name: str):

@@ -19,13 +19,13 @@ from emotion.video import pipeline
 from emotion.batch import cluster
 from emotion.batch.analyze import BatchSettings, columns
 from emotion.batch.media import find_media
-from emotion.batch.part_store import PartStore
+from emotion.batch.part_store import PartStore, parts_folder
 from emotion.errors import UserError
 from emotion.io.messages import plural
 from emotion.cnn.classifier import choose_backend
 from emotion.commands import options
 from emotion.commands.options import number_type
-from emotion.io.outputs import check_outputs_spare_inputs
+from emotion.io.outputs import add_overwrite_argument, check_outputs_spare_inputs
 from emotion.video.sources import check_output_paths
 
 
@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue a run with the same --out: skip the files already done, "
                         "retry the ones that failed")
+    add_overwrite_argument(parser)
     options.add_weights_option(parser, when_omitted="'default' for images, as `emotion "
                                f"predict`; {pipeline.VIDEO_WEIGHTS!r} for videos, as `emotion "
                                "video`; the same for all files")
@@ -64,13 +65,27 @@ def run(args) -> int:
     if args.scheduler and args.workers is not None:
         raise UserError("--workers sizes the cluster this command starts on this machine; with "
                         "--scheduler the cluster's own workers are used: leave out one of them")
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run of --out and --overwrite replaces it: "
+                        "pass only one of them")
     files = find_media(args.inputs)
     settings, weight_files = _settings(args)
-    check_output_paths({"--out": args.out, "--csv": args.csv}, inputs=weight_files)
     for media in files:
         check_outputs_spare_inputs({"--out": args.out, "--csv": args.csv},
                                    {"the input": media.path})
-    store = PartStore.open(args.out, args.csv, _manifest(settings, weight_files), args.resume)
+    # The one output policy (outputs.refuse_existing): existing tables are replaced only with
+    # --overwrite, or by a --resume that continues the run that wrote them. A --resume with
+    # nothing to resume is a fresh run, and refuses them as one.
+    resuming = args.resume and PartStore.holds_run(args.out)
+    if resuming or not args.resume:
+        offer = "pass --resume to continue that run (the files already done are skipped), "
+    else:
+        offer = f"there is no run to resume ({parts_folder(args.out)} holds none); "
+    check_output_paths({"--out": args.out, "--csv": args.csv}, inputs=weight_files,
+                       overwrite=args.overwrite or resuming, alternatives=offer,
+                       examples={"--out": "results.parquet"})
+    store = PartStore.open(args.out, args.csv, _manifest(settings, weight_files), args.resume,
+                           overwrite=args.overwrite)
     todo = [m for m in files if not store.done(m.key)]
 
     start = time.perf_counter()

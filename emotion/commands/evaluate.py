@@ -5,6 +5,7 @@
 """
 
 import argparse
+import io
 import json
 import sys
 import time
@@ -15,7 +16,8 @@ import numpy as np
 from emotion.training.data import SPLITS
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
-from emotion.io.outputs import check_output_file, check_output_folder, same_file
+from emotion.io.outputs import (add_overwrite_argument, check_output_file, check_writable_soon,
+                                check_output_folder, refuse_existing, same_file, write_atomically)
 from emotion.commands.options import add_backend_option, add_weights_option, positive_int
 
 
@@ -45,6 +47,8 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--ferplus", default=None)
     parser.add_argument("--skip-bad-rows", action="store_true")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_overwrite_argument(parser)
 
 
 def classification_report(y_true, y_pred, num_classes=len(EMOTIONS)):
@@ -74,8 +78,11 @@ def classification_report(y_true, y_pred, num_classes=len(EMOTIONS)):
     }
 
 
-def predict_probabilities(classifier, images, tta="none", batch_size=256):
-    """Class probabilities (N, 7) for preprocessed images, optionally averaged over TTA views."""
+def predict_probabilities(classifier, images, tta="none", batch_size=256, progress=False):
+    """Class probabilities (N, 7) for preprocessed images, optionally averaged over TTA views
+    (progress: a bar on stderr, one step per batch of a view: ten-crop takes a while)."""
+    from tqdm import tqdm
+
     from emotion.training.augment import flip_tta, ten_crop
 
     if tta == "none":
@@ -85,10 +92,16 @@ def predict_probabilities(classifier, images, tta="none", batch_size=256):
     else:
         views = list(ten_crop(images))
     total = None
-    for view in views:
-        probs = np.concatenate([classifier.predict_batch(view[i : i + batch_size])
-                                for i in range(0, len(view), batch_size)])
-        total = probs if total is None else total + probs
+    steps = len(views) * -(-len(images) // batch_size)
+    with tqdm(total=steps, desc="emotion evaluate", unit="batch", file=sys.stderr, leave=False,
+              disable=not progress, dynamic_ncols=True) as bar:
+        for view in views:
+            batches = []
+            for i in range(0, len(view), batch_size):
+                batches.append(classifier.predict_batch(view[i : i + batch_size]))
+                bar.update(1)
+            probs = np.concatenate(batches)
+            total = probs if total is None else total + probs
     return total / len(views)
 
 
@@ -117,8 +130,10 @@ def plot_confusion_matrix(confusion, path, title):
                     va="center", fontsize=7, color=color)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    figure = io.BytesIO()  # drawn whole first: a full disk must not leave half a PNG
+    fig.savefig(figure, dpi=120, format="png")
     plt.close(fig)
+    write_atomically(path, figure.getvalue())
 
 
 def evaluate(args):
@@ -138,7 +153,8 @@ def evaluate(args):
               f"{split}", file=sys.stderr)
     start = time.perf_counter()
     probs = predict_probabilities(classifier, preprocess(images, classifier.preprocess_config),
-                                  args.tta, args.batch_size)
+                                  args.tta, args.batch_size,
+                                  progress=not getattr(args, "quiet", False))
     seconds = time.perf_counter() - start
     report = classification_report(labels, probs.argmax(axis=1))
     # weights: as the user named them (a shipped name or a path); weights_file: what that was.
@@ -160,7 +176,9 @@ def print_report(report, file=sys.stdout):
 
 def run(args) -> int:
     # The outputs are checked first: a bad path must not cost a whole evaluation.
-    check_output_folder(args.out, "--out")
+    # The confusion matrix in --out (a folder of reports) is redrawn each time; the files the
+    # user names (--json) follow the output policy.
+    check_output_folder(args.out, "--out", probe=True)
     if args.json not in (None, "-"):
         json_path, out = Path(args.json).resolve(), Path(args.out).resolve()
         if json_path == out:
@@ -173,6 +191,8 @@ def run(args) -> int:
         if json_path.parent == out:  # the report goes into --out, which is made for it anyway
             out.mkdir(parents=True, exist_ok=True)
         check_output_file(args.json, "--json")
+        refuse_existing({"--json": args.json}, args.overwrite)
+        check_writable_soon(json_path.parent, "--json")
     report = evaluate(args)
     png = Path(args.out) / f"confusion_{report['split']}.png"
     plot_confusion_matrix(report["confusion_matrix"], png,
@@ -185,7 +205,7 @@ def run(args) -> int:
         print_report(report)
         print(f"confusion matrix: {png}")
         if args.json:
-            Path(args.json).write_text(json.dumps(report, indent=2))
+            write_atomically(args.json, json.dumps(report, indent=2))
             print(f"report: {args.json}")
     return 0
 

@@ -20,7 +20,8 @@ import numpy as np
 
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
-from emotion.io.outputs import check_output_file, check_outputs_spare_inputs
+from emotion.io.outputs import (add_overwrite_argument, check_output_file,
+                                check_outputs_spare_inputs, refuse_existing)
 from emotion.commands.options import add_weights_option
 
 
@@ -31,18 +32,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", required=True, help="the ONNX file to write, e.g. model.onnx")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                         help=f"ONNX opset version (default {DEFAULT_OPSET})")
+    add_overwrite_argument(parser)
 
 
 def run(args) -> int:
-    path = export_emotion_model(args.weights, args.out, opset=args.opset)
+    path = export_emotion_model(args.weights, args.out, opset=args.opset,
+                                overwrite=args.overwrite)
     print(f"wrote {path}: input 'input' (N, 1, 48, 48) float32 -> output 'probabilities' "
           f"(N, {len(EMOTIONS)}): {', '.join(EMOTIONS)}")
     return 0
 
 
-def export_emotion_model(weights, out, opset=None) -> Path:
+def export_emotion_model(weights, out, opset=None, overwrite=True) -> Path:
     """Export the emotion model of `weights` (a path or a shipped name; None: the default)
-    to the ONNX file `out`, with its classes and preprocessing in the metadata."""
+    to the ONNX file `out`, with its classes and preprocessing in the metadata. An existing
+    `out` is replaced only with `overwrite` (the command passes its --overwrite); the weight
+    file never is."""
     from nnlite.onnx import DEFAULT_OPSET, ExportError, export
 
     from emotion.cnn.classifier import EmotionClassifier, resolve_weights
@@ -51,6 +56,7 @@ def export_emotion_model(weights, out, opset=None) -> Path:
     out = check_output_file(out, "--out")
     weights_path = resolve_weights(weights)
     check_outputs_spare_inputs({"--out": out}, {"the weight file": weights_path})
+    refuse_existing({"--out": out}, overwrite)
     classifier = EmotionClassifier.load(weights, backend="numpy")
     metadata = {
         "classes": list(EMOTIONS),

@@ -17,10 +17,11 @@ import time
 import cv2
 
 from emotion.video import pipeline
+from emotion.commands import options
 from emotion.errors import UserError
 from emotion.video.loop import FrameLoop
 from emotion.io.messages import plural
-from emotion.commands import options
+from emotion.io.outputs import add_overwrite_argument
 
 WINDOW = "emotion live (q or Esc to quit)"
 
@@ -47,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after N frames")
     options.add_video_options(parser, pipeline.VIDEO_WEIGHTS, pipeline.DETECT_EVERY,
                               pipeline.CLASSIFY_EVERY)
+    add_overwrite_argument(parser)
 
 
 class FpsMeter:
@@ -88,6 +90,9 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    if not str(args.source).strip():  # as a path, "" would be the current folder
+        raise UserError("--source is empty: give a camera index (0), a video file or a "
+                        "stream URL")
     show = not args.no_display and has_display()
     if not args.no_display and not show:
         print("emotion live: no display (DISPLAY / WAYLAND_DISPLAY not set): running without "
@@ -95,7 +100,8 @@ def _run(args) -> int:
     loop = FrameLoop(args.source, args.weights, args.backend, detect_every=args.detect_every,
                      classify_every=args.classify_every,
                      show_parts=args.show_parts,
-                     jsonl=args.jsonl, out=args.out, max_frames=args.max_frames)
+                     jsonl=args.jsonl, out=args.out, max_frames=args.max_frames,
+                     overwrite=args.overwrite)
     quiet = bool(args.out or args.jsonl)
     quit_by_user = False
     try:

@@ -74,6 +74,7 @@ RANGES = {
     "limit": number_type(int, 0),
     "temperature": number_type(float, 0, low_open=True),
     "distill_weight": number_type(float, 0, 1),
+    "geometry_weight": number_type(float, 0, 100),
 }
 
 

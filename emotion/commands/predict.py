@@ -22,14 +22,14 @@ from pathlib import Path
 import cv2
 
 from emotion.video import pipeline
+from emotion.commands import options
 from emotion.errors import UserError
 from emotion.io.rows import image_record
-from emotion.io.outputs import check_output_folder
+from emotion.io.outputs import add_overwrite_argument, check_output_folder, refuse_existing
 from emotion.video.sources import is_url
 from emotion.io.draw import draw_results
 from emotion.io.images import find_images, read_image, to_bgr8
 from emotion.video.sources import READABLE_VIDEO_EXTENSIONS as VIDEO_EXTENSIONS
-from emotion.commands import options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also search copies rotated by +-15 and +-30 degrees, for heads "
                         "tilted sideways (slower)")
     options.add_show_parts_option(parser)
+    add_overwrite_argument(parser)
 
 
 def print_table_rows(path: Path, results, out) -> None:
@@ -103,6 +104,8 @@ def _run(args) -> int:
     paths = list({p.resolve(): p
                   for p in find_images([n for n in args.inputs if n not in urls])}.values())
     targets = annotated_paths(annotate, paths) if annotate is not None else {}
+    for target in targets.values():  # before any image is classified, as the folder's check
+        refuse_existing({"--annotate": target}, args.overwrite)
     classifier = pipeline.load_classifier(args.weights, args.backend)
     detector, parts = pipeline.photo_detectors()
 

@@ -26,6 +26,7 @@ from nnlite import random as nnrandom
 from nnlite.serialization import WeightFileError, load_arrays, save_arrays
 
 from emotion.cnn import models
+from emotion.face import geometry as face_geometry
 from emotion.errors import UserError
 from emotion.labels import EMOTIONS
 from emotion.cnn.classifier import choose_backend
@@ -82,6 +83,15 @@ def add_arguments(parser):
                         help="start from this trained weight file of the same --model (a "
                         "shipped name or runs/NAME/best.npz) instead of random weights: a "
                         "second schedule, or fine-tuning; the optimizer starts afresh")
+    parser.add_argument("--landmarks", default=None, metavar="LABELS",
+                        help="the landmark teacher's labels (.npz from "
+                        "emotion/training/landmark_teacher.py): train a model with a geometry "
+                        "head (--model mobile_face) on 68 points and the head pose too")
+    parser.add_argument("--geometry-weight", type=RANGES["geometry_weight"], default=1.0,
+                        help="weight of the landmark and pose loss beside the emotion loss")
+    parser.add_argument("--freeze-trunk", action="store_true",
+                        help="with --landmarks: train only the geometry head, the shared "
+                        "layers and the emotion head kept as loaded (--init)")
     parser.add_argument("--skip-bad-rows", action="store_true")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -103,16 +113,30 @@ def load_splits(config):
     return preprocess_splits(*load_raw_splits(config))
 
 
-def load_raw_splits(config):
+def load_dataset(config):
+    from emotion.training.data import load_fer2013
+
+    return load_fer2013(config.get("data"), skip_bad_rows=config.get("skip_bad_rows", False),
+                        ferplus=config.get("ferplus"))
+
+
+def split_rows(config, dataset):
+    """The source rows of the Training and PublicTest images that load_raw_splits returns."""
+    train, val = dataset.rows["Training"], dataset.rows["PublicTest"]
+    if config.get("limit"):
+        n = config["limit"]
+        train, val = train[:n], val[: max(n // 4, 1)]
+    return train, val
+
+
+def load_raw_splits(config, dataset=None):
     """(images, labels) for Training and PublicTest as read, pixels 0..255.
 
     Prints one line saying how many images of each split are used, and how the splits came
     about when the source did not name them: a validation accuracy means little without it.
     """
-    from emotion.training.data import load_fer2013
-
-    dataset = load_fer2013(config.get("data"), skip_bad_rows=config.get("skip_bad_rows", False),
-                           ferplus=config.get("ferplus"))
+    if dataset is None:
+        dataset = load_dataset(config)
     hint = ("Training learns from the Training rows and validates on the PublicTest rows: name "
             "both in the Usage column, or leave the Usage column out to have the rows split at "
             "random.")
@@ -145,6 +169,22 @@ def batches(n, batch_size, order=None):
     order = np.arange(n) if order is None else order
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def predict_geometry(model, images, batch_size=256, device="cpu"):
+    """(logits (N, 7), geometry (N, 139)) as NumPy arrays of a model with a geometry head, in
+    eval mode and without building a graph."""
+    was_training = model.training
+    model.eval()
+    logits, geometry = [], []
+    with nnlite.no_grad():
+        for idx in batches(len(images), batch_size):
+            x = nnlite.Tensor(nnlite.to_device(images[idx], device))
+            out = model.geometry_forward(x)
+            logits.append(nnlite.to_numpy(out[0]))
+            geometry.append(nnlite.to_numpy(out[1]))
+    model.train(was_training)
+    return np.concatenate(logits), np.concatenate(geometry)
 
 
 def predict_logits(model, images, batch_size=256, device="cpu"):
@@ -231,12 +271,35 @@ class Trainer:
 
         c = self.config
         self.stop_requested = False
-        checkpoint = self.folder.check_out(resume, overwrite)
+        checkpoint = self.folder.check_out(resume, overwrite, self._inputs())
         if checkpoint is not None and self.folder.why_complete(checkpoint[1]["state"]):
             return self._report_complete_run(checkpoint[1]["state"])
         init = self._init_weights() if c.get("init") and checkpoint is None else None
+        if c.get("landmarks") and c["model"] not in models.GEOMETRY_MODELS:
+            raise UserError(f"--landmarks trains a geometry head, which --model {c['model']} "
+                            f"has not: use --model {' or '.join(models.GEOMETRY_MODELS)}")
+        if c.get("freeze_trunk") and not (c.get("landmarks") and (init or checkpoint)):
+            raise UserError("--freeze-trunk keeps the trained layers as they are: it needs "
+                            "--landmarks and the weights to keep (--init)")
+        if c.get("teacher") and not (checkpoint is not None
+                                     and (self.out / "teacher.npz").exists()):
+            self._check_teacher()  # a broken file fails now, not after the data has loaded
         nnlite.keep_freed_memory()  # each step reuses the last one's memory (nnlite/memory.py)
-        raw = load_raw_splits(c)
+        dataset = load_dataset(c)
+        raw = load_raw_splits(c, dataset)
+        self.geometry_train = self.geometry_val = None
+        if c.get("landmarks"):
+            from emotion.training import landmark_labels
+
+            labels = landmark_labels.load_labels(c["landmarks"], dataset.source)
+            rows_train, rows_val = split_rows(c, dataset)
+            self.geometry_train = landmark_labels.targets_for(labels, rows_train)
+            self.geometry_val = landmark_labels.targets_for(labels, rows_val)
+            print(f"landmarks: {c['landmarks']}: a teacher label for "
+                  f"{int(self.geometry_train[2].sum())} of {len(rows_train)} Training and "
+                  f"{int(self.geometry_val[2].sum())} of {len(rows_val)} PublicTest images",
+                  flush=True)
+        del dataset
         self.data_identity = data_identity(*raw)
         if checkpoint is not None:
             self.folder.check_same_data(checkpoint[1], self.data_identity)
@@ -252,8 +315,7 @@ class Trainer:
             print(f"resuming {self.folder.checkpoint_path} at epoch {self.state['epoch'] + 1}, "
                   f"batch {self.state['batch']}")
         if init is not None:
-            nnlite.load(self.model, init)
-            print(f"starting from {init}", flush=True)
+            self._load_init(init)
         if checkpoint is None and overwrite:
             # Only now, with the data loaded and the model built: a mistake in the command
             # fails before the old run is gone.
@@ -301,17 +363,22 @@ class Trainer:
                         f"epoch {self.state['epoch'] + 1}/{self.config['epochs']}", progress)
         start = time.perf_counter()
         seen_at_start = self.running["seen"]
-        self.model.train()
+        self._train_mode()
         try:
             for b in range(self.state["batch"], steps_per_epoch):
                 if self.stop_requested:  # between two steps: the state is consistent
                     self.folder.save_checkpoint(self)
                     return None
                 idx = self.order[b * bs : (b + 1) * bs]
-                images = x_train[idx]
-                if augment is not None:
+                images, geometry = x_train[idx], None
+                if self.geometry_train is not None:
+                    points, pose, has = (a[idx] for a in self.geometry_train)
+                    if augment is not None:  # the labels move with the pixels
+                        images, points, pose = augment(images, self.rng, points, pose)
+                    geometry = (face_geometry.encode(points, pose, images.shape[-1]), has)
+                elif augment is not None:
                     images = augment(images, self.rng)
-                self._step(images, y_train[idx], idx)
+                self._step(images, y_train[idx], idx, geometry)
                 self.state["batch"] = b + 1
                 if bar is not None:
                     seen = self.running["seen"]
@@ -325,17 +392,30 @@ class Trainer:
                 bar.close()
         return time.perf_counter() - start, self.running["seen"] - seen_at_start
 
-    def _step(self, images, labels, index):
+    def _train_mode(self):
+        """Training mode, but with --freeze-trunk everything except the geometry head stays
+        in eval mode: frozen batch norms keep their running statistics, and the frozen
+        dropout is off, as the layers will run at inference."""
+        self.model.train()
+        if self.config.get("freeze_trunk"):
+            for layer in self.model.layers:
+                layer.eval()
+
+    def _step(self, images, labels, index, geometry=None):
         """One optimizer step on a batch of preprocessed (augmented) images (`index`: their
-        rows in the Training set, for the teacher's targets)."""
+        rows in the Training set, for the teacher's targets; `geometry`: (targets (N, 139),
+        has_label (N,)) for a model with a geometry head)."""
         if self.device == "cuda":  # see nnrandom.seed_device: keeps a resumed GPU run exact
             nnrandom.seed_device(self.config.get("seed", 0) * 1_000_003 + self.optimizer.steps)
         x = nnlite.Tensor(nnlite.to_device(images, self.device))
         y = nnlite.to_device(labels, self.device)
-        logits = self.model(x)
         soft = (None if self.soft_targets is None else
                 nnlite.to_device(self.soft_targets[index], self.device))
-        loss = self.loss(logits, y, soft)
+        if geometry is None:
+            logits = self.model(x)
+            loss = self.loss(logits, y, soft)
+        else:
+            logits, loss = self._geometry_loss(x, y, soft, *geometry)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -364,6 +444,54 @@ class Trainer:
                             class_weights=self.class_weights,
                             label_smoothing=c.get("label_smoothing", 0.0))
 
+    def _geometry_loss(self, x, y, soft, targets, has):
+        """(logits, loss) for a model with a geometry head: the emotion loss plus
+        --geometry-weight times the landmark and pose loss (geometry_loss). With
+        --freeze-trunk only the head learns, so the trunk runs without a graph."""
+        c, model = self.config, self.model
+        targets = nnlite.to_device(targets, self.device)
+        has = nnlite.to_device(has.astype(np.float32), self.device)
+        if c.get("freeze_trunk"):
+            with nnlite.no_grad():
+                features = model.trunk()(x)
+                logits = model.emotion_head()(features)
+            geometry = model.geometry(nnlite.Tensor(features.data))
+            return logits, geometry_loss(geometry, targets, has)
+        logits, geometry = model.geometry_forward(x)
+        loss = self.loss(logits, y, soft) + geometry_loss(geometry, targets, has) * float(
+            c.get("geometry_weight", 1.0))
+        return logits, loss
+
+    def _load_init(self, path):
+        """--init into the model built: the same model's file as it is; a file of a model it
+        may start from (models.INIT_FROM) into the layers they share."""
+        trained_for = nnlite.read_meta(path).get("model")
+        if trained_for == self.config["model"]:
+            nnlite.load(self.model, path)
+            print(f"starting from {path}", flush=True)
+            return
+        arrays, _ = load_arrays(path)
+        fresh = models.init_from(self.model, arrays, str(path))
+        print(f"starting from {path} ({trained_for}); new: {', '.join(fresh)}", flush=True)
+    def _inputs(self) -> dict:
+        """The files this run reads, by option: no output or clean-up of OUT may touch them."""
+        from emotion.cnn.classifier import resolve_weights
+
+        c = self.config
+        return {"--init": c.get("init") and resolve_weights(c["init"]),
+                "--teacher": c.get("teacher") and resolve_weights(c["teacher"]),
+                "--data": c.get("data"), "--ferplus": c.get("ferplus")}
+
+    def _check_teacher(self) -> None:
+        """--teacher: the weight file loads (complete, finite, a known model), before any
+        data is loaded; distill loads it again, on the run's backend, when it is used."""
+        from emotion.cnn.classifier import EmotionClassifier
+
+        try:
+            EmotionClassifier.load(self.config["teacher"], backend="numpy")
+        except (WeightFileError, UserError) as err:
+            raise UserError(f"--teacher: {err}") from None
+
     def _init_weights(self) -> Path:
         """--init: the weight file to start from, checked before any data is loaded. It must
         hold the same model; a resumed run restores its own checkpoint instead."""
@@ -377,9 +505,16 @@ class Trainer:
             trained_for = nnlite.read_meta(path).get("model")
         except WeightFileError as err:
             raise UserError(f"--init: {err}") from None
-        if trained_for != c["model"]:
+        if trained_for != c["model"] and trained_for not in models.INIT_FROM.get(c["model"], ()):
             raise UserError(f"--init: {path} holds a {trained_for!r} model, not the "
                             f"{c['model']!r} of --model")
+        try:  # every array, its shape and finiteness: what the run would find after the data
+            if trained_for == c["model"]:
+                nnlite.load(models.build(c["model"]), path)
+            else:
+                models.init_from(models.build(c["model"]), load_arrays(path)[0], str(path))
+        except (WeightFileError, ValueError) as err:
+            raise UserError(f"--init: {err}") from None
         return path
 
     def _teacher_targets(self, raw_train):
@@ -407,7 +542,15 @@ class Trainer:
     def _end_epoch(self, x_val, y_val, seconds, images_processed):
         """Validate, keep the best weights, step the schedule, save the checkpoint and log."""
         epoch = self.state["epoch"] + 1
-        logits = predict_logits(self.model, x_val, device=self.device)
+        measures = {}
+        if self.geometry_val is None:
+            logits = predict_logits(self.model, x_val, device=self.device)
+        else:
+            from emotion.training import landmark_labels
+
+            logits, geometry = predict_geometry(self.model, x_val, device=self.device)
+            points, pose = face_geometry.decode(geometry, x_val.shape[-1])
+            measures = landmark_labels.errors(points, pose, *self.geometry_val)
         val_loss = validation_loss(logits, y_val)
         if not np.isfinite(logits).all():  # weights gone to inf/NaN: never saved as best
             raise UserError(f"the model's outputs are not finite after epoch {epoch}: the run "
@@ -419,12 +562,18 @@ class Trainer:
                "train_loss": self.running["loss"] / seen,
                "train_accuracy": self.running["correct"] / seen,
                "val_loss": val_loss, "val_accuracy": val_acc,
-               "seconds": seconds, "images_per_second": images_processed / max(seconds, 1e-9)}
+               "seconds": seconds, "images_per_second": images_processed / max(seconds, 1e-9),
+               **{f"val_{k}": v for k, v in measures.items()}}
         self.state["history"].append(row)
         self.state["epoch"], self.state["batch"] = epoch, 0
         self.order = None  # the next epoch draws a new order (after a resume too)
-        if val_acc > self.state["best_accuracy"]:
-            self.state.update(best_accuracy=val_acc, best_epoch=epoch, bad_epochs=0)
+        # The epoch kept as best.npz: the best PublicTest accuracy; with a geometry head, the
+        # best accuracy minus NME (both fractions): a point of accuracy weighs as much as a
+        # point of NME (a quarter of a typical 4% NME), and a frozen trunk (constant
+        # accuracy) is chosen on NME alone.
+        score = val_acc - (measures.get("nme") or 0.0)
+        if score > self.state["best_accuracy"]:
+            self.state.update(best_accuracy=score, best_epoch=epoch, bad_epochs=0)
             self.folder.save_best(self, val_acc)
         else:
             self.state["bad_epochs"] += 1
@@ -432,8 +581,11 @@ class Trainer:
             self.schedule.step(val_acc)
         self.folder.save_checkpoint(self)
         self.folder.write_metrics(self.state["history"])
+        geometry_note = ("" if not measures.get("labelled") else
+                         f" NME {measures['nme']:.4f} yaw/pitch/roll MAE {measures['yaw_mae']:.2f}"
+                         f"/{measures['pitch_mae']:.2f}/{measures['roll_mae']:.2f}")
         print(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
-              f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f} | {seconds:.1f}s "
+              f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{geometry_note} | {seconds:.1f}s "
               f"({row['images_per_second']:.0f} img/s) | best {self.state['best_accuracy']:.4f} "
               f"@ {self.state['best_epoch']}", flush=True)
 
@@ -453,6 +605,21 @@ class Trainer:
         return {"out": str(self.out), "best_publictest_accuracy": best,
                 "best_epoch": self.state["best_epoch"], "epochs_done": self.state["epoch"],
                 "validation_images": n_val, "interrupted": self.stop_requested, **extra}
+
+
+def geometry_loss(geometry, targets, has):
+    """The landmark and pose loss: the wing loss (nnlite.functional) of the head's 139
+    normalised outputs against the teacher's, images without a teacher label left out.
+
+    Units (emotion.face.geometry): points in crop widths, angles in 30 degrees. WING_W and
+    WING_EPS are set in those units: the loss is logarithmic (strong gradients) for errors
+    below WING_W, 2.4 pixels of a 48-pixel crop or 7.5 degrees, where the points of a good
+    model sit, and linear (robust to the teacher's bad rows) above.
+    """
+    return F.wing_loss(geometry, targets, weight=has, width=WING_W, curvature=WING_EPS)
+
+
+WING_W, WING_EPS = 0.05, 0.01
 
 
 def _install_sigint_handler(trainer):

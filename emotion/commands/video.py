@@ -14,11 +14,12 @@ import sys
 from tqdm import tqdm
 
 from emotion.video import pipeline
+from emotion.commands import options
 from emotion.errors import UserError
 from emotion.video.loop import FrameLoop
 from emotion.io.messages import plural
+from emotion.io.outputs import add_overwrite_argument
 from emotion.video.sources import count_frames
-from emotion.commands import options
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", help="write the same rows as JSON lines to this file")
     options.add_video_options(parser, pipeline.VIDEO_WEIGHTS, pipeline.DETECT_EVERY,
                               pipeline.CLASSIFY_EVERY)
+    add_overwrite_argument(parser)
 
 
 def run(args) -> int:
@@ -41,7 +43,7 @@ def _run(args) -> int:
     loop = FrameLoop(args.input, args.weights, args.backend, detect_every=args.detect_every,
                      classify_every=args.classify_every,
                      show_parts=args.show_parts,
-                     csv=args.csv, jsonl=args.jsonl, out=args.out)
+                     csv=args.csv, jsonl=args.jsonl, out=args.out, overwrite=args.overwrite)
     with loop:
         progress = tqdm(total=loop.source.frame_count, unit="frame", desc="emotion video",
                         file=sys.stderr, dynamic_ncols=True)

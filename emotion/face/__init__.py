@@ -1,0 +1,1 @@
+"""How a face is found and described: detection, landmarks, head pose and parts."""

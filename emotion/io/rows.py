@@ -126,14 +126,30 @@ class RowWriter:
         return f
 
     def write(self, rows: list[dict]) -> None:
-        for row in rows:
-            if self.csv is not None:
-                self.csv.writerow(flat_row(row))
-            if self.jsonl is not None:
-                self.jsonl.write(json.dumps(row) + "\n")
+        try:
+            for row in rows:
+                if self.csv is not None:
+                    self.csv.writerow(flat_row(row))
+                if self.jsonl is not None:
+                    self.jsonl.write(json.dumps(row) + "\n")
+        except OSError as err:  # a full disk: say which file (write() errors name none)
+            raise _naming(err, self.files) from None
         self.rows += len(rows)
 
     def close(self) -> None:
-        for f in self.files:
-            f.close()
-        self.files = []
+        files, self.files, failed = self.files, [], None
+        for f in files:  # every file is closed, even after one fails to flush
+            try:
+                f.close()
+            except OSError as err:
+                failed = failed or _naming(err, [f])
+        if failed is not None:
+            raise failed
+
+
+def _naming(err: OSError, files) -> OSError:
+    """`err` with the file it concerns (the first of `files` when unknown), for the CLI's
+    one-line message."""
+    if err.filename is None and files:
+        err.filename = files[0].name
+    return err

@@ -1,0 +1,1 @@
+"""How the weights were made: teacher labels, training loops and their data."""

@@ -50,11 +50,15 @@ class Augmenter:
         if not 0 <= self.erase_prob <= 1 or not 0 < self.erase_area[0] <= self.erase_area[1] <= 1:
             raise ValueError("erase_prob must be in [0, 1] and erase_area 0 < min <= max <= 1")
 
-    def __call__(self, batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """(N, C, H, W) float32 -> a new augmented (N, C, H, W) float32 batch."""
+    def __call__(self, batch: np.ndarray, rng: np.random.Generator, points=None, pose=None):
+        """(N, C, H, W) float32 -> a new augmented (N, C, H, W) float32 batch.
+
+        With `points` (N, 68, 2) pixels and `pose` (N, 3) degrees (a landmark model's
+        labels), returns (batch, points, pose) with the labels moved as the pixels were:
+        they stay true (transform_points, transform_pose)."""
         if batch.ndim != 4:
             raise ValueError(f"expected a batch (N, C, H, W), got shape {batch.shape}")
-        n = len(batch)
+        n, _, h, w = batch.shape
         # Every random number is drawn whatever the settings, in a fixed order, so one seed
         # gives one batch and turning one augmentation off does not change the others.
         angle = np.deg2rad(rng.uniform(-1, 1, n) * self.rotate_degrees)
@@ -62,7 +66,11 @@ class Augmenter:
         shift = rng.uniform(-1, 1, (n, 2)) * self.shift
         mirror = (rng.random(n) < 0.5) & self.flip
         out = affine(batch, angle, scale, shift, mirror)
-        return random_erase(out, rng, self.erase_prob, self.erase_area, self.erase_value)
+        out = random_erase(out, rng, self.erase_prob, self.erase_area, self.erase_value)
+        if points is None:
+            return out
+        return (out, transform_points(points, angle, scale, shift, mirror, (h, w)),
+                transform_pose(pose, angle, mirror))
 
 
 def affine(batch, angle, scale, shift, mirror) -> np.ndarray:
@@ -92,6 +100,49 @@ def affine(batch, angle, scale, shift, mirror) -> np.ndarray:
     # Undo the mirror (its own inverse) and go back from centre-relative to pixel coordinates.
     src_x = np.where(np.asarray(mirror)[:, None, None], -src_x, src_x) + cx
     return bilinear(batch, src_y, src_x)
+
+
+def transform_points(points, angle, scale, shift, mirror, shape) -> np.ndarray:
+    """Where `affine` moves each landmark: points (N, P, 2) as (x, y) pixels -> (N, P, 2).
+
+    Points are continuous pixel coordinates, pixel i covering [i, i + 1) (MediaPipe's and
+    OpenCV resize's convention, emotion.face.ibug68), so the image's centre is at (w/2, h/2);
+    `affine` indexes pixel centres, whose centre is ((w-1)/2, (h-1)/2): the same place.
+    `affine` maps an output pixel back to its source; a point goes the other way, source to
+    output: mirror about the centre, then rotate by +angle and zoom, then shift. Rotating
+    by +angle in (y, x) pixel coordinates (y down) turns the image clockwise on screen.
+    A mirror also swaps the points' names: the subject's right eye becomes the image's
+    other eye, so the indices are permuted (emotion.face.ibug68.FLIP). NaN (no label)
+    stays NaN.
+    """
+    from emotion.face.ibug68 import FLIP
+
+    points = np.asarray(points, np.float32)
+    h, w = shape
+    cy, cx = np.float32(h / 2), np.float32(w / 2)
+    mirror = np.asarray(mirror, bool)
+    points = np.where(mirror[:, None, None], points[:, FLIP], points)
+    x = points[..., 0] - cx
+    y = points[..., 1] - cy
+    x = np.where(mirror[:, None], -x, x)
+    cos = (np.cos(angle) * scale).astype(np.float32)[:, None]
+    sin = (np.sin(angle) * scale).astype(np.float32)[:, None]
+    shift = np.asarray(shift, np.float32)
+    out_y = cos * y + sin * x + cy + shift[:, 0, None]
+    out_x = -sin * y + cos * x + cx + shift[:, 1, None]
+    return np.stack([out_x, out_y], axis=-1).astype(np.float32)
+
+
+def transform_pose(pose, angle, mirror) -> np.ndarray:
+    """The head pose (N, 3) yaw/pitch/roll degrees of the faces `affine` made: a mirror
+    turns the head the other way (yaw and roll change sign, pitch stays); the clockwise
+    rotation by `angle` adds to the roll (positive roll is clockwise: emotion.face.pose)."""
+    pose = np.array(pose, np.float32)
+    mirror = np.asarray(mirror, bool)
+    pose[mirror, 0] *= -1
+    pose[mirror, 2] *= -1
+    pose[:, 2] += np.rad2deg(np.asarray(angle, np.float32))
+    return pose
 
 
 def bilinear(batch, src_y, src_x) -> np.ndarray:

@@ -25,7 +25,7 @@ from nnlite import random as nnrandom
 from nnlite.serialization import WeightFileError, load_arrays, save, save_arrays
 
 from emotion.errors import UserError
-from emotion.io.outputs import check_output_folder
+from emotion.io.outputs import check_output_folder, same_file
 
 CHECKPOINT_VERSION = 1
 # What a resumed run must share with the run it continues (anything else may change, e.g.
@@ -60,13 +60,16 @@ class RunFolder:
         self.best_path = self.path / "best.npz"
 
     # -- before any work: what may be done with OUT ------------------------------------------
-    def check_out(self, resume, overwrite):
+    def check_out(self, resume, overwrite, inputs=None):
         """Check OUT before any work: the checkpoint to resume (arrays, meta), or None.
 
         Nothing is lost by accident: a folder that already holds a run is refused unless the
-        caller says what to do with it (resume it, or overwrite it).
+        caller says what to do with it (resume it, or overwrite it), and no input (`inputs`:
+        option -> path, e.g. {"--init": ...}) may be one of the files a run writes in OUT or
+        --overwrite removes from it, whatever the caller says.
         """
-        check_output_folder(self.path, "--out")
+        check_output_folder(self.path, "--out", probe=True)
+        self.check_inputs_spared(inputs or {})
         if resume and overwrite:
             raise UserError("--resume continues the run in OUT and --overwrite replaces it: "
                             "pass only one of them")
@@ -79,6 +82,17 @@ class RunFolder:
                 f"--resume to continue it, --out with another folder to start a new run, or "
                 f"--overwrite to replace it")
         return None
+
+    def check_inputs_spared(self, inputs: dict) -> None:
+        """UserError if an input is one of OUT's run files (RUN_FILES): the run would write
+        over it, and --overwrite would delete it before it is even read."""
+        for option, source in inputs.items():
+            for name in RUN_FILES:
+                if source and same_file(self.path / name, source):
+                    raise UserError(
+                        f"{option} {source} is {self.path / name}, a file this run writes "
+                        f"(and --overwrite removes) in --out {self.path}: that would destroy "
+                        f"the input; copy it elsewhere first, or choose another --out")
 
     def existing_files(self):
         return [name for name in RUN_FILES if (self.path / name).exists()]

@@ -28,6 +28,7 @@ import time
 
 from emotion.video import pipeline
 from emotion.io.rows import RowWriter, face_rows
+from emotion.io.outputs import refuse_existing
 from emotion.video.sources import check_output_paths, check_video_name, open_video, open_writer
 
 _END = object()  # what the threads put in a queue after the last frame
@@ -131,13 +132,16 @@ class FrameLoop:
     def __init__(self, source, weights=None, backend=None, *, detect_every: int | None = None,
                  csv=None, jsonl=None, out=None, max_frames: int | None = None,
                  classifier=None, drop_stale: bool | None = None, show_parts: bool = False,
-                 scan_lag: int | None = None, classify_every: int | None = None):
+                 scan_lag: int | None = None, classify_every: int | None = None,
+                 overwrite: bool = False):
         from emotion.cnn.classifier import resolve_weights
 
         weights_file = None if classifier is not None else resolve_weights(weights)
-        check_output_paths({"--out": out, "--csv": csv, "--jsonl": jsonl}, source=source,
-                           inputs={"the weight file": weights_file})
+        outputs = {"--out": out, "--csv": csv, "--jsonl": jsonl}
+        check_output_paths(outputs, source=source, inputs={"the weight file": weights_file},
+                           overwrite=True)
         check_video_name(out)
+        refuse_existing(outputs, overwrite)  # last: the messages above say more
         self.source_name, self.out, self.max_frames = source, out, max_frames
         self.show_parts = show_parts
         self._drop_stale = drop_stale

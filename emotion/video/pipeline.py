@@ -167,7 +167,7 @@ class FacePipeline:
         self.detector = detector or FaceDetector(VIDEO_CONFIG)
         self.tracker = tracker or IoUTracker()
         # The parts level the crop and give the pose; without aligning none are looked for.
-        self.parts = parts if parts is not None else (PartsDetector() if align else None)
+        self.parts = parts if parts is not None else (parts_detector() if align else None)
         self.detect_every, self.eyes_every, self.near_every = detect_every, eyes_every, near_every
         self.classify_every = classify_every
         # The scan on a worker thread (emotion.video.lagged), with a detector of its own; in
@@ -370,10 +370,20 @@ def profile_detector() -> ProfileDetector:
     return _per_thread.profile
 
 
+def parts_detector() -> PartsDetector:
+    """The parts detector of every front end: the eye and smile cascades (the eyes and the
+    mouth; the profile cascade is profile_detector's, one per thread). One definition, so
+    that no front end loses a part: batch built its own without the smile cascade, and
+    never found a mouth, so its pose differed from predict's (issue 29)."""
+    return PartsDetector()
+
+
 def photo_detectors() -> tuple[FaceDetector, PartsDetector]:
     """The face and parts detectors for still images, as `emotion predict` uses them: one
-    definition, so that every front end (predict, serve, batch) finds the same faces."""
-    return FaceDetector(PHOTO_CONFIG), PartsDetector()
+    definition, so that every front end (predict, batch, serve, explain) finds the same
+    faces and parts. Video finds its parts with the same parts_detector, its faces with
+    VIDEO_CONFIG (emotion/face/detector.py says how the two presets differ)."""
+    return FaceDetector(PHOTO_CONFIG), parts_detector()
 
 
 def analyze_image(classifier, image: np.ndarray, detector: FaceDetector,

@@ -22,7 +22,8 @@ from emotion.errors import UserError
 from emotion.io.images import to_bgr8
 from emotion.io.inputs import readable_file
 from emotion.io.messages import plural
-from emotion.io.outputs import check_output_file, check_outputs_spare_inputs, same_file
+from emotion.io.outputs import (check_output_file, check_outputs_spare_inputs, refuse_existing,
+                                same_file)
 
 # ---------------------------------------------------------------------------------------
 # Video: files, cameras, URLs
@@ -180,9 +181,13 @@ def open_video(source: str | int, opener=None) -> VideoSource:
 
 
 def check_output_paths(outputs: dict[str, str | os.PathLike | None],
-                       source: str | int | None = None, inputs: dict | None = None) -> None:
+                       source: str | int | None = None, inputs: dict | None = None,
+                       overwrite: bool = False, alternatives: str = "",
+                       examples: dict | None = None) -> None:
     """Fail before anything is written if an output cannot be written, is the input video,
-    or is another output.
+    is another output, or already exists without `overwrite` (outputs.refuse_existing, whose
+    message offers `alternatives` too). `examples`: option -> the file name suggested when
+    the path given is a folder (default: one that fits a video, --csv or --jsonl).
 
     `outputs` maps each option to its path (None when not given), e.g. {"--out": "a.mp4",
     "--csv": None}; `source` is the input as the user gave it (a camera index or a stream URL
@@ -191,7 +196,7 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None],
     """
     given = [(option, path) for option, path in outputs.items() if path]
     for option, path in given:
-        check_output_file(path, option)
+        check_output_file(path, option, (examples or {}).get(option))
     check_outputs_spare_inputs(outputs, inputs or {})
     source = parse_source(source) if source is not None else None
     if isinstance(source, str) and not is_url(source):
@@ -204,6 +209,7 @@ def check_output_paths(outputs: dict[str, str | os.PathLike | None],
             if same_file(path, other_path):
                 raise UserError(f"{option} {path} and {other_option} {other_path} are the same "
                                 f"file: give each output its own name")
+    refuse_existing(outputs, overwrite, alternatives)  # last: the messages above say more
 
 
 # The video files the app reads (FFmpeg decodes more containers than OpenCV's mp4v writer

@@ -63,6 +63,9 @@ class FER2013:
     drawn_splits:    the splits that the source did not name but were drawn at random
                      (seeded, per class): all three for a CSV or .npz without Usage,
                      PublicTest for an image folder without val/
+    rows:            {split: (N,) int64} each image's 1-based data row in the source (its
+                     position in the file list for folders): what lines up per-row labels
+                     made from the same file, such as the landmark teacher's
     """
 
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -73,6 +76,7 @@ class FER2013:
     ferplus_dropped: int = 0
     from_cache: bool = False
     drawn_splits: tuple[str, ...] = ()
+    rows: dict[str, np.ndarray] = field(default_factory=dict)
 
     def split(self, name: str, *, required: bool = False,
               hint: str = "") -> tuple[np.ndarray, np.ndarray]:

@@ -59,10 +59,10 @@ def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, val_fraction=0
         ferplus = find_ferplus(Path(ferplus).expanduser())
         table, dropped = apply_ferplus(table, source, ferplus)
 
-    splits, drawn = _split(table, val_fraction, seed)
+    splits, drawn, rows = _split(table, val_fraction, seed)
     return FER2013(splits=splits, source=source, layout=table.layout,
                    skipped_rows=list(table.skipped), ferplus=ferplus, ferplus_dropped=dropped,
-                   from_cache=from_cache, drawn_splits=drawn)
+                   from_cache=from_cache, drawn_splits=drawn, rows=rows)
 
 
 def _parse_with_cache(source: Path, cache: bool) -> tuple[Table, bool]:
@@ -107,8 +107,9 @@ def _skip_summary(source: Path, skipped) -> str:
     return f"emotion: skipped {len(skipped)} bad rows of {source.name}: {shown}{more}"
 
 
-def _split(table: Table, val_fraction: float, seed: int) -> tuple[dict, tuple[str, ...]]:
-    """({split name: (images, labels)}, the names of the splits drawn at random)."""
+def _split(table: Table, val_fraction: float, seed: int) -> tuple[dict, tuple[str, ...], dict]:
+    """({split name: (images, labels)}, the names of the splits drawn at random,
+    {split name: each image's 1-based row in the source})."""
     usage = table.usage.copy()
     drawn = ()
     unassigned = np.flatnonzero(usage == UNASSIGNED)
@@ -125,13 +126,14 @@ def _split(table: Table, val_fraction: float, seed: int) -> tuple[dict, tuple[st
         usage[training[public]] = SPLITS.index("PublicTest")
         drawn = ("PublicTest",)
 
-    splits = {}
+    splits, rows = {}, {}
     for code, name in enumerate(SPLITS):
         chosen = np.flatnonzero(usage == code)
         # float32 holding 0..255: what `preprocess` and the models take; uint8 stays in the cache
         images = table.images[chosen, None].astype(np.float32)
         splits[name] = (images, table.labels[chosen].astype(np.int64))
-    return splits, drawn
+        rows[name] = table.rows[chosen].astype(np.int64)
+    return splits, drawn, rows
 
 
 def stratified_split(labels, fractions, seed=0) -> list[np.ndarray]:

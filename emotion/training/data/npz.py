@@ -11,7 +11,7 @@ from emotion.labels import NUM_CLASSES
 from emotion.training.data.cache import write_atomically
 from emotion.training.data.csv_file import usage_codes
 from emotion.training.data.dataset import (FER2013, IMAGE_SIZE, SPLITS, UNASSIGNED, UNKNOWN_USAGE,
-                                   Table)
+                                           Table)
 
 def read_npz(source: Path) -> Table:
     """`images` (N, 48, 48) or (N, 1, 48, 48) with 0..255 values, `labels` (N,) and optional
