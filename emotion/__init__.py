@@ -35,10 +35,11 @@ def analyze(image, weights=None, backend=None, rotations=False) -> list:
     if isinstance(image, (str, os.PathLike)):
         image = read_image(image)
     classifier = pipeline.load_classifier(weights, backend)
+    landmarker = pipeline.load_landmarker(classifier, backend)
     detector, parts = pipeline.photo_detectors()
     with pipeline.one_blas_thread():
         return image_faces(pipeline.analyze_image(classifier, image, detector, parts,
-                                                  rotations=rotations))
+                                                  rotations=rotations, landmarker=landmarker))
 
 
 def analyze_video(path, weights=None, backend=None, detect_every=None, classify_every=None,

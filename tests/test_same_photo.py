@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(not PHOTO.is_file(), reason=f"shared test photo 
 
 # What every front end must agree on (the phase is a video's: a photo has none).
 COMPARED = ["track_id", "x", "y", "w", "h", *EMOTIONS, "emotion", "intensity", *POSE_COLUMNS,
-            *PART_COLUMNS]
+            *PART_COLUMNS, "landmarks"]
 FRAMES = 3
 
 
@@ -41,7 +41,8 @@ def flat(face_json: dict, track_id: int) -> dict:
     x, y, w, h = face_json["box"]
     row = dict(track_id=track_id, x=x, y=y, w=w, h=h, **face_json["probabilities"],
                emotion=face_json["emotion"], intensity=face_json["intensity"],
-               pose=face_json["pose"], parts=face_json["parts"])
+               pose=face_json["pose"], parts=face_json["parts"],
+               landmarks=face_json["landmarks"])
     return compared(flat_row(row))
 
 

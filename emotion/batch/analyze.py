@@ -161,7 +161,8 @@ def _analyze_image(media, settings: BatchSettings, rows: TableBuilder) -> int:
     classifier = _classifier(settings.image_weights, settings.backend)
     detector, parts = _photo_detectors()
     image = read_image(media.path)
-    results = pipeline.analyze_image(classifier, image, detector, parts)
+    results = pipeline.analyze_image(classifier, image, detector, parts,
+                                     landmarker=_landmarker(classifier, settings.backend))
     rows.add(face_rows(0, 0.0, results))
     return 1
 
@@ -213,6 +214,14 @@ def _classifier(weights: str, backend: str):
     if (weights, backend) not in cache:
         cache[weights, backend] = pipeline.load_classifier(weights, backend)
     return cache[weights, backend]
+
+
+def _landmarker(classifier, backend: str):
+    """The landmark model beside `classifier` (the classifier itself when it has the
+    geometry head), once per worker thread, as the classifiers."""
+    if getattr(classifier, "has_geometry", False):
+        return classifier
+    return _classifier(pipeline.LANDMARK_WEIGHTS, backend)
 
 
 def _photo_detectors():

@@ -95,6 +95,31 @@ class EmotionClassifier:
             probs = F.softmax(self.inference_model(x))
         return nnlite.to_numpy(probs.data).astype(np.float32, copy=False)
 
+    @property
+    def has_geometry(self) -> bool:
+        """Whether the model also gives landmarks and pose (emotion.cnn.models.FaceNet)."""
+        return models.has_geometry(self.model)
+
+    def predict_geometry(self, crops) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (N, 7), geometry (N, 139)) for gray uint8 face crops of any size,
+        from one pass of a model with a geometry head (emotion.face.geometry decodes it)."""
+        from emotion.cnn.preprocess import faces_to_batch
+
+        if not self.has_geometry:
+            raise UserError(f"the {self.model_name!r} weights give no landmarks: a model with "
+                            "a geometry head (mobile_face) does")
+        if len(crops) == 0:
+            return (np.zeros((0, len(EMOTIONS)), np.float32),
+                    np.zeros((0, models.GEOMETRY_OUTPUTS), np.float32))
+        images = faces_to_batch(list(crops), self.preprocess_config)
+        with nnlite.no_grad():
+            x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32),
+                                               self.device))
+            logits, geometry = self.inference_model.geometry_forward(x)
+            probs = F.softmax(logits)
+        return (nnlite.to_numpy(probs.data).astype(np.float32, copy=False),
+                nnlite.to_numpy(geometry.data).astype(np.float32, copy=False))
+
     def predict_faces(self, crops) -> np.ndarray:
         """Probabilities (N, 7) for gray uint8 face crops of any size (the training pipeline)."""
         from emotion.cnn.preprocess import faces_to_batch

@@ -107,6 +107,7 @@ def _run(args) -> int:
     for target in targets.values():  # before any image is classified, as the folder's check
         refuse_existing({"--annotate": target}, args.overwrite)
     classifier = pipeline.load_classifier(args.weights, args.backend)
+    landmarker = pipeline.load_landmarker(classifier, args.backend)
     detector, parts = pipeline.photo_detectors()
 
     failures = 0
@@ -130,7 +131,7 @@ def _run(args) -> int:
                 print(json.dumps({"file": str(path), "error": str(err)}), file=out, flush=True)
             continue
         results = pipeline.analyze_image(classifier, image, detector, parts,
-                                         rotations=args.rotations)
+                                         rotations=args.rotations, landmarker=landmarker)
         if args.json:
             print(json.dumps(image_record(path, results)), file=out, flush=True)
         else:

@@ -26,6 +26,8 @@ import cv2
 import numpy as np
 
 from emotion.face import geometry, ibug68
+from emotion.face.detector import FaceParts
+from emotion.face.pose import HeadPose
 
 MARGIN = 0.15            # the classifier's crop margin (emotion.face.detector.expand_box)
 LEVEL_MIN_DEGREES = 3.0  # a smaller roll is not worth a second pass (and its resampling)
@@ -83,6 +85,30 @@ class FaceGeometry:
         """Eye, eyebrow and mouth boxes (x, y, w, h) from the points (ibug68.part_boxes)."""
         return ibug68.part_boxes(self.points)
 
+    def pose(self) -> HeadPose:
+        return HeadPose(yaw=self.yaw, pitch=self.pitch, roll=self.roll)
+
+    def parts(self, face_height: float) -> FaceParts:
+        """The eyes, eyebrows and mouth as FaceParts (whole-pixel boxes, image-left first,
+        as every front end reports them), the roll of the model, and the eyebrow raise: the
+        mean distance from each eyebrow's centre to its eye's centre over `face_height`."""
+        boxes = self.part_boxes()
+
+        def whole(box):  # the outer whole pixels of a continuous box
+            x0, y0 = int(np.floor(box[0])), int(np.floor(box[1]))
+            return (x0, y0, int(np.ceil(box[0] + box[2])) - x0,
+                    int(np.ceil(box[1] + box[3])) - y0)
+
+        sides = [("right_eye", "right_brow", ibug68.RIGHT_EYE, ibug68.RIGHT_BROW),
+                 ("left_eye", "left_brow", ibug68.LEFT_EYE, ibug68.LEFT_BROW)]
+        sides.sort(key=lambda s: boxes[s[0]][0])  # image-left first
+        raise_ = np.mean([np.linalg.norm(self.points[eye].mean(0) - self.points[brow].mean(0))
+                          for _, _, eye, brow in sides]) / max(face_height, 1e-6)
+        return FaceParts(eyes=[whole(boxes[e]) for e, _, _, _ in sides],
+                         mouth=whole(boxes["mouth"]), roll=self.roll,
+                         eyebrows=[whole(boxes[b]) for _, b, _, _ in sides],
+                         eyebrow_raise=float(raise_))
+
 
 def eye_line_roll(points: np.ndarray) -> np.ndarray:
     """Roll in degrees from the eye centres, points (..., 68, 2) -> (...): the angle of the
@@ -92,20 +118,31 @@ def eye_line_roll(points: np.ndarray) -> np.ndarray:
     return np.degrees(np.arctan2(d[..., 1], d[..., 0]))
 
 
-def locate(run_geometry, gray: np.ndarray, boxes, size: int = 48):
+def locate(run_geometry, gray: np.ndarray, boxes, rolls=None, relevel: bool = True,
+           size: int = 48):
     """Landmarks and pose of every face box: ([FaceGeometry], [FaceCrop], outputs).
 
-    `run_geometry(crops) -> (logits (N, 7), geometry (N, 139))` runs the FaceNet on gray
-    crops; its last call's logits come back as `outputs` so a caller whose classifier is
-    that same network reads the emotion of the levelled crops without another pass.
+    `run_geometry(crops) -> (probabilities (N, 7), geometry (N, 139))` runs the FaceNet on
+    gray crops (EmotionClassifier.predict_geometry); the probabilities of the crops the
+    points come from are returned as `outputs`, so a caller whose classifier is that same
+    network reads the emotion of the levelled crops without another pass.
+
+    rolls: a roll per box to level the first crop by (a track's last roll), else upright.
+    relevel: a face whose eye line in the crop is off level by more than LEVEL_MIN_DEGREES
+    gets the second, levelled pass; True or False for every box, or one bool per box (a
+    video's track is levelled by its last roll instead, and only a new one relevels).
     """
     if not len(boxes):
         return [], [], np.zeros((0, 7), np.float32)
-    crops = [face_crop(gray, box) for box in boxes]
+    hints = [0.0] * len(boxes) if rolls is None else [float(r or 0.0) for r in rolls]
+    crops = [face_crop(gray, box, roll=r) for box, r in zip(boxes, hints)]
     logits, raw = run_geometry([c.image for c in crops])
     points, _ = geometry.decode(raw, size)
-    rolls = eye_line_roll(points)
-    redo = [i for i, r in enumerate(rolls) if abs(r) > LEVEL_MIN_DEGREES]
+    off_level = eye_line_roll(points)  # in the crop: what is left to undo
+    rolls = [c.angle + r for c, r in zip(crops, off_level)]
+    relevel = [relevel] * len(boxes) if isinstance(relevel, bool) else list(relevel)
+    redo = [i for i, (r, again) in enumerate(zip(off_level, relevel))
+            if again and abs(r) > LEVEL_MIN_DEGREES]
     if redo:
         levelled = [face_crop(gray, boxes[i], roll=float(rolls[i])) for i in redo]
         again_logits, again = run_geometry([c.image for c in levelled])
@@ -117,3 +154,15 @@ def locate(run_geometry, gray: np.ndarray, boxes, size: int = 48):
                           roll=float(a[2] + crop.angle))
              for crop, p, a in zip(crops, points, pose)]
     return faces, crops, logits
+
+
+def follow_box(points: np.ndarray, found_in, box) -> np.ndarray:
+    """Landmarks found in the box `found_in`, carried to where the face's box is now: moved
+    with its centre and scaled with its width (a video's face between two CNN passes)."""
+    if tuple(found_in) == tuple(box):
+        return points
+    (x0, y0, w0, h0), (x1, y1, w1, h1) = found_in, box
+    scale = w1 / max(w0, 1e-6)
+    centre0 = np.array([x0 + w0 / 2, y0 + h0 / 2])
+    centre1 = np.array([x1 + w1 / 2, y1 + h1 / 2])
+    return ((np.asarray(points) - centre0) * scale + centre1).astype(np.float32)

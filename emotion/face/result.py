@@ -30,11 +30,13 @@ class FaceResult:
     roll: float | None = None   # head roll in degrees, when both eyes were found
     pose: HeadPose = field(default_factory=HeadPose)  # conventions: emotion.face.pose
     parts: FaceParts = field(default_factory=FaceParts)  # eyes, eyebrows, mouth (frame px)
+    landmarks: np.ndarray | None = None  # (68, 2) frame px, iBUG order (emotion.face.ibug68)
 
     @classmethod
     def build(cls, track_id: int, box: Box, probabilities: np.ndarray, eyes: list[Box],
               phase: str = "", parts: FaceParts | None = None,
-              pose: HeadPose | None = None) -> "FaceResult":
+              pose: HeadPose | None = None,
+              landmarks: np.ndarray | None = None) -> "FaceResult":
         """The one way a result is made: the dominant emotion and its intensity from the
         probabilities; the parts (default: the eyes alone) and the pose (default: the roll
         from the eyes) as given."""
@@ -43,7 +45,8 @@ class FaceResult:
         pose = pose if pose is not None else HeadPose(roll=roll_angle(eyes))
         return cls(track_id=track_id, box=tuple(box), probabilities=probabilities,
                    emotion=emotion, intensity=expression.intensity(p), phase=phase,
-                   eyes=list(eyes), roll=pose.roll, pose=pose, parts=parts)
+                   eyes=list(eyes), roll=pose.roll, pose=pose, parts=parts,
+                   landmarks=landmarks)
 
     def pose_dict(self) -> dict:
         """{"yaw", "pitch", "roll"} in degrees (one decimal), None where unknown."""
@@ -74,4 +77,12 @@ class FaceResult:
             "roll": None if self.roll is None else round(self.roll, 1),
             "pose": self.pose_dict(),
             "parts": self.parts_dict(),
+            "landmarks": self.landmarks_list(),
         }
+
+    def landmarks_list(self) -> list | None:
+        """The 68 points as [[x, y], ...] frame pixels to 0.1 px (continuous coordinates:
+        pixel i covers [i, i + 1)), iBUG 300-W order; None without a landmark model."""
+        if self.landmarks is None:
+            return None
+        return [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks]

@@ -214,10 +214,12 @@ def draw_fps(frame: np.ndarray, fps: float) -> None:
 
 
 PART_COLORS = {"eye": (80, 220, 80), "eyebrow": (220, 200, 60), "mouth": (80, 80, 230)}
+LANDMARK_COLOR = (0, 255, 255)  # yellow: apart from every part box
 
 
 def draw_parts(frame: np.ndarray, result, scale: float = 1.0) -> None:
-    """The eyes, eyebrows and mouth as thin boxes, and pose axes at the eye midpoint.
+    """The 68 landmarks as dots (when the face has them), the eyes, eyebrows and mouth as
+    thin boxes, and pose axes at the eye midpoint.
 
     The axes are those of the head turned by (yaw, pitch, roll) and projected flat, in the
     conventions of emotion.face.pose: red points right across the face, green up it, blue out
@@ -226,6 +228,11 @@ def draw_parts(frame: np.ndarray, result, scale: float = 1.0) -> None:
     """
     t = max(1, int(scale))
     parts = result.parts
+    points = getattr(result, "landmarks", None)
+    if points is not None:
+        radius = max(1, round(result.box[2] / 120))  # visible on a small face, not a blot
+        for px, py in points:
+            cv2.circle(frame, (int(px), int(py)), radius, LANDMARK_COLOR, -1, cv2.LINE_AA)
     for name, boxes in (("eye", parts.eyes), ("eyebrow", parts.eyebrows),
                         ("mouth", [parts.mouth])):
         for b in boxes:

@@ -12,13 +12,16 @@ A row (`face_rows`, and each JSON line) is
     "parts": {"eyes": [[x, y, w, h], ...],            0 or 2, image-left first
               "eyebrows": [[x, y, w, h] or null, ...], one per eye
               "mouth": [x, y, w, h] or null, "eyebrow_raise": float or null}
+    "landmarks": [[x, y], ...] or null                68 points, iBUG 300-W order
+                                                      (emotion.face.ibug68), 0.1 px
 
 in frame pixels; what was not found is null or an empty list, never a guess. The CSV
-flattens the two into fixed columns (COLUMNS), so that `pandas.read_csv` gives numbers,
-with empty cells (NaN) for what is missing:
+flattens the pose and parts into fixed columns (COLUMNS), so that `pandas.read_csv` gives
+numbers, with empty cells (NaN) for what is missing, and keeps the landmarks as one JSON
+column (136 numbers would drown the table; `json.loads` gives the list back):
 
     yaw, pitch, roll, eye1_x, eye1_y, eye1_w, eye1_h, eye2_..., brow1_..., brow2_...,
-    mouth_x, mouth_y, mouth_w, mouth_h, eyebrow_raise
+    mouth_x, mouth_y, mouth_w, mouth_h, eyebrow_raise, landmarks
 
 eye1 is the image-left eye, brow1 the eyebrow above it. The probabilities and the pose are
 the track's smoothed ones; frames without a face have no row.
@@ -43,9 +46,9 @@ PART_COLUMNS = [*_box_columns("eye1"), *_box_columns("eye2"), *_box_columns("bro
                 *_box_columns("brow2"), *_box_columns("mouth"), "eyebrow_raise"]
 FACE_COLUMNS = ["frame", "time_s", "track_id", "x", "y", "w", "h", *EMOTIONS,
                 "emotion", "intensity", "phase"]
-COLUMNS = [*FACE_COLUMNS, *POSE_COLUMNS, *PART_COLUMNS]  # the CSV's
-JSON_KEYS = [*FACE_COLUMNS, "pose", "parts"]             # a face_rows row's, a JSON line's
-TEXT_COLUMNS = ["emotion", "intensity", "phase"]          # the rest hold numbers
+COLUMNS = [*FACE_COLUMNS, *POSE_COLUMNS, *PART_COLUMNS, "landmarks"]  # the CSV's
+JSON_KEYS = [*FACE_COLUMNS, "pose", "parts", "landmarks"]  # a face_rows row's, a JSON line's
+TEXT_COLUMNS = ["emotion", "intensity", "phase", "landmarks"]  # the rest hold numbers
 
 
 def face_rows(frame_index: int, timestamp: float, results) -> list[dict]:
@@ -59,14 +62,15 @@ def face_rows(frame_index: int, timestamp: float, results) -> list[dict]:
         row = {"frame": frame_index, "time_s": round(timestamp, 4), "track_id": face["track_id"],
                "x": x, "y": y, "w": w, "h": h}
         row.update(face["probabilities"])
-        row.update({key: face[key] for key in ("emotion", "intensity", "phase", "pose", "parts")})
+        row.update({key: face[key]
+                    for key in ("emotion", "intensity", "phase", "pose", "parts", "landmarks")})
         rows.append(row)
     return rows
 
 
 # A face in `emotion predict --json` and `emotion.analyze`: its record without what only a
 # video has (track ID, phase) and without the roll, which the pose repeats.
-IMAGE_FACE_KEYS = ["box", "emotion", "probabilities", "intensity", "pose", "parts"]
+IMAGE_FACE_KEYS = ["box", "emotion", "probabilities", "intensity", "pose", "parts", "landmarks"]
 
 
 def image_faces(results) -> list[dict]:
@@ -83,7 +87,7 @@ def image_record(path, results) -> dict:
 def flat_row(row: dict) -> dict:
     """A face_rows row as the CSV's COLUMNS: the pose and the parts in fixed columns, None
     (an empty cell) for each part not found."""
-    flat = {k: v for k, v in row.items() if k not in ("pose", "parts")}
+    flat = {k: v for k, v in row.items() if k not in ("pose", "parts", "landmarks")}
     pose = row.get("pose") or {}
     flat.update({k: pose.get(k) for k in POSE_COLUMNS})
     parts = row.get("parts") or {}
@@ -96,6 +100,8 @@ def flat_row(row: dict) -> dict:
     for name, box in boxes.items():
         flat.update(zip(_box_columns(name), box if box is not None else [None] * 4))
     flat["eyebrow_raise"] = parts.get("eyebrow_raise")
+    points = row.get("landmarks")
+    flat["landmarks"] = None if points is None else json.dumps(points, separators=(",", ":"))
     return flat
 
 

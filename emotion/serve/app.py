@@ -104,6 +104,8 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
     if classifier is None:
         classifier = pipeline.load_classifier(weights or pipeline.VIDEO_WEIGHTS, backend)
     model = SharedClassifier(classifier)
+    landmarker = model if getattr(classifier, "has_geometry", False) else SharedClassifier(
+        pipeline.load_landmarker(None, backend))
     worker = InferenceWorker(max_pending)
     detector, parts = pipeline.photo_detectors()
     state: dict = {"jobs": None, "live": set()}
@@ -115,7 +117,8 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
 
     def predict(data: bytes, name: str) -> dict:
         image = decode_image(data)
-        return image_record(name, pipeline.analyze_image(model, image, detector, parts))
+        return image_record(name, pipeline.analyze_image(model, image, detector, parts,
+                                                         landmarker=landmarker))
 
     def explain(data: bytes) -> dict:
         return inside.explain_json(decode_image(data), model)
@@ -177,7 +180,7 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
                             headers={"Content-Disposition": f'{disposition}; filename="{path.name}"'})
 
     async def live(websocket) -> None:
-        await serve_live(websocket, model, worker, state["live"])
+        await serve_live(websocket, model, worker, state["live"], landmarker)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

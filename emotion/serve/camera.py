@@ -37,8 +37,8 @@ MAX_FRAME_BYTES = 4 * 2**20  # one camera frame as JPEG is ~50-200 kB
 class LiveSession:
     """One client's stream: its own face pipeline (tracks, smoothing, phases)."""
 
-    def __init__(self, classifier):
-        self.faces = pipeline.FacePipeline(classifier)
+    def __init__(self, classifier, landmarker=None):
+        self.faces = pipeline.FacePipeline(classifier, landmarker=landmarker)
         self.start = time.monotonic()
 
     def step(self, index: int, data: bytes, received: float) -> dict:
@@ -51,12 +51,13 @@ class LiveSession:
         return {"frame": index, "faces": face_rows(index, received - self.start, results)}
 
 
-async def serve_live(websocket: WebSocket, classifier, worker, sessions: set) -> None:
+async def serve_live(websocket: WebSocket, classifier, worker, sessions: set,
+                     landmarker=None) -> None:
     await websocket.accept()
     if len(sessions) >= MAX_LIVE:
         await websocket.close(code=1013, reason=f"server busy: {MAX_LIVE} live sessions already")
         return
-    session = LiveSession(classifier)
+    session = LiveSession(classifier, landmarker)
     sessions.add(session)
     newest: list = []  # [(index, bytes, time received)], at most one
     arrived = asyncio.Event()

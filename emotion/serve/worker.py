@@ -57,6 +57,10 @@ class SharedClassifier:
         with self.lock:
             return self.classifier.predict_faces(crops)
 
+    def predict_geometry(self, crops):
+        with self.lock:
+            return self.classifier.predict_geometry(crops)
+
     def __getattr__(self, name):
         return getattr(self.classifier, name)
 

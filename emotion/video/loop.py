@@ -161,7 +161,8 @@ class FrameLoop:
             classifier = s["classifier"] or pipeline.load_classifier(s["weights"], s["backend"])
             options = {k: s[k] for k in ("detect_every", "scan_lag", "classify_every")
                        if s[k] is not None}
-            self.faces = pipeline.FacePipeline(classifier, **options)
+            landmarker = pipeline.load_landmarker(classifier, s["backend"])
+            self.faces = pipeline.FacePipeline(classifier, landmarker=landmarker, **options)
             self.faces.show_parts = self.show_parts
             self.rows = RowWriter(s["csv"], s["jsonl"])
             drop = self.source.live if self._drop_stale is None else self._drop_stale

@@ -43,6 +43,7 @@ from emotion.face.detector import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector
                                    PartsDetector, align_face, crop_face, drop_duplicates, new_faces,
                                    overlap_fraction)
 from emotion.face.pose import HeadPose, ProfileDetector, estimate_pose
+from emotion.face.landmarks import follow_box, locate
 from emotion.face.result import FaceResult
 from emotion.face.rotate import find_rotated
 from emotion.io import draw
@@ -60,6 +61,7 @@ EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
 CLASSIFY_EVERY = 2  # each face through the CNN every 2nd frame, half of the faces each frame
 SCAN_LAG = 9       # a scan runs on a worker beside 9 frames, its new faces merged after them
 VIDEO_WEIGHTS = "mobile"  # the weights `live` and `video` use by default (README: why)
+LANDMARK_WEIGHTS = "mobile_face"  # the landmark and pose model of every front end
 
 
 def one_blas_thread():
@@ -80,6 +82,18 @@ def load_classifier(weights: str | None = None, backend: str | None = None):
     from emotion.cnn.classifier import EmotionClassifier  # imported late: it pulls in nnlite
 
     return EmotionClassifier.load(weights, backend=backend)
+
+
+def load_landmarker(classifier=None, backend: str | None = None):
+    """The landmark and pose model (LANDMARK_WEIGHTS): the classifier itself when its
+    model has the geometry head (one pass gives the emotion and the points), else the
+    shipped FaceNet beside it (loaded here, not through load_classifier, which tests
+    replace with a fake classifier: they still get real landmarks)."""
+    from emotion.cnn.classifier import EmotionClassifier
+
+    if getattr(classifier, "has_geometry", False):
+        return classifier
+    return EmotionClassifier.load(LANDMARK_WEIGHTS, backend=backend)
 
 
 class StageTimer:
@@ -159,11 +173,18 @@ class FacePipeline:
                  detect_every: int = DETECT_EVERY, margin: float = 0.15, align: bool = True,
                  local: bool = True, eyes_every: int = EYES_EVERY,
                  near_every: int = NEAR_EVERY, scan_lag: int = SCAN_LAG,
-                 classify_every: int = CLASSIFY_EVERY, parts_ahead: bool = True):
+                 classify_every: int = CLASSIFY_EVERY, parts_ahead: bool = True,
+                 landmarker=None):
         if min(detect_every, eyes_every, near_every, classify_every) < 1 or scan_lag < 0:
             raise ValueError("detect_every, eyes_every, near_every and classify_every must be "
                              ">= 1, scan_lag >= 0")
         self.classifier = classifier
+        # With a landmark model (load_landmarker) the landmarks give the parts, the pose and
+        # the levelled crop, in the CNN pass of each face; the parts cascades and their
+        # worker are not used (the eye cascade still confirms faces in rotated windows).
+        self.landmarker = landmarker
+        if landmarker is not None:
+            parts_ahead = False
         self.detector = detector or FaceDetector(VIDEO_CONFIG)
         self.tracker = tracker or IoUTracker()
         # The parts level the crop and give the pose; without aligning none are looked for.
@@ -295,6 +316,8 @@ class FacePipeline:
     def _classify(self, gray: np.ndarray, tracks, timestamp: float) -> None:
         """The CNN on these tracks' faces, in one batch (one batch of N is far faster than N
         batches of 1); each track's smoothed probabilities and phase take the new values."""
+        if self.landmarker is not None:
+            return self._classify_with_landmarks(gray, tracks, timestamp)
         crops = [align_face(gray, t.box, t.eyes, self.margin) if self.align
                  else crop_face(gray, t.box, self.margin) for t in tracks]
         tracks = [t for t, c in zip(tracks, crops) if c.size > 0]
@@ -307,6 +330,40 @@ class FacePipeline:
             track.classified_at = self.frame_index
             phase = self.phases.setdefault(track.track_id, expression.PhaseTracker())
             phase.update(smoothed, timestamp)
+
+    def _classify_with_landmarks(self, gray: np.ndarray, tracks, timestamp: float) -> None:
+        """The landmark model on these tracks' faces, in one batch: each crop levelled by
+        the track's last roll (a new track's, or one found in a rotated window, by a first
+        pass); the points, parts and pose, and the emotion of that crop (from the same pass
+        when the classifier is the landmark model)."""
+        if not tracks:
+            return
+        hints, relevel = [], []
+        for t in tracks:
+            hit = next((h for h in self.rotated if overlap_fraction(h.box, t.box) > 0.5), None)
+            roll = hit.pose.roll if hit is not None else t.pose.roll
+            hints.append(roll)
+            relevel.append(t.landmarks is None or hit is not None)
+        faces, crops, probabilities = locate(self.landmarker.predict_geometry, gray,
+                                             [t.box for t in tracks], rolls=hints,
+                                             relevel=relevel)
+        if self.landmarker is not self.classifier:
+            probabilities = np.asarray(self.classifier.predict_faces([c.image for c in crops]),
+                                       dtype=np.float32)
+        for track, face, probs in zip(tracks, faces, probabilities):
+            track.landmarks, track.landmarks_box = face.points, track.box
+            self._set_parts(track, face.parts(track.box[3]), face.pose(), timestamp)
+            smoothed = self.tracker.smooth_probabilities(track, probs, timestamp)
+            track.classified_at = self.frame_index
+            phase = self.phases.setdefault(track.track_id, expression.PhaseTracker())
+            phase.update(smoothed, timestamp)
+
+    @staticmethod
+    def _landmarks_now(track):
+        """A track's landmarks where its box is this frame (found at its last CNN pass)."""
+        if track.landmarks is None:
+            return None
+        return follow_box(track.landmarks, track.landmarks_box, track.box)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[FaceResult]:
         """Faces of one frame (BGR, BGRA or gray, any depth) at `timestamp` seconds."""
@@ -324,7 +381,7 @@ class FacePipeline:
                                                     for t in self.tracker.tracks)
         self.frame_index += 1
 
-        if self.parts is not None:
+        if self.parts is not None and self.landmarker is None:
             with self.timings.stage("parts"):
                 self._refresh_parts(gray, tracks, timestamp)
 
@@ -332,7 +389,7 @@ class FacePipeline:
             self._classify(gray, self._due_for_classification(tracks), timestamp)
             results = [FaceResult.build(t.track_id, t.box, t.probabilities, t.eyes,
                                         self.phases[t.track_id].phase, parts=t.parts,
-                                        pose=t.pose)
+                                        pose=t.pose, landmarks=self._landmarks_now(t))
                        for t in tracks if t.probabilities is not None]
 
         live_ids = {t.track_id for t in self.tracker.tracks}
@@ -388,17 +445,20 @@ def photo_detectors() -> tuple[FaceDetector, PartsDetector]:
 
 def analyze_image(classifier, image: np.ndarray, detector: FaceDetector,
                   parts: PartsDetector | None = None, margin: float = 0.15,
-                  rotations: bool = False) -> list[FaceResult]:
+                  rotations: bool = False, landmarker=None) -> list[FaceResult]:
     """All faces of a still image, numbered 1..N left to right, without any smoothing.
 
-    A photo has no time axis, so there is no tracking and the phase is empty. With parts,
-    each face gets its parts and head pose (the profile cascade where the eyes are
-    missing); `rotations=True` also searches copies rotated by +-15 and +-30 degrees
-    (emotion.face.rotate) for faces the upright search missed.
+    A photo has no time axis, so there is no tracking and the phase is empty. With a
+    landmarker (load_landmarker), each face gets its 68 landmarks, the parts drawn from
+    them and the model's head pose, and the emotion is read from the crop levelled by the
+    landmark eyes (emotion.face.landmarks); without one, with parts, the Haar parts and
+    the geometric pose (the profile cascade where the eyes are missing). `rotations=True`
+    also searches copies rotated by +-15 and +-30 degrees (emotion.face.rotate) for faces
+    the upright search missed.
     """
     gray = to_gray8(image)
     boxes = detector.detect(gray)
-    analysed = (parts_and_pose(parts, gray, boxes) if parts
+    analysed = (parts_and_pose(parts, gray, boxes) if parts and landmarker is None
                 else [(FaceParts(), HeadPose())] * len(boxes))
     found = [(box, p, pose) for box, (p, pose) in zip(boxes, analysed)]
     if rotations and parts is not None:
@@ -407,8 +467,28 @@ def analyze_image(classifier, image: np.ndarray, detector: FaceDetector,
                    for b in boxes):
                 found.append((hit.box, hit.parts, hit.pose))
         found.sort(key=lambda f: (f[0][0], f[0][1]))
+    if landmarker is not None:
+        return _with_landmarks(classifier, landmarker, gray, found)
     crops = [align_face(gray, box, p.eyes, margin) for box, p, _ in found]
     probabilities = (np.asarray(classifier.predict_faces(crops), dtype=np.float32)
                      if crops else np.zeros((0, NUM_CLASSES), np.float32))
     return [FaceResult.build(i + 1, box, probs, p.eyes, parts=p, pose=pose)
             for i, ((box, p, pose), probs) in enumerate(zip(found, probabilities))]
+
+
+def _with_landmarks(classifier, landmarker, gray, found) -> list[FaceResult]:
+    """analyze_image's faces through the landmark model: the points, the parts drawn from
+    them, the model's pose, and the emotion of the levelled crop (from the same pass when
+    the classifier is the landmark model). A face found in a rotated copy starts levelled
+    by the roll measured there."""
+    boxes = [box for box, _, _ in found]
+    hints = [pose.roll for _, _, pose in found]
+    faces, crops, probabilities = locate(landmarker.predict_geometry, gray, boxes, rolls=hints)
+    if landmarker is not classifier:
+        probabilities = (np.asarray(classifier.predict_faces([c.image for c in crops]),
+                                    dtype=np.float32) if crops
+                         else np.zeros((0, NUM_CLASSES), np.float32))
+    return [FaceResult.build(i + 1, box, probs, parts.eyes, parts=parts, pose=face.pose(),
+                             landmarks=face.points)
+            for i, (box, face, probs) in enumerate(zip(boxes, faces, probabilities))
+            for parts in [face.parts(box[3])]]

@@ -78,6 +78,8 @@ class Track:
     age: int = 1                             # frames since the track was born
     parts_age: int | None = None             # its age when its parts were last looked for
     classified_at: int | None = None         # the pipeline's frame index of its last CNN pass
+    landmarks: np.ndarray | None = None      # (68, 2) frame px, found on `landmarks_box`
+    landmarks_box: Box | None = None         # the box the landmarks were found in
 
 
 class IoUTracker:
