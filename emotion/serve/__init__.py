@@ -2,6 +2,7 @@
 as a web page served by the model's own process.
 
     emotion serve [--host 127.0.0.1] [--port 8000] [--weights W] [--backend B]
+                  [--max-upload-mb 20] [--max-megapixels 40] [--idle-timeout 60]
     -> open http://127.0.0.1:8000 in a browser
 
 The model still runs on nnlite in Python; the browser only sends camera frames and files
@@ -21,8 +22,12 @@ import sys
 
 from emotion import pipeline
 from emotion.errors import UserError
+from emotion.options import number_type
 
 ALL_INTERFACES = ("0.0.0.0", "::", "")
+# A limit is a finite number above 0: nan, inf or 1e400 would pass a `> 0` test or crash at
+# int(), after the model has loaded.
+positive_float = number_type(float, 0, low_open=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,8 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{pipeline.VIDEO_WEIGHTS!r}, fast enough for the live camera; "
                              "'default' is the most accurate)")
     parser.add_argument("--backend", help="nnlite backend: numpy, numba or cuda")
-    parser.add_argument("--max-upload-mb", type=float, default=20, metavar="MB",
+    parser.add_argument("--max-upload-mb", type=positive_float, default=20, metavar="MB",
                         help="largest upload accepted, in MB (default 20); larger gets 413")
+    parser.add_argument("--max-megapixels", type=positive_float, default=40, metavar="MP",
+                        help="largest image accepted, in millions of pixels once decoded "
+                             "(default 40); larger gets 413")
+    parser.add_argument("--idle-timeout", type=positive_float, default=60, metavar="S",
+                        help="close a live camera session that sends no frame for S seconds "
+                             "(default 60), so that idle pages do not hold its 4 places")
 
 
 def _check_can_listen(host: str, port: int) -> None:
@@ -63,8 +74,6 @@ def _check_can_listen(host: str, port: int) -> None:
 def run(args) -> int:
     if not 0 < args.port < 65536:
         raise UserError(f"--port {args.port}: give a port between 1 and 65535")
-    if args.max_upload_mb <= 0:
-        raise UserError("--max-upload-mb must be more than 0")
     _check_can_listen(args.host, args.port)  # before the model loads: a taken port costs nothing
     import uvicorn
 
@@ -73,7 +82,9 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="emotion serve: %(message)s")
     with pipeline.one_blas_thread():
         app = create_app(weights=args.weights, backend=args.backend,
-                         max_upload_mb=args.max_upload_mb)
+                         max_upload_mb=args.max_upload_mb, host=args.host,
+                         max_pixels=int(args.max_megapixels * 1e6),
+                         idle_timeout=args.idle_timeout)
         if args.host in ALL_INTERFACES:
             print(f"emotion serve: warning: listening on all interfaces ({args.host or '*'}): "
                   f"anyone who can reach this machine can use the page and its camera "
