@@ -7,7 +7,8 @@ as a web page served by the model's own process.
 
 The model still runs on nnlite in Python; the browser only sends camera frames and files
 and draws the answers. The package: app.py (the routes), uploads.py (size limit, sniffing),
-worker.py (one model, one inference thread; live frames before the bounded uploads queue),
+pixels.py (an image's size from its header), guard.py (Host and Origin checks, the
+security headers), worker.py (one model, one inference thread; live frames before the bounded uploads queue),
 live.py (the camera socket), jobs.py (video jobs), inside.py (explain as PNGs), static/
 (the page: no build step, nothing loaded from the internet).
 """
