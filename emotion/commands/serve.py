@@ -21,8 +21,8 @@ import sys
 from emotion.video import pipeline
 from emotion.errors import UserError
 from emotion.commands import options
+from emotion.serve.guard import ALL_INTERFACES
 
-ALL_INTERFACES = ("0.0.0.0", "::", "")
 # A limit is a finite number above 0: nan, inf or 1e400 would pass a `> 0` test or crash at
 # int(), after the model has loaded.
 positive_float = options.number_type(float, 0, low_open=True)

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 
-from emotion.serve import ALL_INTERFACES
+# The addresses that mean "every interface of this machine" (--host).
+ALL_INTERFACES = ("0.0.0.0", "::", "")
 
 log = logging.getLogger("emotion.serve")
 
