@@ -22,8 +22,8 @@ from pathlib import Path
 
 from emotion.batch import cluster
 from emotion.batch.analyze import BatchSettings
-from emotion.batch.inputs import find_media
-from emotion.options import choose_backend
+from emotion.batch.media import find_media
+from emotion.cnn.classifier import choose_backend
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared/data/media"
 

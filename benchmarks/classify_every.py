@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion import pipeline
+from emotion.video import pipeline
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 

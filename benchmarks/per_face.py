@@ -27,7 +27,7 @@ FACE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media" 
 
 def face_crop() -> np.ndarray:
     """The face of single_face.jpg as the pipeline crops it (gray uint8), or a gray square."""
-    from emotion.detect import PHOTO_CONFIG, FaceDetector, crop_face
+    from emotion.face.detector import PHOTO_CONFIG, FaceDetector, crop_face
 
     if not FACE.is_file():
         return np.random.default_rng(0).integers(0, 256, (160, 160), dtype=np.uint8)
@@ -62,7 +62,7 @@ def fer_model():
 def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
-    from emotion.predictor import EmotionClassifier
+    from emotion.cnn.classifier import EmotionClassifier
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)

@@ -3,7 +3,7 @@
     python -m benchmarks.pipeline [--video PATH ...] [--weights W] [--detect-every K] [--json F]
 
 For each clip (default: woman_talking.mp4 and group_pan.mp4 from ../shared/data/media) it
-runs what `emotion video CLIP --out annotated.mp4` runs (emotion.frames.FrameLoop, with its
+runs what `emotion video CLIP --out annotated.mp4` runs (emotion.video.loop.FrameLoop, with its
 reader and writer threads) and reports frames/s end to end with the time per stage, and,
 in the same run, the I/O-only ceiling: the same clip decoded and re-encoded with the same
 threads and nothing in between. The ratio of the two says how much of the machine the face
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion import pipeline
-from emotion.sources import open_video
+from emotion.video import pipeline
+from emotion.video.sources import open_video
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared/data/media"
 DEFAULT_VIDEOS = [MEDIA / "woman_talking.mp4", MEDIA / "group_pan.mp4"]
@@ -41,7 +41,7 @@ def per_face_latency(classifier, reps=200):
 
 def io_ceiling(video, out):
     """Frames/s of decoding and re-encoding the clip alone, with FrameLoop's threads."""
-    from emotion.frames import FrameReader, FrameWriter
+    from emotion.video.loop import FrameReader, FrameWriter
 
     source = open_video(str(video))
     writer = None
@@ -64,7 +64,7 @@ def io_ceiling(video, out):
 def run_clip(classifier, video, detect_every, out, scan_lag=None):
     """`emotion video VIDEO --out OUT` as the command runs it (without its progress bar);
     scan_lag: FacePipeline's (None: its default)."""
-    from emotion.frames import FrameLoop
+    from emotion.video.loop import FrameLoop
 
     n_faces = 0
     start = time.perf_counter()

@@ -7,7 +7,7 @@ What it measures (the figures go to benchmarks/RESULTS.md, "Pose"):
 - yaw and pitch: each frontal face warped onto a cylinder and turned by known angles
   (`turn`: a synthetic turn; a face is not a cylinder), the pose read against the angle;
   and the mirror: yaw's sign flips, pitch stays;
-- the raw offsets per unit of sin(angle) that set YAW_GAIN and PITCH_GAIN (emotion.pose).
+- the raw offsets per unit of sin(angle) that set YAW_GAIN and PITCH_GAIN (emotion.face.pose).
 
 `turn` and `rotate_image` are also what tests/test_pose.py uses.
 """
@@ -40,7 +40,7 @@ def turn(image: np.ndarray, box, yaw: float = 0.0, pitch: float = 0.0,
          radius: float = 0.6) -> np.ndarray:
     """A synthetic head turn: the face in `box` mapped onto a cylinder of `radius` box
     widths (vertical axis for yaw, horizontal for pitch) and rotated by the angle, with the
-    conventions of emotion.pose (yaw > 0 toward the image's right, pitch > 0 chin up)."""
+    conventions of emotion.face.pose (yaw > 0 toward the image's right, pitch > 0 chin up)."""
     x, y, w, h = box
     H, W = image.shape[:2]
     map_x, map_y = np.meshgrid(np.arange(W, dtype=np.float32), np.arange(H, dtype=np.float32))
@@ -63,8 +63,8 @@ def turn(image: np.ndarray, box, yaw: float = 0.0, pitch: float = 0.0,
 
 def frontal_faces():
     """[(name, gray image, box, parts)] for the shared photos' faces with both eyes found."""
-    from emotion.detect import FaceDetector, PartsDetector
-    from emotion.images import to_gray8
+    from emotion.face.detector import FaceDetector, PartsDetector
+    from emotion.io.images import to_gray8
 
     detector, parts = FaceDetector(), PartsDetector()
     faces = []
@@ -79,7 +79,7 @@ def frontal_faces():
 
 def nearest(boxes, box):
     """The box of `boxes` whose centre is closest to `box`'s, or None."""
-    from emotion.detect import box_center
+    from emotion.face.detector import box_center
 
     if not boxes:
         return None
@@ -89,7 +89,7 @@ def nearest(boxes, box):
 
 def face_pose(gray, box, detector, parts):
     """(pose, box) of the face found near `box` in `gray` (a window search), or (None, None)."""
-    from emotion.pose import pose_from_parts
+    from emotion.face.pose import pose_from_parts
 
     found = nearest(detector.detect_near(gray, box), box)
     if found is None:
@@ -99,8 +99,8 @@ def face_pose(gray, box, detector, parts):
 
 
 def measure_turns(angles=(-30, -20, -10, 10, 20, 30)) -> dict:
-    from emotion.detect import FaceDetector, PartsDetector
-    from emotion.pose import pose_offsets
+    from emotion.face.detector import FaceDetector, PartsDetector
+    from emotion.face.pose import pose_offsets
 
     detector, parts = FaceDetector(), PartsDetector()
     out = {}
@@ -133,7 +133,7 @@ def measure_turns(angles=(-30, -20, -10, 10, 20, 30)) -> dict:
 
 
 def measure_mirror() -> dict:
-    from emotion.detect import FaceDetector, PartsDetector
+    from emotion.face.detector import FaceDetector, PartsDetector
 
     detector, parts = FaceDetector(), PartsDetector()
     flips = kept = cases = 0
@@ -158,7 +158,7 @@ def measure_mirror() -> dict:
 
 def rotated_roll(gray, guess, detector, parts):
     """The roll of the face near `guess`: upright search first, then rotated copies."""
-    from emotion.rotate import find_rotated
+    from emotion.face.rotate import find_rotated
 
     box = nearest(detector.detect_near(gray, guess), guess)
     if box is not None:
@@ -170,7 +170,7 @@ def rotated_roll(gray, guess, detector, parts):
 
 
 def measure_roll(angles=(-20, -10, 10, 20)) -> dict:
-    from emotion.detect import FaceDetector, PartsDetector
+    from emotion.face.detector import FaceDetector, PartsDetector
 
     detector, parts = FaceDetector(), PartsDetector()
     errors, missed = [], 0

@@ -6,7 +6,7 @@ Runs in MediaPipe's own venv, like emotion.training.landmark_teacher. For every 
 shared photos (single_face, two_faces, group_selfie): MediaPipe face mesh on the whole photo
 at full resolution gives the reference 68 points and yaw/pitch/roll; then the face is cut out
 as a face detector would box it (a square on the 68 points' bounds, grown by 15% a side as
-emotion.detect.crop_face grows a Haar box), shrunk to 48x48 gray, and labelled by the teacher's
+emotion.face.detector.crop_face grows a Haar box), shrunk to 48x48 gray, and labelled by the teacher's
 own 48 px pipeline (upscale 4x, pad, mesh). Faces the whole-photo mesh misses (its detector
 is short-range) are found by OpenCV's cascade and meshed on their own region (region_faces).
 Reported: the absolute pose differences per face
@@ -32,7 +32,7 @@ from emotion.training import landmark_teacher as teacher
 MEDIA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data",
                      "media")
 PHOTOS = ("single_face.jpg", "two_faces.jpg", "group_selfie.jpg")
-MARGIN = 0.15  # emotion.detect.crop_face's default
+MARGIN = 0.15  # emotion.face.detector.crop_face's default
 MIN_FACE_PX = 96  # smaller faces are compared against little more than their 48 px copy
 
 

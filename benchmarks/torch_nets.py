@@ -1,4 +1,4 @@
-"""PyTorch twins of emotion/models.py (seed, compact, wide, mobile), layer for layer, for the benchmarks.
+"""PyTorch twins of emotion/cnn/models.py (seed, compact, wide, mobile), layer for layer, for the benchmarks.
 
 Same layers, same shapes, same parameter counts (asserted in `build`); `copy_weights` loads an
 nnlite model's parameters so the two can also be checked to compute the same logits.
@@ -49,7 +49,7 @@ def vgg_net(torch, widths=(32, 64, 128, 256), num_classes=NUM_CLASSES, dropout=0
 
 
 def mobile_net(torch, stem=16, widths=(24, 64, 128, 256), num_classes=NUM_CLASSES, dropout=0.3):
-    """emotion.models.mobile_net: a 3x3 stem, then per width a residual block of two
+    """emotion.cnn.models.mobile_net: a 3x3 stem, then per width a residual block of two
     depthwise-separable convolutions and a 2x2 max pool beside a 1x1 stride-2 shortcut."""
     nn = torch.nn
 
@@ -87,7 +87,7 @@ MODELS = {"seed": seed_net, "compact": vgg_net,
 
 
 def build(torch, name):
-    """The PyTorch twin of emotion.models.build(name), with its parameter count checked."""
+    """The PyTorch twin of emotion.cnn.models.build(name), with its parameter count checked."""
     model = MODELS[name](torch)
     count = sum(p.numel() for p in model.parameters())
     if count != PARAMETER_COUNTS[name]:

@@ -35,7 +35,7 @@ import numpy as np
 import nnlite
 from benchmarks import (cuda_sync, machine, optional_torch, print_table, set_threads,
                         small_simulated_launches, time_interleaved, write_json)
-from emotion.models import build
+from emotion.cnn.models import build
 from nnlite import optim
 from nnlite.autograd import Tensor, no_grad
 import nnlite.functional as F

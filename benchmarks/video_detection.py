@@ -7,16 +7,16 @@ chosen.
 
 A constant classifier isolates detection and tracking. For each shared clip (every .mp4 in
 ../shared/data/media) and each setting it runs the video pipeline as `emotion video` does
-(emotion.pipeline.FacePipeline with its defaults, parts and rotated search included) and
+(emotion.video.pipeline.FacePipeline with its defaults, parts and rotated search included) and
 reports the faces per frame as a histogram (index = faces), the track IDs, and the detect
 and parts time per frame. A setting is the window-search scale (`--near-face-px`: the
-face's width in the scaled window, emotion.detect.NEAR_FACE_PX) and how often each track's
-window is searched (`--near-every`: emotion.pipeline.NEAR_EVERY), how often the whole frame
+face's width in the scaled window, emotion.face.detector.NEAR_FACE_PX) and how often each track's
+window is searched (`--near-every`: emotion.video.pipeline.NEAR_EVERY), how often the whole frame
 is scanned (`--detect-every`), the scan's pyramid step (`--scan-scale`:
-emotion.detect.VIDEO_CONFIG.scale_factor) and how many frames a scan runs beside on its
-worker thread before its faces join (`--scan-lag`: emotion.pipeline.SCAN_LAG; 0 = in place)
+emotion.face.detector.VIDEO_CONFIG.scale_factor) and how many frames a scan runs beside on its
+worker thread before its faces join (`--scan-lag`: emotion.video.pipeline.SCAN_LAG; 0 = in place)
 and the face sizes a window search looks for, relative to the track's box (`--near-sizes`:
-emotion.detect.NEAR_SIZES). Times are wall times on
+emotion.face.detector.NEAR_SIZES). Times are wall times on
 whatever the machine is doing: compare settings within one run only.
 """
 
@@ -32,7 +32,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emotion import detect, pipeline
+from emotion.face import detector as detect
+
+from emotion.video import pipeline
 from emotion.labels import NUM_CLASSES
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"

@@ -14,15 +14,18 @@ from emotion.errors import UserError
 
 # subcommand -> (module, one-line help)
 COMMANDS = {
-    "train": ("emotion.train", "train a model on FER2013"),
-    "evaluate": ("emotion.evaluate", "evaluate weights on a FER2013 split"),
-    "predict": ("emotion.predict", "classify the faces in images or folders"),
-    "video": ("emotion.video", "annotate a whole video file, with CSV/JSONL output"),
-    "batch": ("emotion.batch", "images, videos and folders into one table, on a Dask cluster"),
-    "live": ("emotion.live", "the live webcam demo"),
-    "explain": ("emotion.explain", "show what the CNN sees for one image"),
-    "serve": ("emotion.serve", "the web page: live camera, photos, videos, inside the network"),
-    "export": ("emotion.export", "write the emotion model as an ONNX file (needs the [onnx] extra)"),
+    "train": ("emotion.commands.train", "train a model on FER2013"),
+    "evaluate": ("emotion.commands.evaluate", "evaluate weights on a FER2013 split"),
+    "predict": ("emotion.commands.predict", "classify the faces in images or folders"),
+    "video": ("emotion.commands.video", "annotate a whole video file, with CSV/JSONL output"),
+    "batch": ("emotion.commands.batch",
+              "images, videos and folders into one table, on a Dask cluster"),
+    "live": ("emotion.commands.live", "the live webcam demo"),
+    "explain": ("emotion.commands.explain", "show what the CNN sees for one image"),
+    "serve": ("emotion.commands.serve",
+              "the web page: live camera, photos, videos, inside the network"),
+    "export": ("emotion.commands.export",
+              "write the emotion model as an ONNX file (needs the [onnx] extra)"),
     "gradcheck": ("nnlite.gradcheck", "gradient-check every nnlite op on a backend"),
 }
 
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as err:
-        # The checks in emotion/inputs.py and outputs.py catch most of these before any work;
+        # The checks in emotion/io/inputs.py and outputs.py catch most of these before any work;
         # this is for what they cannot see: a full disk, a file system that refuses the
         # write (/proc), root to whom os.access says yes, a file that changed meanwhile.
         print(f"emotion {name}: error: {_os_error(err)}", file=sys.stderr)

@@ -15,7 +15,7 @@ from nnlite import functional  # noqa: F401  (installs Tensor's operators)
 from nnlite import layers, optim  # noqa: F401
 from nnlite.autograd import Function, Tensor, is_grad_enabled, no_grad
 from nnlite.backends import available, current, to_device, use
-from nnlite.backends import to_numpy as _array_to_numpy
+from nnlite.device import to_numpy  # one for Tensors and arrays on any device
 from nnlite.gradcheck import GradcheckError, gradcheck
 from nnlite.memory import keep_freed_memory
 from nnlite.random import seed
@@ -27,11 +27,6 @@ __version__ = "0.1.0"
 # has imported it, and runpy warns about that. Harmless here: the command uses only its own names.
 warnings.filterwarnings("ignore", message="'nnlite.gradcheck' found in sys.modules",
                         category=RuntimeWarning)
-
-
-def to_numpy(x):
-    """A NumPy array from a Tensor or array on any device (an explicit copy from the GPU)."""
-    return _array_to_numpy(x.data if isinstance(x, Tensor) else x)
 
 
 __all__ = [

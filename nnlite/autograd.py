@@ -34,7 +34,7 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-def _as_array(value, like=None):
+def as_array(value, like=None):
     """Turn a Python number or list, or an array, into an array.
 
     Arrays are kept as they are (their dtype too, so gradient checks can run in float64).
@@ -65,7 +65,7 @@ class Tensor:
     def __init__(self, data, requires_grad=False, name=None):
         if isinstance(data, Tensor):
             data = data.data
-        self.data = _as_array(data)
+        self.data = as_array(data)
         self.grad = None
         self.requires_grad = requires_grad
         self.creator = None
@@ -136,7 +136,7 @@ class Tensor:
         xp = backends.get_array_module(self.data)
         if grad is None:
             grad = xp.ones_like(self.data)
-        grad = _as_array(grad, like=self.data)
+        grad = as_array(grad, like=self.data)
         if grad.shape != self.shape:
             raise ValueError(f"backward: grad has shape {grad.shape}, tensor has {self.shape}")
         if self.creator is None:

@@ -239,7 +239,9 @@ class Linear(Module):
         return f"{self.W.shape[1]}, {self.W.shape[0]}"
 
 
-class _BatchNorm(Module):
+class BatchNorm(Module):
+    """What BatchNorm1d and BatchNorm2d share (ONNX export and folding recognise them by it)."""
+
     def __init__(self, num_features, momentum=0.1, eps=1e-5):
         super().__init__()
         self.gamma = Parameter(_on_default_device(np.ones(num_features, np.float32)))
@@ -258,11 +260,11 @@ class _BatchNorm(Module):
         return f"{self.gamma.shape[0]}"
 
 
-class BatchNorm2d(_BatchNorm):
+class BatchNorm2d(BatchNorm):
     """Batch norm over (N, H, W) for each channel of (N, C, H, W) input."""
 
 
-class BatchNorm1d(_BatchNorm):
+class BatchNorm1d(BatchNorm):
     """Batch norm over N for each feature of (N, C) input."""
 
 
@@ -329,7 +331,7 @@ class LocalResponseNorm(Module):
 def is_plain_batch_norm(layer) -> bool:
     """BatchNorm1d/2d, or a subclass that keeps their forward (one with its own forward may
     do more than normalize): what the fusion below and nnlite.fold may rewrite."""
-    return isinstance(layer, _BatchNorm) and type(layer).forward is _BatchNorm.forward
+    return isinstance(layer, BatchNorm) and type(layer).forward is BatchNorm.forward
 
 
 def _fuses_with_relu(layer, following):

@@ -285,7 +285,7 @@ def _residual(graph, layer, x, where):
 CONVERTERS = {
     L.Conv2d.forward: _conv2d,
     L.Linear.forward: _linear,
-    L._BatchNorm.forward: _batch_norm,
+    L.BatchNorm.forward: _batch_norm,
     L.ReLU.forward: _relu,
     L.MaxPool2d.forward: _max_pool,
     L.AvgPool2d.forward: _avg_pool,

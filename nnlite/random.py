@@ -5,7 +5,7 @@ Weight initialisation and dropout masks draw from here, never from NumPy's globa
 
 import numpy as np
 
-from nnlite import backends
+from nnlite import device
 
 _host = np.random.default_rng(0)
 _device = None  # a CuPy generator, created on first use
@@ -45,7 +45,7 @@ def uniform(shape, like):
     """Uniform [0, 1) numbers of `like`'s dtype, on `like`'s device."""
     global _device
     dtype = like.dtype if like.dtype.kind == "f" else np.float32
-    if backends.device_of(like) == "cpu":
+    if device.device_of(like) == "cpu":
         return _host.random(shape, dtype=dtype)
     if _device is None:
         import cupy

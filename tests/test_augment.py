@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from emotion.augment import Augmenter, affine, bilinear, flip_tta, random_erase, ten_crop
+from emotion.training.augment import Augmenter, affine, bilinear, flip_tta, random_erase, ten_crop
 
 OFF = dict(shift=0, rotate_degrees=0, zoom=0, flip=False, erase_prob=0)  # every part disabled
 

@@ -41,7 +41,7 @@ def backend(request, monkeypatch):
     """Select the backend for one test and restore the previous one afterwards."""
     name = request.param
     if name == "numba-parallel":
-        from nnlite.backends import numba_compile
+        from nnlite.backends.numba import compile as numba_compile
 
         monkeypatch.setattr(numba_compile, "PARALLEL_MIN", 0)
         name = "numba"
@@ -494,7 +494,7 @@ def _kernel_modules():
     # signatures are checked here too.
     import importlib
 
-    return [importlib.import_module(f"nnlite.backends.{name}_kernels") for name in backends.NAMES]
+    return [importlib.import_module(backends.KERNEL_MODULES[name]) for name in backends.NAMES]
 
 
 def test_every_kernel_module_defines_every_kernel_with_the_specifications_signature():

@@ -24,9 +24,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from emotion import cli, records
+from emotion import cli
+from emotion.io import rows as records
 from emotion.batch import analyze, cluster
-from emotion.batch.inputs import find_media
+from emotion.batch.media import find_media
 from tests.conftest import MEDIA, REPO
 
 pytestmark = pytest.mark.skipif(not MEDIA.is_dir(),

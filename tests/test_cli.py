@@ -8,7 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion import cli, pipeline, predict
+from emotion import cli
+
+from emotion.video import pipeline
+
+from emotion.commands import predict
 from emotion.labels import EMOTIONS
 
 from tests.conftest import MEDIA
@@ -109,7 +113,7 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(unbuffered):
 
 def test_a_backend_named_by_the_environment_is_reported_as_such(monkeypatch):
     from emotion.errors import UserError
-    from emotion.options import choose_backend
+    from emotion.cnn.classifier import choose_backend
 
     monkeypatch.setenv("NNLITE_BACKEND", "bogus")
     with pytest.raises(UserError, match="NNLITE_BACKEND=bogus: backend 'bogus'"):

@@ -155,7 +155,7 @@ def _train_steps(model, x, labels, steps):
 
 
 def test_compact_model_trains_on_the_gpu_and_matches_numpy():
-    from emotion.models import build
+    from emotion.cnn.models import build
     from nnlite import layers
 
     nnlite.seed(0)

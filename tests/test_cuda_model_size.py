@@ -67,7 +67,7 @@ MOBILE_DEPTHWISE = [(16, 48, 48), (24, 48, 48), (24, 24, 24), (64, 24, 24), (64,
 def test_the_depthwise_cases_are_the_mobile_nets_layers(monkeypatch):
     """The shapes above are what the mobile net's forward hands the depthwise kernel."""
     import nnlite
-    from emotion.models import build
+    from emotion.cnn.models import build
 
     seen = []
     real = reference.grouped_conv2d_forward

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion import data
-from emotion.data import SPLITS, class_counts, class_weights, find_dataset, load_fer2013, save_npz
+from emotion.training import data
+from emotion.training.data import (SPLITS, class_counts, class_weights, find_dataset, load_fer2013,
+                                   save_npz)
 from emotion.errors import UserError
 from tests.conftest import FER2013_CSV
 
@@ -305,7 +306,7 @@ def test_second_load_comes_from_the_cache_next_to_the_source(tmp_path, monkeypat
     assert not first.from_cache
     assert (tmp_path / "fer.csv.cache.npz").is_file()
 
-    monkeypatch.setattr(data.load, "_read_csv", fail_if_parsed)
+    monkeypatch.setattr(data.load, "read_fer_csv", fail_if_parsed)
     second = load_fer2013(source)
     assert second.from_cache
     for split in SPLITS:
@@ -344,7 +345,7 @@ def test_bad_rows_are_cached_and_a_strict_load_still_fails(tmp_path, monkeypatch
     source = write_csv(tmp_path / "fer.csv", rows)
     assert len(load_fer2013(source, skip_bad_rows=True).skipped_rows) == 1
 
-    monkeypatch.setattr(data.load, "_read_csv", fail_if_parsed)
+    monkeypatch.setattr(data.load, "read_fer_csv", fail_if_parsed)
     with pytest.raises(UserError, match=r"row 2 \(line 3.*has 2303 pixel values"):
         load_fer2013(source)
     again = load_fer2013(source, skip_bad_rows=True)

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion.detect import (PHOTO_CONFIG, FaceDetector, PartsDetector, align_face, clip_box,
-                            crop_face, drop_duplicates, expand_box, load_cascade, roll_angle)
+from emotion.face.detector import (PHOTO_CONFIG, FaceDetector, PartsDetector, align_face, clip_box,
+                                   crop_face, drop_duplicates, expand_box, load_cascade, roll_angle)
 from emotion.errors import UserError
-from emotion.images import to_gray8
+from emotion.io.images import to_gray8
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 needs_media = pytest.mark.skipif(not MEDIA.is_dir(),

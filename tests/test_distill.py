@@ -5,7 +5,7 @@ import pytest
 
 import nnlite
 import nnlite.functional as F
-from emotion import distill
+from emotion.training import distill
 
 
 def softmax(z):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from emotion import dynamics
-from emotion.dynamics import APEX, NEUTRAL, OFFSET, ONSET, PhaseTracker
+from emotion.face import expression as dynamics
+from emotion.face.expression import APEX, NEUTRAL, OFFSET, ONSET, PhaseTracker
 from emotion.labels import EMOTIONS
 
 HAPPY, SURPRISE, NEUTRAL_INDEX = EMOTIONS.index("happy"), EMOTIONS.index("surprise"), 6

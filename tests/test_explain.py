@@ -12,10 +12,12 @@ import pytest
 import nnlite
 from nnlite import layers as L
 
-from emotion import cli, models
-from emotion.explain import conv_blocks, explain_image
+from emotion import cli
+
+from emotion.cnn import models
+from emotion.cnn.explain import conv_blocks, explain_image
 from emotion.labels import EMOTIONS
-from emotion.preprocess import PreprocessConfig
+from emotion.cnn.preprocess import PreprocessConfig
 from tests.conftest import MEDIA, REPO
 
 SINGLE_FACE = MEDIA / "single_face.jpg"
@@ -100,7 +102,7 @@ def test_an_output_name_without_extension_gets_png_and_is_reported(weights, tmp_
 
 
 def test_a_missing_output_folder_fails_before_the_work(tmp_path, capsys, monkeypatch):
-    from emotion import predictor
+    from emotion.cnn import classifier as predictor
 
     monkeypatch.setattr(predictor.EmotionClassifier, "load", None)  # must not be reached
     image = tmp_path / "gray.png"
@@ -125,7 +127,7 @@ def test_conv_blocks_show_the_relu_after_each_conv():
 
 def test_the_figure_shows_what_each_step_changed_and_scales_the_maps(weights, tmp_path):
     # gray, gamma and blur looked identical side by side, and feature maps had no colour scale
-    from emotion.explain import build_figure
+    from emotion.cnn.explain import build_figure
 
     face = cv2.imread(str(REPO / "docs" / "figures" / "synthetic_face.png"), cv2.IMREAD_GRAYSCALE)
     image = tmp_path / "face.png"

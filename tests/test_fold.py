@@ -13,7 +13,7 @@ def trained_looking(net, seed=0):
     (a fresh one is the identity, which would let a wrong fold pass)."""
     rng = np.random.default_rng(seed)
     for m in net.modules():
-        if isinstance(m, L._BatchNorm):
+        if isinstance(m, L.BatchNorm):
             c = m.gamma.shape[0]
             m.gamma.data[:] = rng.uniform(0.5, 2.0, c)
             m.beta.data[:] = rng.normal(0, 0.5, c)
@@ -53,7 +53,7 @@ def test_a_folded_net_predicts_the_same_and_the_net_is_untouched(name):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
     assert {k: v.data.tolist() for k, v in net.named_parameters()} == \
         {k: v.tolist() for k, v in before.items()}  # the model itself is unchanged
-    norms_left = [m for m in folded.modules() if isinstance(m, L._BatchNorm)]
+    norms_left = [m for m in folded.modules() if isinstance(m, L.BatchNorm)]
     assert len(norms_left) == (1 if name.startswith("a batch norm first") else 0)
     assert not folded.training
 
@@ -72,7 +72,7 @@ def test_the_fold_is_the_formula():
 
 
 def test_shipped_models_fold_to_the_same_probabilities():
-    from emotion.predictor import EmotionClassifier
+    from emotion.cnn.classifier import EmotionClassifier
 
     x = nnlite.Tensor(np.random.default_rng(2).standard_normal((4, 1, 48, 48)).astype(np.float32))
     for name in ["mobile", "compact"]:

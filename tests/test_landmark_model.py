@@ -7,7 +7,8 @@ import pytest
 
 import nnlite
 from nnlite.fold import fold_batch_norm
-from emotion import augment, models
+from emotion.training import augment
+from emotion.cnn import models
 from emotion.errors import UserError
 from emotion.face import geometry
 from emotion.face.ibug68 import FLIP
@@ -104,7 +105,7 @@ def test_geometry_units_round_trip():
 
 
 def test_face_net_starts_as_the_shipped_mobile_net():
-    from emotion.predictor import shipped_weights_path
+    from emotion.cnn.classifier import shipped_weights_path
 
     path = shipped_weights_path("mobile")
     mobile, face = models.build("mobile"), models.build("mobile_face")
@@ -197,7 +198,7 @@ def geometry_config(tmp_path, labels, **overrides):
 def fer_teacher_file(tmp_path_factory):
     """Labels for every FER2013 row: the same frontal-ish points for every face, jittered
     (the real teacher file is made by landmark_teacher.py in MediaPipe's environment)."""
-    from emotion.data import load_fer2013
+    from emotion.training.data import load_fer2013
 
     rows = load_fer2013(FER2013_CSV).rows
     n = int(max(r.max() for r in rows.values()))
@@ -210,13 +211,13 @@ def fer_teacher_file(tmp_path_factory):
 
 @needs_fer2013
 def test_a_frozen_trunk_trains_only_the_geometry_head(tmp_path, fer_teacher_file):
-    from emotion import train
+    from emotion.commands import train
 
     config = geometry_config(tmp_path, fer_teacher_file, freeze_trunk=True)
     trainer = train.Trainer(config, tmp_path / "run", train.choose_backend(None))
     result = trainer.fit(progress=False)
     assert result["epochs_done"] == 2
-    from emotion.predictor import shipped_weights_path
+    from emotion.cnn.classifier import shipped_weights_path
 
     mobile = models.build("mobile")
     nnlite.load(mobile, shipped_weights_path("mobile"))
@@ -231,21 +232,21 @@ def test_a_frozen_trunk_trains_only_the_geometry_head(tmp_path, fer_teacher_file
 
 @needs_fer2013
 def test_a_joint_run_moves_the_trunk_and_lowers_the_geometry_loss(tmp_path, fer_teacher_file):
-    from emotion import train
+    from emotion.commands import train
 
     config = geometry_config(tmp_path, fer_teacher_file, epochs=3, no_augment=True)
     trainer = train.Trainer(config, tmp_path / "run", train.choose_backend(None))
     trainer.fit(progress=False)
     nme = [row["val_nme"] for row in trainer.state["history"]]
     assert nme[-1] < nme[0]
-    from emotion.predictor import shipped_weights_path
+    from emotion.cnn.classifier import shipped_weights_path
 
     shipped, _ = nnlite.serialization.load_arrays(shipped_weights_path("mobile"))
     assert not np.array_equal(trainer.model.state_dict()["0.W"], shipped["0.W"])
 
 
 def test_landmarks_need_a_model_with_a_geometry_head(tmp_path):
-    from emotion import train
+    from emotion.commands import train
 
     config = geometry_config(tmp_path, tmp_path / "none.npz", model="mobile", init=None)
     with pytest.raises(UserError, match="geometry head"):

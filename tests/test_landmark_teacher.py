@@ -67,7 +67,7 @@ def _projected(yaw, pitch, roll):
 
 
 def test_the_angles_follow_pose_py_conventions_in_the_image():
-    # emotion/pose.py: yaw > 0 turns the nose toward the image's right, pitch > 0 lifts the
+    # emotion/face/pose.py: yaw > 0 turns the nose toward the image's right, pitch > 0 lifts the
     # chin, roll > 0 lowers the image-right eye. Checked on where the points go, not on R.
     front, turned, up = _projected(0, 0, 0), _projected(20, 0, 0), _projected(0, 20, 0)
     assert turned[30, 0] > front[30, 0]                       # nose tip moves right

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import nnlite
-from emotion import models
+from emotion.cnn import models
 from emotion.cli import main as cli_main
 from emotion.errors import UserError
-from emotion.predictor import shipped_weights_path
+from emotion.cnn.classifier import shipped_weights_path
 from tests.conftest import MEDIA
 from tests.test_train_evaluate import private_cache, tiny_csv  # noqa: F401 (a fixture)
 
@@ -90,7 +90,7 @@ def test_a_weight_file_with_nan_is_refused(tmp_path, capsys):
 
 def test_resume_on_other_data_is_refused_and_the_same_data_moved_resumes(tmp_path, capsys,
                                                                           private_cache):
-    from emotion import train
+    from emotion.commands import train
     from tests.test_train_evaluate import stop_after_steps, train_config
 
     data = tiny_csv(tmp_path / "a.csv", (("Training", 64), ("PublicTest", 8)))

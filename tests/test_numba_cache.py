@@ -1,4 +1,4 @@
-"""Where the Numba backend caches its compiled kernels (nnlite.backends.numba_compile).
+"""Where the Numba backend caches its compiled kernels (nnlite.backends.numba.compile).
 
 Each case runs a fresh Python on a copy of the nnlite package, as an installed package would
 be, so that a cache written next to the source would show in the copy. The kernel they run
@@ -29,7 +29,7 @@ PROGRAM = """if True:
     {before}
     import numpy as np
     import nnlite
-    from nnlite.backends import numba_compile, numba_kernels
+    from nnlite.backends.numba import compile as numba_compile, kernels as numba_kernels
     print("available", nnlite.available()["numba"])
     y = numba_kernels.relu_forward(np.array([-1.0, 2.0], np.float32))
     assert y.tolist() == [0.0, 2.0], y
@@ -153,7 +153,7 @@ def test_with_no_writable_folder_at_all_the_kernels_run_uncached(place):
 
 def test_a_temporary_folder_that_others_can_write_is_refused(tmp_path, monkeypatch):
     # Numba's cache files are pickles: a folder that another user could fill is never used.
-    from nnlite.backends import numba_compile
+    from nnlite.backends.numba import compile as numba_compile
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     private = numba_compile._private_temporary_folder()
@@ -165,7 +165,7 @@ def test_a_temporary_folder_that_others_can_write_is_refused(tmp_path, monkeypat
 
 
 def test_the_user_cache_folder_follows_xdg(tmp_path):
-    from nnlite.backends.numba_compile import choose_cache_folder
+    from nnlite.backends.numba.compile import choose_cache_folder
 
     home = str(tmp_path / "home")
     assert choose_cache_folder({"HOME": home}) == (

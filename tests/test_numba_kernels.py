@@ -1,7 +1,7 @@
 """The Numba backend's own machinery: Winograd, its threads, its compiled loops' edge cases.
 
 What every backend must do is in tests/test_backends.py; these tests reach into the Numba
-modules (numba_winograd, numba_runtime, numba_compile) and run only where Numba works.
+modules (numba/winograd, numba/pool, numba/compile) and run only where Numba works.
 """
 
 import numpy as np
@@ -18,7 +18,7 @@ def _force_winograd(monkeypatch, chunk_bytes):
     (by default only batches of 4 or more images of 6x6 and more with 16 channels or more take
     it), with the filters' gradients computed on the threads however few they are, and count the
     calls."""
-    from nnlite.backends import numba_winograd
+    from nnlite.backends.numba import winograd as numba_winograd
 
     monkeypatch.setattr(numba_winograd, "WINOGRAD_FILTERS_MIN_THREADED", 0)
     monkeypatch.setattr(numba_winograd, "WINOGRAD_MIN_PIXELS", 0)
@@ -26,7 +26,7 @@ def _force_winograd(monkeypatch, chunk_bytes):
     monkeypatch.setattr(numba_winograd, "WINOGRAD_CHUNK_BYTES", chunk_bytes)
     monkeypatch.setattr(numba_winograd, "WINOGRAD_MIN_IMAGES", 1)
     calls = []
-    for name in ("_winograd_forward", "_winograd_backward"):
+    for name in ("winograd_forward", "winograd_backward"):
         original = getattr(numba_winograd, name)
         monkeypatch.setattr(numba_winograd, name,
                             lambda *args, _f=original, _n=name: calls.append(_n) or _f(*args))
@@ -42,7 +42,7 @@ def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
     # Odd and even sizes (a last tile half outside the image), one-pixel images, and chunks that
     # split the batch unevenly, against the NumPy specification.
     import numba
-    from nnlite.backends import numba_kernels
+    from nnlite.backends.numba import kernels as numba_kernels
 
     calls = _force_winograd(monkeypatch, chunk_bytes)
     rng = np.random.default_rng(8)
@@ -58,7 +58,7 @@ def test_numba_winograd_conv(monkeypatch, shape, dtype, chunk_bytes):
     gx, gW = numba_kernels.conv2d_backward(gy, x, W, (1, 1), (1, 1, 1, 1), input_grad=False)
     assert gx is None
     assert_matches(want_gW, gW, dtype)
-    assert calls == ["_winograd_forward", "_winograd_backward", "_winograd_backward"]
+    assert calls == ["winograd_forward", "winograd_backward", "winograd_backward"]
 
 
 @needs_numba
@@ -70,7 +70,9 @@ def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw
     import numba
     import threading
     from threadpoolctl import threadpool_limits
-    from nnlite.backends import numba_kernels, numba_runtime, numba_winograd
+    from nnlite import blas as nnlite_blas
+    from nnlite.backends.numba import kernels as numba_kernels, pool as numba_runtime
+    from nnlite.backends.numba import winograd as numba_winograd
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs two threads")
@@ -86,7 +88,7 @@ def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw
     numba.set_num_threads(2)
     try:
         with threadpool_limits(blas, user_api="blas"):
-            if numba_runtime.numpy_blas_threads() != blas:
+            if nnlite_blas.numpy_blas_threads() != blas:
                 pytest.skip(f"BLAS cannot run on {blas} threads here")
             y = numba_kernels.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
     finally:
@@ -100,7 +102,7 @@ def test_numba_winograd_for_one_image_runs_in_the_calling_thread(monkeypatch, hw
 def test_numba_winograd_transforms_ignore_their_scratch(h, w):
     # The input transform and its adjoint write every scratch value they later read: NaN left
     # in the scratch buffers (np.empty gives whatever was there) must not reach V or gx.
-    from nnlite.backends import numba_winograd as nk
+    from nnlite.backends.numba import winograd as nk
 
     rng = np.random.default_rng(3)
     th, tw = (h + 1) // 2, (w + 1) // 2
@@ -124,7 +126,7 @@ def test_numba_winograd_transforms_ignore_their_scratch(h, w):
 def test_numba_conv_backward_rejects_a_wrong_gy(monkeypatch, winograd):
     # The Numba loops index gy by the shapes of x and W: a gy of another shape must be an
     # error, not a read past its end.
-    from nnlite.backends import numba_kernels
+    from nnlite.backends.numba import kernels as numba_kernels
 
     if winograd:
         _force_winograd(monkeypatch, 1)
@@ -137,7 +139,7 @@ def test_numba_conv_backward_rejects_a_wrong_gy(monkeypatch, winograd):
 @needs_numba
 def test_numba_conv_of_integers_is_exact(monkeypatch):
     # Winograd's transforms halve values, so integer arrays must not take that path.
-    from nnlite.backends import numba_kernels
+    from nnlite.backends.numba import kernels as numba_kernels
 
     _force_winograd(monkeypatch, 1 << 20)
     rng = np.random.default_rng(11)
@@ -164,7 +166,7 @@ def test_numba_winograd_conv_gradcheck(monkeypatch):
     finally:
         nnlite.use(previous)
     assert result.ok, result
-    assert "_winograd_backward" in calls
+    assert "winograd_backward" in calls
 
 
 @needs_numba
@@ -173,7 +175,7 @@ def test_numba_conv_follows_numba_thread_count(monkeypatch):
     # changing that between calls must give the same result (and use a pool of the new size;
     # one thread runs in the calling thread). POOL_MIN_COST = 0: this small call on the pool.
     import numba
-    from nnlite.backends import numba_kernels, numba_runtime
+    from nnlite.backends.numba import kernels as numba_kernels, pool as numba_runtime
 
     monkeypatch.setattr(numba_runtime, "POOL_MIN_COST", 0)
 
@@ -203,7 +205,7 @@ def test_a_small_numba_conv_stays_in_the_calling_thread_with_the_same_bits(monke
     # the tasks run here, one after another, drawing from the same queues, so forward and
     # backward give exactly the pooled results.
     import numba
-    from nnlite.backends import numba_kernels, numba_runtime
+    from nnlite.backends.numba import kernels as numba_kernels, pool as numba_runtime
 
     if numba.get_num_threads() < 2:
         pytest.skip("one Numba thread: every call runs in the calling thread")
@@ -241,7 +243,7 @@ def test_numba_conv_weight_gradient_is_repeatable(monkeypatch, winograd):
     # call to call; the weight gradient must not change by a single bit (a resumed training
     # run matches an uninterrupted one), on 1 or 2 threads alike.
     import numba
-    from nnlite.backends import numba_kernels
+    from nnlite.backends.numba import kernels as numba_kernels
 
     if winograd:
         _force_winograd(monkeypatch, 1)
@@ -271,7 +273,7 @@ def test_numba_conv_works_in_a_forked_child():
 
     code = """if True:
         import os, signal, numpy as np
-        from nnlite.backends import numba_kernels as k
+        from nnlite.backends.numba import kernels as k
         x, W = np.ones((4, 2, 6, 6), np.float32), np.ones((3, 2, 3, 3), np.float32)
         want = k.conv2d_forward(x, W, (1, 1), (1, 1, 1, 1))
         pid = os.fork()
@@ -295,7 +297,7 @@ def test_numba_conv_from_two_python_threads():
     import numba
     from threadpoolctl import threadpool_info
 
-    from nnlite.backends import numba_kernels
+    from nnlite.backends.numba import kernels as numba_kernels
 
     def blas_threads():
         return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
@@ -334,7 +336,7 @@ def test_numba_2x2_pool_matches_the_general_loop(dtype):
     # The written-out 2x2 stride-2 pool against the general window loop on the values where
     # the order of comparisons shows: ties (the first maximum wins), -inf, NaN, an all-NaN
     # window; both compilations (serial and parallel), on a contiguous and a strided input.
-    from nnlite.backends import numba_kernels
+    from nnlite.backends.numba import kernels as numba_kernels
 
     x = np.random.default_rng(3).integers(-2, 3, (2, 3, 9, 8)).astype(dtype)  # many ties
     x[0, 0, 0, :4] = (np.nan, 1.0, np.nan, np.nan)
@@ -365,7 +367,7 @@ def test_numba_winograd_filter_transforms(monkeypatch, dtype):
     # view (which the backward uses for U^T); and the adjoint is the transpose:
     # <U(W), gU> = <W, U^T(gU)>.
     import numba
-    from nnlite.backends import numba_winograd as nb
+    from nnlite.backends.numba import winograd as nb
 
     rng = np.random.default_rng(12)
     W = rng.standard_normal((9, 13, 3, 3)).astype(dtype)

@@ -42,7 +42,7 @@ def randomized(model):
     for m in model.modules():
         if isinstance(m, (L.Conv2d, L.Linear)) and m.b is not None:
             m.b.data = rng.normal(0, 0.5, m.b.shape).astype(np.float32)
-        if isinstance(m, L._BatchNorm):
+        if isinstance(m, L.BatchNorm):
             c = m.gamma.shape[0]
             m.gamma.data = rng.uniform(0.5, 1.5, c).astype(np.float32)
             m.beta.data = rng.normal(0, 0.5, c).astype(np.float32)
@@ -180,7 +180,7 @@ def test_a_missing_onnx_is_one_line_naming_the_extra(monkeypatch, tmp_path, caps
 
 
 def test_importing_nnlite_and_the_exporter_does_not_import_onnx():
-    code = ("import sys, nnlite, nnlite.onnx, emotion.export, emotion.cli; "
+    code = ("import sys, nnlite, nnlite.onnx, emotion.commands.export, emotion.cli; "
             "assert 'onnx' not in sys.modules, 'onnx was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
@@ -189,8 +189,8 @@ def test_importing_nnlite_and_the_exporter_does_not_import_onnx():
 def face_batch(config):
     """The docs' synthetic face (and its mirror image), two noise images and a flat one,
     preprocessed with the model's own config: (5, 1, 48, 48) float32."""
-    from emotion.images import read_image, to_gray8
-    from emotion.preprocess import faces_to_batch
+    from emotion.io.images import read_image, to_gray8
+    from emotion.cnn.preprocess import faces_to_batch
 
     face = to_gray8(read_image(REPO / "docs" / "figures" / "synthetic_face.png"))
     noise = np.random.default_rng(3).integers(0, 256, (2, 60, 50), dtype=np.uint8)
@@ -204,7 +204,7 @@ def test_every_shipped_model_gives_nnlites_probabilities(weights, tmp_path, caps
 
     from emotion.cli import main as cli_main
     from emotion.labels import EMOTIONS
-    from emotion.predictor import EmotionClassifier
+    from emotion.cnn.classifier import EmotionClassifier
 
     out = tmp_path / f"{weights}.onnx"
     assert cli_main(["export", "--weights", weights, "--out", str(out)]) == 0
@@ -233,7 +233,7 @@ def test_export_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     import shutil
 
     from emotion.cli import main as cli_main
-    from emotion.predictor import shipped_weights_path
+    from emotion.cnn.classifier import shipped_weights_path
 
     weights = tmp_path / "mine.npz"
     shutil.copy(shipped_weights_path("mobile"), weights)

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import nnlite
-from emotion import models
+from emotion.cnn import models
 from emotion.cli import main as cli_main
-from emotion.predictor import shipped_weights_path
+from emotion.cnn.classifier import shipped_weights_path
 from tests.conftest import MEDIA
 from tests.test_train_evaluate import private_cache, tiny_csv  # noqa: F401 (a fixture)
 
@@ -161,7 +161,7 @@ def _start(tmp_path, *args):
 
 @needs_media
 def test_sigterm_leaves_video_out_a_readable_mp4(tmp_path):
-    from emotion.sources import count_frames
+    from emotion.video.sources import count_frames
 
     out = tmp_path / "annotated.mp4"
     run = _start(tmp_path, "video", MEDIA / "woman_talking.mp4", "--out", out, "--backend",

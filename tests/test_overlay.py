@@ -4,10 +4,10 @@ they replace, and drawing is clipped at the frame's edges."""
 import numpy as np
 import pytest
 
-from emotion import overlay
-from emotion.detect import FaceParts
+from emotion.io import draw as overlay
+from emotion.face.detector import FaceParts
 from emotion.labels import EMOTIONS
-from emotion.results import FaceResult
+from emotion.face.result import FaceResult
 
 
 @pytest.mark.parametrize("scale", [1.0, 1.5, 2.0])

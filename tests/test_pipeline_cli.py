@@ -1,6 +1,6 @@
 """The face pipeline and the predict / video / live commands, with a fake classifier.
 
-`emotion.pipeline.load_classifier` is replaced by a fake whose probabilities depend on the
+`emotion.video.pipeline.load_classifier` is replaced by a fake whose probabilities depend on the
 crop's brightness, so everything runs without trained weights and in a few seconds.
 Camera failures are simulated by replacing cv2.VideoCapture with a fake capture.
 """
@@ -13,13 +13,17 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion import cli, live, pipeline
-from emotion.detect import PHOTO_CONFIG, FaceDetector
+from emotion import cli
+
+from emotion.commands import live
+
+from emotion.video import pipeline
+from emotion.face.detector import PHOTO_CONFIG, FaceDetector
 from emotion.labels import EMOTIONS
-from emotion.images import read_image, to_bgr8, to_gray8
-from emotion.sources import count_frames
-from emotion.track import IoUTracker
-from emotion.records import COLUMNS, JSON_KEYS
+from emotion.io.images import read_image, to_bgr8, to_gray8
+from emotion.video.sources import count_frames
+from emotion.video.track import IoUTracker
+from emotion.io.rows import COLUMNS, JSON_KEYS
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 needs_media = pytest.mark.skipif(not MEDIA.is_dir(),

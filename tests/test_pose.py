@@ -1,5 +1,6 @@
-"""Head pose (emotion.pose), eyebrows (emotion.detect), rotated search (emotion.rotate) and
-the pose and parts in every output (predict --json, video --csv/--jsonl)."""
+"""Head pose (emotion.face.pose), eyebrows (emotion.face.detector), rotated search
+(emotion.face.rotate) and the pose and parts in every output (predict --json,
+video --csv/--jsonl)."""
 
 import csv
 import json
@@ -10,12 +11,12 @@ import numpy as np
 import pytest
 
 from benchmarks.pose import nearest, rotate_image, rotated_roll
-from emotion.detect import (FaceDetector, FaceParts, PartsDetector, eyebrow_raise,
-                            find_eyebrow)
-from emotion.images import to_gray8
-from emotion.results import FaceResult
-from emotion.pose import PROFILE_YAW, HeadPose, ProfileDetector, estimate_pose, pose_from_parts
-from emotion.records import COLUMNS, JSON_KEYS, RowWriter, face_rows, flat_row
+from emotion.face.detector import (FaceDetector, FaceParts, PartsDetector, eyebrow_raise,
+                                   find_eyebrow)
+from emotion.io.images import to_gray8
+from emotion.face.result import FaceResult
+from emotion.face.pose import PROFILE_YAW, HeadPose, ProfileDetector, estimate_pose, pose_from_parts
+from emotion.io.rows import COLUMNS, JSON_KEYS, RowWriter, face_rows, flat_row
 from tests.test_pipeline_cli import fake_classifier, run_cli  # noqa: F401 (a fixture)
 from tests.test_detect import MEDIA, needs_media
 
@@ -59,7 +60,7 @@ def test_roll_follows_a_rotated_photo(tools, angle):
 
 @needs_media
 def test_rotated_search_finds_a_face_the_upright_search_loses(tools):
-    from emotion.rotate import find_rotated
+    from emotion.face.rotate import find_rotated
 
     detector, parts = tools
     gray, ((box, upright),) = frontal(tools, "single_face.jpg")

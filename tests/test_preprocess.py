@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from emotion.errors import UserError
-from emotion.preprocess import (PreprocessConfig, face_to_input, faces_to_batch,
-                                fit_dataset_stats, gaussian_blur, gaussian_kernel, preprocess,
-                                preprocess_steps, to_gray)
+from emotion.cnn.preprocess import (PreprocessConfig, face_to_input, faces_to_batch,
+                                    fit_dataset_stats, gaussian_blur, gaussian_kernel, preprocess,
+                                    preprocess_steps, to_gray)
 
 RAW = PreprocessConfig(gamma=1.0, gaussian_sigma=0, normalize="none")  # only scales to 0..1
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from emotion import pipeline
-from emotion.frames import FrameReader, FrameWriter
-from emotion.sources import Frame
+from emotion.video import pipeline
+from emotion.video.loop import FrameReader, FrameWriter
+from emotion.video.sources import Frame
 from tests.conftest import SHARED_DATA
 
 MEDIA = SHARED_DATA / "media"
@@ -122,7 +122,7 @@ def test_a_face_tilting_to_40_degrees_and_back_keeps_its_track():
         rolls += [(angle, r.roll) for r in results if r.roll is not None]
     assert counts == [1] * 120 and ids == {1}
     # The roll follows the tilt where it was measured (OpenCV's positive angle turns the
-    # picture counter-clockwise: a negative roll in emotion.pose's convention).
+    # picture counter-clockwise: a negative roll in emotion.face.pose's convention).
     assert rolls and all(abs(roll + angle) < 15 for angle, roll in rolls if abs(angle) > 25)
 
 
@@ -144,7 +144,7 @@ class SpyDetector:
     in the windows of the frames listed in `miss_near` (a face that turned away)."""
 
     def __init__(self, miss_near=()):
-        from emotion.detect import VIDEO_CONFIG
+        from emotion.face.detector import VIDEO_CONFIG
 
         self.config, self.calls, self.miss_near, self.frame = VIDEO_CONFIG, [], set(miss_near), 0
 
@@ -185,14 +185,14 @@ def test_a_face_its_window_misses_is_looked_for_again_then_scanned_for():
 
 
 class FrameSpy:
-    """A cloneable FaceDetector stand-in for the scan on a worker thread (emotion.ahead):
+    """A cloneable FaceDetector stand-in for the scan on a worker thread (emotion.video.lagged):
     the frame's pixel value says its index; a tracked face at (40, 40) is always there, and a
     second face at (200, 40) from frame `appears` on, which only a scan can find. Its scans
     take `delay` seconds, to show that the result does not depend on how long they take;
     the scan of frame `fail_at` raises."""
 
     def __init__(self, appears, delay=0.0, fail_at=None):
-        from emotion.detect import VIDEO_CONFIG
+        from emotion.face.detector import VIDEO_CONFIG
 
         self.config, self.appears, self.delay = VIDEO_CONFIG, appears, delay
         self.fail_at = fail_at
@@ -292,7 +292,7 @@ def test_a_failed_worker_scan_is_raised_on_the_main_thread():
 
 
 def test_the_worker_is_used_only_with_the_window_search_and_a_detector_of_its_own():
-    from emotion.detect import VIDEO_CONFIG, FaceDetector
+    from emotion.face.detector import VIDEO_CONFIG, FaceDetector
 
     detector = FaceDetector(VIDEO_CONFIG)
     copy = detector.clone()
@@ -304,7 +304,7 @@ def test_the_worker_is_used_only_with_the_window_search_and_a_detector_of_its_ow
 
 
 def test_a_scanned_face_the_windows_already_have_is_not_added_twice():
-    from emotion.detect import new_faces
+    from emotion.face.detector import new_faces
 
     found = [(100, 100, 60, 60)]
     scanned = [(108, 104, 60, 60), (300, 100, 50, 50)]  # the first moved 8 px since the scan
@@ -329,7 +329,7 @@ def test_the_face_of_each_single_person_clip_is_kept_in_every_frame(clip):
 class SixFaces:
     """Six still faces in a row, found by every scan and window."""
 
-    config = __import__("emotion.detect", fromlist=["VIDEO_CONFIG"]).VIDEO_CONFIG
+    config = __import__("emotion.face.detector", fromlist=["VIDEO_CONFIG"]).VIDEO_CONFIG
     boxes = [(20 + 50 * i, 40, 40, 40) for i in range(6)]
 
     def detect(self, gray):
@@ -415,7 +415,7 @@ class PartsSpy:
         return self
 
     def find(self, gray, box):
-        from emotion.detect import FaceParts
+        from emotion.face.detector import FaceParts
 
         time.sleep(self.delay)
         frame = int(gray[0, 0])
@@ -467,7 +467,7 @@ def test_parts_in_place_when_asked_and_a_failed_refresh_is_raised():
 
 
 def test_parts_detector_clone_has_cascades_of_its_own():
-    from emotion.detect import PartsDetector
+    from emotion.face.detector import PartsDetector
 
     parts = PartsDetector()
     copy = parts.clone()

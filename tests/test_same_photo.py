@@ -4,8 +4,8 @@ emotions, poses and parts (issue 29: batch built its own parts detector without 
 cascade, so it never found a mouth and its pose differed from predict's).
 
 All four run with the same weights ('default', predict's) and are compared as the CSV's
-flat columns (emotion.records.flat_row). Video differs in one documented place: its
-full-frame scan uses VIDEO_CONFIG, a coarser pyramid than PHOTO_CONFIG (emotion/detect.py),
+flat columns (emotion.io.rows.flat_row). Video differs in one documented place: its
+full-frame scan uses VIDEO_CONFIG, a coarser pyramid than PHOTO_CONFIG (emotion/face/detector.py),
 so it finds slightly different boxes (and from them different parts and poses), and may
 miss a face a photo's finer pyramid finds. The test checks that this preset is the only
 difference: with the scan given PHOTO_CONFIG, the clip's first frame (a full scan, each
@@ -19,10 +19,12 @@ import cv2
 import pyarrow.parquet as pq
 import pytest
 
-from emotion import cli, pipeline
-from emotion.detect import PHOTO_CONFIG
+from emotion import cli
+
+from emotion.video import pipeline
+from emotion.face.detector import PHOTO_CONFIG
 from emotion.labels import EMOTIONS
-from emotion.records import PART_COLUMNS, POSE_COLUMNS, flat_row
+from emotion.io.rows import PART_COLUMNS, POSE_COLUMNS, flat_row
 from tests.conftest import MEDIA
 
 PHOTO = MEDIA / "group_selfie.jpg"
@@ -75,7 +77,7 @@ def predicted():
         assert cli.main(["predict", str(PHOTO), "--json"]) == 0
     record = json.loads(out.getvalue())
     rows = [flat(face, i + 1) for i, face in enumerate(record["faces"])]
-    assert len(rows) == 6  # the six people (emotion/detect.py)
+    assert len(rows) == 6  # the six people (emotion/face/detector.py)
     return rows
 
 

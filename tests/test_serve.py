@@ -18,10 +18,12 @@ with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
-from emotion import cli, pipeline  # noqa: E402
+from emotion import cli  # noqa: E402
+
+from emotion.video import pipeline
 from emotion.labels import EMOTIONS  # noqa: E402
-from emotion.predict import image_record  # noqa: E402
-from emotion.records import COLUMNS, JSON_KEYS  # noqa: E402
+from emotion.io.rows import image_record  # noqa: E402
+from emotion.io.rows import COLUMNS, JSON_KEYS  # noqa: E402
 from emotion.serve.app import create_app  # noqa: E402
 from tests.conftest import MEDIA  # noqa: E402
 

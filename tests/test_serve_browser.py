@@ -101,7 +101,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server():
-    from emotion import pipeline
+    from emotion.video import pipeline
 
     with pipeline.one_blas_thread():  # as `emotion serve` runs (jobs.py says why)
         server = Server(pipeline.load_classifier("compact"))

@@ -39,7 +39,7 @@ def test_count_leaves_the_model_as_it_was():
 
 
 def test_the_models_docstring_states_what_the_counter_counts():
-    from emotion import models
+    from emotion.cnn import models
 
     stated = dict(re.findall(r"^\s+(\w+)\s+([\d,.]+k parameters, +[\d.]+M multiply-adds)$",
                              models.__doc__, re.M))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emotion.track import IoUTracker, iou, smoothing_weight
+from emotion.video.track import IoUTracker, iou, smoothing_weight
 
 
 def test_iou():

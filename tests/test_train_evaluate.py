@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 import nnlite
-from emotion import models, train
+from emotion.cnn import models
+from emotion.commands import train
 from emotion.cli import main as cli_main
 from emotion.errors import UserError
-from emotion.evaluate import classification_report
-from emotion.predictor import EmotionClassifier, shipped_weights_path
+from emotion.commands.evaluate import classification_report
+from emotion.cnn.classifier import EmotionClassifier, shipped_weights_path
 from tests.conftest import FER2013_CSV
 
 needs_fer2013 = pytest.mark.skipif(not FER2013_CSV.exists(),
@@ -111,7 +112,7 @@ def test_shipped_weights_reach_at_least_60_percent_on_privatetest(tmp_path, caps
 @needs_fer2013
 def test_the_real_time_default_is_at_least_as_accurate_as_the_compact_weights(tmp_path, capsys):
     # The rule that made the mobile weights the default of live / video / serve (README).
-    from emotion.pipeline import VIDEO_WEIGHTS
+    from emotion.video.pipeline import VIDEO_WEIGHTS
 
     accuracy = {}
     for weights in (VIDEO_WEIGHTS, "compact"):
@@ -189,7 +190,7 @@ def test_evaluate_names_a_missing_split(tmp_path, capsys, private_cache):
 
 
 def test_preprocessing_an_empty_batch_gives_an_empty_batch():
-    from emotion.preprocess import PreprocessConfig, preprocess
+    from emotion.cnn.preprocess import PreprocessConfig, preprocess
 
     for config in (PreprocessConfig(), PreprocessConfig(equalize=True)):
         out = preprocess(np.zeros((0, 48, 48), np.uint8), config)
@@ -239,7 +240,7 @@ def test_limit_says_how_many_validation_images_it_used(tmp_path, capsys, private
 
 
 def test_bad_output_paths_fail_before_the_work(tmp_path, capsys, monkeypatch, private_cache):
-    from emotion import evaluate
+    from emotion.commands import evaluate
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the evaluation ran although its output path is bad")
@@ -335,15 +336,17 @@ def test_evaluate_split_any_case_weights_as_named_and_random_split_noted(tmp_pat
 
 
 # -- inference never imports training ------------------------------------------------------------
-INFERENCE_MODULES = ("emotion.predictor", "emotion.predict", "emotion.evaluate", "emotion.live",
-                     "emotion.video", "emotion.explain", "emotion.pipeline", "emotion.cli",
-                     "emotion.frames", "emotion.records", "emotion.distill")
-TRAINING_MODULES = ("emotion.train", "emotion.runs")
+INFERENCE_MODULES = ("emotion.cnn.classifier", "emotion.commands.predict",
+                     "emotion.commands.evaluate", "emotion.commands.live", "emotion.commands.video",
+                     "emotion.commands.explain", "emotion.cnn.explain", "emotion.video.pipeline",
+                     "emotion.cli", "emotion.video.loop", "emotion.io.rows",
+                     "emotion.training.distill")
+TRAINING_MODULES = ("emotion.commands.train", "emotion.training.runs")
 
 
 def test_no_inference_module_imports_the_training_module():
-    # A fresh interpreter: this test process has imported emotion.train already. Imported one
-    # at a time, so that a failure names the module that pulled training in.
+    # A fresh interpreter: this test process has imported emotion.commands.train already.
+    # Imported one at a time, so that a failure names the module that pulled training in.
     script = ("import importlib, sys\n"
               f"for name in {INFERENCE_MODULES!r}:\n"
               "    importlib.import_module(name)\n"

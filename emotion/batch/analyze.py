@@ -4,10 +4,10 @@
 
 An image is analysed as `emotion predict` does it (pipeline.analyze_image with the
 PHOTO_CONFIG detector; frame 0, time 0, no phase), a video as `emotion video` does it (the
-one frame loop, emotion/frames.py, with VIDEO_CONFIG, tracking and smoothing). The rows are
-emotion.records' face rows with the file in front and an `error` column behind:
+one frame loop, emotion/video/loop.py, with VIDEO_CONFIG, tracking and smoothing). The rows are
+emotion.io.rows' face rows with the file in front and an `error` column behind:
 
-    file, file_bytes, <records.COLUMNS>, error
+    file, file_bytes, <emotion.io.rows.COLUMNS>, error
 
 A file name is bytes on POSIX, and need not be UTF-8 (b'caf\\xe9.jpg', from a Latin-1 era
 archive); Python hands it over with each undecodable byte as a lone surrogate, which no
@@ -22,7 +22,7 @@ error row: the file did not fully succeed, and the rows that exist are not throw
 
 A worker runs one task at a time: OpenCV, BLAS and Numba each on one thread, so that N worker
 processes fill N cores without fighting over them. A video's pipeline adds its two helper
-threads (the full-frame scan and the parts refreshes, emotion/ahead.py), as `emotion video`
+threads (the full-frame scan and the parts refreshes, emotion/video/lagged.py), as `emotion video`
 runs it, so that the rows are the same; they take up to a core's spare time while the main
 thread waits on them or on I/O. The classifier is loaded once per worker thread (a cached
 global), not once per file.
@@ -38,7 +38,9 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from emotion import pipeline, records
+from emotion.video import pipeline
+
+from emotion.io.rows import COLUMNS, face_rows, flat_row
 from emotion.errors import UserError
 
 # Rows are turned into Arrow columns this many at a time: a long video's results then take
@@ -69,7 +71,7 @@ class FileResult:
 
 
 def columns() -> list[str]:
-    return ["file", "file_bytes", *records.COLUMNS, "error"]
+    return ["file", "file_bytes", *COLUMNS, "error"]
 
 
 def file_columns(name: str) -> tuple[str, bytes | None]:
@@ -102,7 +104,7 @@ class TableBuilder:
         self.file, self.file_bytes = file_columns(name)
 
     def add(self, rows: list[dict]) -> None:
-        self.rows.extend(records.flat_row(row) for row in rows)  # pose and parts in columns
+        self.rows.extend(flat_row(row) for row in rows)  # pose and parts in columns
         if len(self.rows) >= CHUNK_ROWS:
             self._flush()
 
@@ -154,25 +156,25 @@ def analyze_file(media, settings: BatchSettings) -> FileResult:
 
 
 def _analyze_image(media, settings: BatchSettings, rows: TableBuilder) -> int:
-    from emotion.images import read_image
+    from emotion.io.images import read_image
 
     classifier = _classifier(settings.image_weights, settings.backend)
     detector, parts = _photo_detectors()
     image = read_image(media.path)
     results = pipeline.analyze_image(classifier, image, detector, parts)
-    rows.add(records.face_rows(0, 0.0, results))
+    rows.add(face_rows(0, 0.0, results))
     return 1
 
 
 def _analyze_video(media, settings: BatchSettings, rows: TableBuilder) -> tuple[int, str | None]:
-    from emotion.frames import FrameLoop
+    from emotion.video.loop import FrameLoop
 
     classifier = _classifier(settings.video_weights, settings.backend)
     loop = FrameLoop(media.path, classifier=classifier, detect_every=settings.detect_every,
                      classify_every=settings.classify_every, max_frames=settings.max_frames)
     with loop:
         for frame, results in loop:
-            rows.add(records.face_rows(frame.index, frame.timestamp, results))
+            rows.add(face_rows(frame.index, frame.timestamp, results))
     source = loop.source
     if source.frames_read == 0:
         raise UserError(f"could not read any frame from {media.name}: empty or corrupt video")

@@ -1,7 +1,7 @@
 """The geometry head's numbers: 68 landmarks and the head pose, to and from what the network
 learns.
 
-The network sees a 48x48 face crop and answers 139 numbers (emotion.models.FaceNet). A
+The network sees a 48x48 face crop and answers 139 numbers (emotion.cnn.models.FaceNet). A
 network learns best when its targets are of order one, centred on zero, whatever the crop
 size, so it does not learn pixels and degrees but:
 
@@ -9,7 +9,7 @@ size, so it does not learn pixels and degrees but:
     angles  degrees / ANGLE_UNIT: a face turned by 30 degrees is 1
 
 `encode` makes targets from (points in crop pixels, yaw/pitch/roll in degrees) and
-`decode` undoes it. Pose conventions: emotion.pose. Point order: emotion.face.ibug68.
+`decode` undoes it. Pose conventions: emotion.face.pose. Point order: emotion.face.ibug68.
 """
 
 from __future__ import annotations

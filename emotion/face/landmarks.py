@@ -1,5 +1,5 @@
 """68 landmarks and the head pose of each face, from the geometry head of the FaceNet
-(emotion.models), in image pixels.
+(emotion.cnn.models), in image pixels.
 
 A face box from the detector becomes a crop the way FER2013's faces were cut (the box
 grown by MARGIN on every side), resized to 48x48 for the network. The network answers the
@@ -27,7 +27,7 @@ import numpy as np
 
 from emotion.face import geometry, ibug68
 
-MARGIN = 0.15            # the classifier's crop margin (emotion.detect.expand_box)
+MARGIN = 0.15            # the classifier's crop margin (emotion.face.detector.expand_box)
 LEVEL_MIN_DEGREES = 3.0  # a smaller roll is not worth a second pass (and its resampling)
 
 
@@ -72,7 +72,7 @@ def face_crop(gray: np.ndarray, box, roll: float = 0.0, margin: float = MARGIN) 
 @dataclass
 class FaceGeometry:
     """One face's landmarks (68, 2) in image pixels (iBUG order) and pose (yaw, pitch,
-    roll) in degrees (conventions: emotion.pose)."""
+    roll) in degrees (conventions: emotion.face.pose)."""
 
     points: np.ndarray
     yaw: float

@@ -3,9 +3,9 @@
     GET  /                  the page (emotion/serve/static: HTML, CSS, JavaScript modules)
     GET  /api/health        {"status": "ok", "model": ..., "backend": ..., "busy": n}
     POST /api/predict       an image (multipart field "image", or the raw body) -> one
-                            `emotion predict --json` record (emotion.predict.image_record)
+                            `emotion predict --json` record (emotion.io.rows.image_record)
     POST /api/explain       an image -> what the network sees (emotion/serve/inside.py)
-    WS   /api/live          JPEG frames in, their faces out (emotion/serve/live.py)
+    WS   /api/live          JPEG frames in, their faces out (emotion/serve/camera.py)
     POST /api/video         a video (field "video", or the raw body) -> {"id": ...}
     GET  /api/jobs/{id}     its progress; when done, links to its outputs (emotion/serve/jobs.py)
     GET  /api/jobs/{id}/{name}   one of those outputs
@@ -35,12 +35,12 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
-from emotion import pipeline
+from emotion.video import pipeline
 from emotion.errors import UserError
-from emotion.predict import image_record
+from emotion.io.rows import image_record
 from emotion.serve import inside
 from emotion.serve.jobs import JobStore
-from emotion.serve.live import serve_live
+from emotion.serve.camera import serve_live
 from emotion.serve.uploads import BodyLimit, UploadError, decode_image, read_upload
 from emotion.serve.worker import Busy, InferenceWorker, SharedClassifier
 

@@ -1,6 +1,6 @@
 """The "Inside the network" panel: `emotion explain`'s Explanation as small PNGs for a page.
 
-emotion.explain.explain does the work (the face found and aligned as `predict` does, each
+emotion.cnn.explain.explain does the work (the face found and aligned as `predict` does, each
 preprocessing step, every conv layer's feature maps, saliency and Grad-CAM from nnlite's
 own backward pass); this module only turns its arrays into images a browser shows:
 
@@ -19,7 +19,7 @@ import base64
 import cv2
 import numpy as np
 
-from emotion.explain import MAPS_PER_LAYER, explain, montage
+from emotion.cnn.explain import MAPS_PER_LAYER, explain, montage
 from emotion.labels import EMOTIONS
 
 FACE_PX = 144  # a 48x48 face shown three times as large

@@ -1,12 +1,12 @@
 """Video jobs: `POST /api/video` -> a job id; `GET /api/jobs/{id}` -> its progress and outputs.
 
-A job runs the loop of `emotion video` (emotion.frames.FrameLoop: decode, detect, track,
-classify, the per-face rows written by records.RowWriter) on a thread of its own, one job
+A job runs the loop of `emotion video` (emotion.video.loop.FrameLoop: decode, detect, track,
+classify, the per-face rows written by rows.RowWriter) on a thread of its own, one job
 at a time, and draws each frame as `emotion video --out` does. Where `emotion video` writes
 an mp4v file, a job writes VP8 WebM: both codecs come with every opencv-python wheel, and a
 browser plays only the second. VP8 is slow to encode (~50 ms for a 596x336 frame on the
 2-core machine, more than detecting and classifying it), so, as `emotion video --out`
-does, the frames are encoded on a writer thread of their own (frames.FrameWriter) while
+does, the frames are encoded on a writer thread of their own (loop.FrameWriter) while
 the next ones are analysed.
 
 The server's inference runs with one OpenBLAS thread (emotion serve's run does that for
@@ -37,8 +37,8 @@ from pathlib import Path
 import cv2
 
 from emotion.errors import UserError
-from emotion.frames import FrameLoop, FrameWriter
-from emotion.sources import quiet_opencv
+from emotion.video.loop import FrameLoop, FrameWriter
+from emotion.video.sources import quiet_opencv
 from emotion.serve.uploads import UploadError
 from emotion.serve.worker import Busy
 

@@ -21,7 +21,8 @@ can wait a second. And the uploads are not starved: strict priority for live fra
 tried first, and two sockets that each send their next frame as soon as they have an
 answer kept the live lane full for good (13 predict answers in 30 s, p50 17 s, in
 benchmarks/serve_load). With one first-come queue, a live frame waited behind all eight
-queued predicts instead: ~850 ms (benchmarks/RESULTS.md, ninth session).
+queued predicts instead: ~850 ms (2026-12-03, 2-vCPU Intel Xeon KVM guest,
+`python -m benchmarks.serve_load`; benchmarks/RESULTS.md, serve).
 
 The video jobs run on threads of their own (emotion/serve/jobs.py) and call the model too:
 SharedClassifier puts a lock around it, so the model still runs one batch at a time.

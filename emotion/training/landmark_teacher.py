@@ -14,7 +14,7 @@ Each 48x48 face is upscaled 4x (cubic) and padded by a quarter with its border r
 points mapped back to 48x48 pixel coordinates (continuous, pixel centres at i + 0.5, as
 OpenCV's resize has them) and to the 68 iBUG points by MP_TO_IBUG68. The head pose is a
 rigid fit with scale (Umeyama) of the mesh's 3D points at the rigid iBUG points to MediaPipe's
-canonical face, in `emotion/pose.py`'s conventions.
+canonical face, in `emotion/face/pose.py`'s conventions.
 
 Output (.npz, written to a temporary file and renamed into place):
     landmarks (N, 68, 2) float32  48x48 pixel coordinates, NaN where no mesh was found

@@ -3,9 +3,8 @@
 There is one maths (the ops in `nnlite.functions`) and three ways to run it:
 
 - ``numpy``: the readable reference. Kernels in `numpy_kernels.py` are the specification.
-- ``numba``: the same kernels compiled for the CPU with Numba (`numba_kernels.py`, with
-  `numba_unfold.py`, `numba_winograd.py`, `numba_depthwise.py`, `numba_runtime.py` and
-  `numba_compile.py` beside it).
+- ``numba``: the same kernels compiled for the CPU with Numba (`numba/kernels.py`, with
+  `unfold.py`, `winograd.py`, `depthwise.py`, `pool.py` and `compile.py` beside it).
 - ``cuda``: arrays are CuPy arrays on the GPU, GEMMs go to cuBLAS, and the hot loops are
   Numba CUDA kernels (`cuda_kernels.py`).
 
@@ -22,13 +21,16 @@ kernels on a machine without a GPU (tests/test_cuda_sim.py); it is far too slow 
 
 import importlib
 import os
-import sys
 
 import numpy as np
 
+# Re-exported: `backends.to_numpy(x)` and friends read well beside `to_device`.
+from nnlite.device import (DeviceMismatchError, check_same_device, device_of,  # noqa: F401
+                           get_array_module, is_array, to_numpy)
+
 NAMES = ("numpy", "numba", "cuda")
 
-# The kernel contract: every kernel module (numpy_kernels, the specification; numba_kernels;
+# The kernel contract: every kernel module (numpy_kernels, the specification; numba.kernels;
 # cuda_kernels) defines each of these with the same signature, and every backward kernel takes
 # the upstream gradient first (tests/test_backends.py checks both). A new backend starts here.
 KERNELS = (
@@ -42,6 +44,9 @@ KERNELS = (
     "dropout_mask",
     "sgd_update", "adam_update",
 )
+# Each backend's kernel module, imported on first use.
+KERNEL_MODULES = {"numpy": "nnlite.backends.numpy_kernels", "numba": "nnlite.backends.numba.kernels",
+                  "cuda": "nnlite.backends.cuda_kernels"}
 # Numba reads the variable as an int, once, when it is first imported.
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0").strip() not in ("", "0")
 _current = "numpy"
@@ -53,10 +58,6 @@ class BackendError(RuntimeError):
     """A backend was asked for that cannot run here (the message says why)."""
 
 
-class DeviceMismatchError(RuntimeError):
-    """An op got arrays from both the host and the GPU."""
-
-
 def _import_cupy():
     global _cupy
     if _cupy is None:
@@ -64,11 +65,6 @@ def _import_cupy():
 
         _cupy = cupy
     return _cupy
-
-
-def _cupy_if_loaded():
-    """CuPy only if something already imported it: a host-only run never pays for the import."""
-    return sys.modules.get("cupy")
 
 
 def _why_unavailable(name: str):
@@ -81,7 +77,7 @@ def _why_unavailable(name: str):
         except ImportError as err:
             return f"Numba is not installed ({err}); pip install numba"
         try:  # the kernels themselves: defining them is where a cache folder is needed, say
-            importlib.import_module("nnlite.backends.numba_kernels")
+            importlib.import_module(KERNEL_MODULES["numba"])
         except Exception as err:
             return f"the Numba kernels cannot be loaded ({type(err).__name__}: {err})"
         return None
@@ -141,26 +137,7 @@ def default_device() -> str:
     return "cuda" if current() == "cuda" else "cpu"
 
 
-# -- arrays and devices ----------------------------------------------------------------------
-def is_array(value) -> bool:
-    if isinstance(value, np.ndarray):
-        return True
-    cupy = _cupy_if_loaded()
-    return cupy is not None and isinstance(value, cupy.ndarray)
-
-
-def device_of(array) -> str:
-    return "cpu" if isinstance(array, (np.ndarray, np.generic)) else "cuda"
-
-
-def get_array_module(array):
-    """`numpy` for host arrays, `cupy` for device arrays: write an op once against `xp`."""
-    cupy = _cupy_if_loaded()
-    if isinstance(array, (np.ndarray, np.generic)) or cupy is None:
-        return np
-    return cupy.get_array_module(array)
-
-
+# -- arrays and devices: nnlite.device, except the one crossing --------------------------------
 def to_device(array, device: str):
     """An explicit copy of `array` to "cpu" or "cuda" (the only host/device crossing)."""
     if device == "cpu":
@@ -175,24 +152,6 @@ def to_device(array, device: str):
     raise ValueError(f"unknown device {device!r}; use 'cpu' or 'cuda'")
 
 
-def to_numpy(array) -> np.ndarray:
-    """A NumPy copy of a device array, or the array itself if it is already on the host."""
-    if hasattr(array, "data") and not is_array(array):  # a Tensor
-        array = array.data
-    if isinstance(array, np.ndarray):
-        return array
-    return array.get()
-
-
-def check_same_device(arrays, op: str = "op") -> None:
-    devices = {device_of(a) for a in arrays}
-    if len(devices) > 1:
-        raise DeviceMismatchError(
-            f"{op} got arrays on both the CPU and the GPU; move them explicitly first, "
-            "e.g. tensor.to('cuda') or model.to('cuda') (nnlite never copies implicitly)"
-        )
-
-
 # -- kernels ---------------------------------------------------------------------------------
 def kernels_for(array):
     """The kernel module that runs ops on `array`: by device, then by the selected backend."""
@@ -202,7 +161,7 @@ def kernels_for(array):
         name = "numba" if current() == "numba" else "numpy"
     module = _kernel_modules.get(name)
     if module is None:
-        module = importlib.import_module(f"nnlite.backends.{name}_kernels")
+        module = importlib.import_module(KERNEL_MODULES[name])
         _kernel_modules[name] = module
     return module
 

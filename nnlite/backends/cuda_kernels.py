@@ -55,9 +55,10 @@ if not hasattr(np, "row_stack"):
 
 from numba import cuda  # noqa: E402  (after the compatibility alias above)
 
-from nnlite.backends import get_array_module
+from nnlite.device import get_array_module
+from nnlite.backends import conv_algorithms
 from nnlite.backends import numpy_kernels as _reference
-from nnlite.backends.numba_compile import CACHE  # the cache folder: see numba_compile
+from nnlite.backends.numba.compile import CACHE  # the cache folder: see numba/compile.py
 from nnlite import random as nnrandom
 
 # A small grid on a big GPU is expected for small layers: Numba's low-occupancy warning
@@ -195,12 +196,12 @@ def col2im(col, x_shape, kh, kw, stride, pad):
 
 def conv2d_forward(x, W, stride, pad):
     """im2col above + one cuBLAS GEMM for the whole batch; see numpy_kernels.conv2d_forward."""
-    return _reference._gemm_conv2d_forward(im2col, x, W, stride, pad)
+    return conv_algorithms.gemm_conv2d_forward(im2col, output_size, x, W, stride, pad)
 
 
 def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
     """See numpy_kernels.conv2d_backward: im2col again, two cuBLAS GEMMs and col2im."""
-    return _reference._gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad)
+    return conv_algorithms.gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad)
 
 
 # -- pooling -----------------------------------------------------------------------------------
@@ -793,7 +794,7 @@ def _depthwise_grad_weight_kernel(gy, x, gW, sh, sw, pt, pl):
 def grouped_conv2d_forward(x, W, stride, pad, groups):
     """Depthwise: one thread per output; else per group; see numpy_kernels.grouped_conv2d_forward."""
     if groups != x.shape[1]:
-        return _reference._per_group_forward(conv2d_forward, x, W, stride, pad, groups)
+        return conv_algorithms.per_group_forward(conv2d_forward, x, W, stride, pad, groups)
     xp = get_array_module(x)
     (sh, sw), (pt, pb, pl, pr) = stride, pad
     (n, c, h, w), (oc, _, kh, kw) = x.shape, W.shape
@@ -807,7 +808,7 @@ def grouped_conv2d_forward(x, W, stride, pad, groups):
 def grouped_conv2d_backward(gy, x, W, stride, pad, groups, input_grad=True):
     """Depthwise: a gather for gx, a block per weight for gW; else per group."""
     if groups != x.shape[1]:
-        return _reference._per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups,
+        return conv_algorithms.per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups,
                                               input_grad)
     xp = get_array_module(gy)
     (sh, sw), (pt, _, pl, _) = stride, pad

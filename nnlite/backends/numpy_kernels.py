@@ -17,8 +17,9 @@ Conventions:
 
 import numpy as np
 
-from nnlite.backends import get_array_module
 from nnlite import random as nnrandom
+from nnlite.backends import conv_algorithms
+from nnlite.device import get_array_module
 
 
 def _as_strided(xp, array, shape, strides):
@@ -76,7 +77,7 @@ def conv2d_forward(x, W, stride, pad):
     x (N, C, H, W), W (OC, C, KH, KW) -> y (N, OC, OH, OW), with
         y[n, o, i, j] = sum_{c,u,v} W[o, c, u, v] * x_padded[n, c, i*SH + u, j*SW + v]
     """
-    return _gemm_conv2d_forward(im2col, x, W, stride, pad)
+    return conv_algorithms.gemm_conv2d_forward(im2col, output_size, x, W, stride, pad)
 
 
 def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
@@ -88,29 +89,7 @@ def conv2d_backward(gy, x, W, stride, pad, input_grad=True):
     the size of x (170 MB for one layer of the compact net at batch 64), and recomputing it
     costs less than one of the two GEMMs below.
     """
-    return _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad)
-
-
-def _gemm_conv2d_forward(im2col, x, W, stride, pad):
-    # Shared with the CUDA backend, which passes its own im2col (the GEMM is then cuBLAS).
-    xp = get_array_module(x)
-    n, oc, kh, kw = x.shape[0], W.shape[0], W.shape[2], W.shape[3]
-    col = im2col(x, kh, kw, stride, pad)  # (K, N*P), K = C*KH*KW
-    oh = output_size(x.shape[2], kh, stride[0], pad[0], pad[1])
-    ow = output_size(x.shape[3], kw, stride[1], pad[2], pad[3])
-    y = W.reshape(oc, -1) @ col  # (OC, K) @ (K, N*P) -> (OC, N*P)
-    return xp.ascontiguousarray(y.reshape(oc, n, oh, ow).transpose(1, 0, 2, 3))
-
-
-def _gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad):
-    oc, kh, kw = W.shape[0], W.shape[2], W.shape[3]
-    col = im2col(x, kh, kw, stride, pad)
-    gy = gy.transpose(1, 0, 2, 3).reshape(oc, -1)  # (OC, N*P), the layout of y above
-    gW = (gy @ col.T).reshape(W.shape)  # dW[o, k] = sum_p gy[o, p] col[k, p]
-    if not input_grad:
-        return None, gW
-    gcol = W.reshape(oc, -1).T @ gy  # (K, OC) @ (OC, N*P) -> (K, N*P)
-    return col2im(gcol, x.shape, kh, kw, stride, pad), gW
+    return conv_algorithms.gemm_conv2d_backward(im2col, col2im, gy, x, W, stride, pad, input_grad)
 
 
 # -- grouped and depthwise convolution -------------------------------------------------------
@@ -124,32 +103,12 @@ def grouped_conv2d_forward(x, W, stride, pad, groups):
     each channel filtered by its own OC/C filters (9 weights each for 3x3), no channel mixing.
     Written here as what it is, G independent convolutions side by side.
     """
-    return _per_group_forward(conv2d_forward, x, W, stride, pad, groups)
+    return conv_algorithms.per_group_forward(conv2d_forward, x, W, stride, pad, groups)
 
 
 def grouped_conv2d_backward(gy, x, W, stride, pad, groups, input_grad=True):
     """Gradients of grouped_conv2d_forward, group by group: gx (N, C, H, W) or None, gW."""
-    return _per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups, input_grad)
-
-
-def _per_group_forward(conv2d_forward, x, W, stride, pad, groups):
-    # Shared with the other backends, which pass their own dense convolution.
-    xp = get_array_module(x)
-    c, oc = x.shape[1] // groups, W.shape[0] // groups
-    return xp.concatenate([conv2d_forward(x[:, g * c:(g + 1) * c], W[g * oc:(g + 1) * oc],
-                                          stride, pad) for g in range(groups)], axis=1)
-
-
-def _per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups, input_grad):
-    xp = get_array_module(gy)
-    c, oc = x.shape[1] // groups, W.shape[0] // groups
-    grads = [conv2d_backward(gy[:, g * oc:(g + 1) * oc], x[:, g * c:(g + 1) * c],
-                             W[g * oc:(g + 1) * oc], stride, pad, input_grad)
-             for g in range(groups)]
-    gW = xp.concatenate([gw for _, gw in grads], axis=0)
-    if not input_grad:
-        return None, gW
-    return xp.concatenate([gx for gx, _ in grads], axis=1), gW
+    return conv_algorithms.per_group_backward(conv2d_backward, gy, x, W, stride, pad, groups, input_grad)
 
 
 # -- pooling ---------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ Broadcasting in forward means summing in backward: if x (3, 1) was broadcast to 
 dL/dx is dL/dy summed over the broadcast axis (`sum_to`).
 """
 
-from nnlite.autograd import Function, Tensor, _as_array
+from nnlite.autograd import Function, Tensor, as_array
 from nnlite.backends import get_array_module
 
 
@@ -194,9 +194,9 @@ class GetItem(Function):
 def _coerce_operands(a, b):
     """Make the non-Tensor operand an array with the Tensor operand's dtype and device."""
     if isinstance(a, Tensor) and not isinstance(b, Tensor):
-        b = _as_array(b, like=a.data)
+        b = as_array(b, like=a.data)
     elif isinstance(b, Tensor) and not isinstance(a, Tensor):
-        a = _as_array(a, like=b.data)
+        a = as_array(a, like=b.data)
     return a, b
 
 

@@ -2,7 +2,7 @@
 // emoji and the seven probability bars. Used by the live view and the photo results.
 
 export const EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"];
-// The same colours as emotion/overlay.py (there in BGR).
+// The same colours as emotion/io/draw.py (there in BGR).
 export const COLORS = {
   angry: "#dc2828", disgust: "#3ca03c", fear: "#a078c8", happy: "#fad228",
   sad: "#2882c8", surprise: "#faa028", neutral: "#bebebe",

@@ -1,0 +1,118 @@
+"""EmotionClassifier: weights + model + preprocessing, ready to classify face crops.
+
+The weight file carries the model's name and the exact preprocessing config it was trained
+with, so loading needs no extra flags and inference preprocesses exactly like training.
+"""
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+import nnlite
+import nnlite.functional as F
+from nnlite.fold import fold_batch_norm
+
+from emotion.cnn import models
+from emotion.errors import UserError
+from emotion.labels import EMOTIONS
+
+
+def shipped_weights_path(name: str = "default") -> Path:
+    """A weight file shipped inside the package: "default" (the most accurate), "compact"
+    (about 4x less compute per face, two points less accurate) or "mobile" (the fastest,
+    the real-time default: see the README's table)."""
+    return Path(str(resources.files("emotion") / "weights" / f"{name}.npz"))
+
+
+def resolve_weights(weights=None) -> Path:
+    """None -> the shipped default; a shipped name ("compact", "mobile") -> that file; else a
+    path."""
+    if weights is None:
+        return shipped_weights_path()
+    if "/" not in str(weights) and not str(weights).endswith(".npz"):
+        shipped = shipped_weights_path(str(weights))
+        if shipped.is_file():
+            return shipped
+    return Path(weights)
+
+
+class EmotionClassifier:
+    def __init__(self, model, preprocess_config, meta=None, device="cpu"):
+        self.model = model.eval()  # as trained: what explain, export and a teacher look at
+        # What predictions run: the same network with its batch norms folded into the
+        # convolutions before them (nnlite.fold): equal up to float32 rounding, fewer ops.
+        self.inference_model = fold_batch_norm(self.model)
+        self.preprocess_config = preprocess_config
+        self.meta = meta or {}
+        self.device = device
+
+    @classmethod
+    def load(cls, weights=None, backend=None):
+        """Load a weight file: None for the shipped default, a shipped name ("compact",
+        "mobile"), or the path of a file written by `emotion train` (runs/NAME/best.npz)."""
+        from emotion.cnn.preprocess import PreprocessConfig
+
+        backend = choose_backend(backend)
+        path = resolve_weights(weights)
+        if path.is_dir():
+            raise UserError(f"{path} is a folder: pass the weight file in it "
+                            "(runs/NAME/best.npz from `emotion train`)")
+        if not path.is_file():
+            hint = ("train one with `emotion train` and pass --weights runs/NAME/best.npz"
+                    if weights is None else
+                    "check the path; the shipped weights are named 'default', 'compact' and "
+                    "'mobile'")
+            raise UserError(f"weight file not found: {path} ({hint})")
+        try:
+            meta = nnlite.read_meta(path)
+            if "model" not in meta or "preprocess" not in meta:
+                raise UserError(f"{path} has no model name / preprocessing config: it is not an "
+                                "emotion weight file (use best.npz from `emotion train`)")
+            if meta["model"] not in models.MODELS:
+                raise UserError(f"{path} was trained for a model named {meta['model']!r}, which "
+                                f"this version does not know (it has: {', '.join(models.MODELS)})")
+            model = models.build(meta["model"])
+            nnlite.load(model, path)
+        except nnlite.WeightFileError as err:
+            raise UserError(str(err)) from None
+        device = "cuda" if backend == "cuda" else "cpu"
+        if device == "cuda":
+            model.to("cuda")
+        return cls(model, PreprocessConfig.from_dict(meta["preprocess"]), meta, device)
+
+    @property
+    def model_name(self) -> str:
+        return self.meta.get("model", "?")
+
+    def predict_batch(self, images) -> np.ndarray:
+        """Probabilities (N, 7) float32 for preprocessed images (N, 1, 48, 48)."""
+        if len(images) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        with nnlite.no_grad():
+            x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32), self.device))
+            probs = F.softmax(self.inference_model(x))
+        return nnlite.to_numpy(probs.data).astype(np.float32, copy=False)
+
+    def predict_faces(self, crops) -> np.ndarray:
+        """Probabilities (N, 7) for gray uint8 face crops of any size (the training pipeline)."""
+        from emotion.cnn.preprocess import faces_to_batch
+
+        if len(crops) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        return self.predict_batch(faces_to_batch(list(crops), self.preprocess_config))
+
+
+def choose_backend(name=None) -> str:
+    """The requested backend, else $NNLITE_BACKEND, else the fastest CPU one that works here."""
+    source = ""
+    if name is None:
+        name = os.environ.get("NNLITE_BACKEND", "").strip().lower()
+        source = f"NNLITE_BACKEND={name}: " if name else ""  # say where the name came from
+        name = name or ("numba" if nnlite.available()["numba"] is None else "numpy")
+    try:
+        nnlite.use(name)
+    except nnlite.backends.BackendError as err:
+        raise UserError(f"{source}{err}") from None
+    return name

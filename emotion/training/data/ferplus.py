@@ -1,0 +1,87 @@
+"""FER+ labels: the majority vote of ten annotators per FER2013 row, in place of the original
+label (`--ferplus`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from emotion.errors import UserError
+from emotion.training.data.csv_file import usage_codes
+from emotion.training.data.dataset import (FERPLUS_TO_FER2013, FERPLUS_VOTES, UNASSIGNED,
+                                           describe_where, Table)
+
+def find_ferplus(path: Path) -> Path:
+    if path.is_dir():
+        for name in ("fer2013new.csv", "fer2013new.csv.gz"):
+            if (path / name).is_file():
+                return path / name
+    if not path.is_file():
+        raise UserError(f"FER+ labels not found at {path}: pass the fer2013new.csv(.gz) file "
+                        "from github.com/microsoft/FERPlus (or the folder holding it)")
+    return path.resolve()
+
+
+def ferplus_labels(path) -> tuple[np.ndarray, np.ndarray]:
+    """FER+ majority labels mapped to FER2013 classes: (labels (M,) int64, usage (M,) int64).
+
+    Each row's label is the column with the most votes among the 10 FER+ columns. FER+ columns
+    neutral, happiness, surprise, sadness, anger, disgust, fear map to FER2013 classes
+    6, 3, 5, 4, 0, 1, 2. The label is -1 (the row is to be dropped) when the winner is
+    contempt (no FER2013 class), unknown or NF (not a face), when two columns tie for the
+    most votes (no majority), or when FER+ left the image name blank (not a face).
+    `usage` is the row's split as an index into SPLITS (UNKNOWN_USAGE if it is none).
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, keep_default_na=False, dtype={"Usage": str, "Image name": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as err:
+        raise UserError(f"{path}: not a readable FER+ CSV ({err})") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in ("Usage", "Image name", *FERPLUS_VOTES) if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}: not a FER+ fer2013new.csv, missing columns {missing}")
+    votes = frame[list(FERPLUS_VOTES)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    if not np.isfinite(votes).all() or (votes < 0).any():
+        row = int(np.flatnonzero(~(np.isfinite(votes) & (votes >= 0)).all(axis=1))[0]) + 1
+        raise UserError(f"{path}: {describe_where(row)} has a vote count that is not a "
+                        "non-negative number")
+
+    winner = votes.argmax(axis=1)
+    top = votes.max(axis=1)
+    tie = (votes == top[:, None]).sum(axis=1) > 1
+    not_a_face = frame["Image name"].str.strip().to_numpy() == ""
+    labels = FERPLUS_TO_FER2013[winner]
+    labels[tie | not_a_face | (top == 0)] = -1
+    return labels, usage_codes(frame["Usage"].str.strip())
+
+
+def apply_ferplus(table: Table, source: Path, ferplus: Path) -> tuple[Table, int]:
+    """The table with FER+ labels, minus the rows FER+ gives no FER2013 class; (table, dropped)."""
+    if table.layout == "folders":
+        raise UserError("FER+ labels follow the row order of fer2013.csv; they cannot be "
+                        f"matched to the image folder {source}. Pass the CSV as --data.")
+    labels, usage = ferplus_labels(ferplus)
+    if len(labels) != table.n_rows:
+        raise UserError(f"{ferplus} has {len(labels)} rows but {source.name} has {table.n_rows}: "
+                        "FER+ labels must come with the fer2013.csv they were made for "
+                        "(one row per row, same order)")
+    at = table.rows - 1  # each kept image's row in the FER+ file
+    if (table.usage != UNASSIGNED).all():
+        mismatch = np.flatnonzero(usage[at] != table.usage)
+        if mismatch.size:
+            row = int(table.rows[mismatch[0]])
+            raise UserError(f"{ferplus} does not line up with {source.name}: "
+                            f"{describe_where(row)} has a different Usage in the two files")
+        new_usage = table.usage
+    else:
+        new_usage = usage[at]  # no Usage in the source: FER+ supplies the standard split
+    new_labels = labels[at]
+    keep = new_labels >= 0
+    relabelled = Table(images=table.images[keep], labels=new_labels[keep],
+                        usage=new_usage[keep], rows=table.rows[keep], n_rows=table.n_rows,
+                        layout=table.layout, skipped=table.skipped)
+    return relabelled, int((~keep).sum())
