@@ -15,7 +15,7 @@ cost one operation or a few per activation, which the convention (the one papers
 PyTorch's profilers report as "MACs") leaves out, since for a CNN they are a few percent of
 the total. So a multiply-add count says how much arithmetic a model needs, not how long it
 takes: a depthwise convolution does few multiply-adds per byte it reads, and is bound by
-memory traffic instead (see docs/how-this-cnn-works.md).
+memory traffic instead (see docs/engine.md).
 """
 
 from dataclasses import dataclass, field

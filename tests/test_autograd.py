@@ -95,6 +95,15 @@ def test_gradcheck_catches_a_wrong_backward_and_says_where():
     assert result.ok and result.max_abs_error < 1e-6
 
 
+def test_gradcheck_reports_the_real_relative_error_of_a_pass():
+    # it used to be recorded only above atol, so every passing check printed exactly 0
+    x = np.random.default_rng(0).standard_normal((3, 2))
+    result = nnlite.gradcheck(lambda t: (t * t).exp(), [x])
+    assert result.ok and 0 < result.max_rel_error < 1e-4
+    wrong = nnlite.gradcheck(lambda t: WrongSquare()(t), [x], raise_on_failure=False)
+    assert not wrong.ok and wrong.max_rel_error > 0.1  # off by 1 on gradients of size ~2x
+
+
 def test_gradcheck_command_passes_on_numpy(capsys):
     from nnlite.gradcheck import main
 

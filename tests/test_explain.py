@@ -18,7 +18,7 @@ from emotion.cnn import models
 from emotion.cnn.explain import conv_blocks, explain_image
 from emotion.labels import EMOTIONS
 from emotion.cnn.preprocess import PreprocessConfig
-from tests.conftest import MEDIA
+from tests.conftest import MEDIA, REPO
 
 SINGLE_FACE = MEDIA / "single_face.jpg"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -123,3 +123,26 @@ def test_conv_blocks_show_the_relu_after_each_conv():
                        L.Conv2d(2, 2, 3), L.MaxPool2d(2), L.Conv2d(2, 2, 1), L.BatchNorm2d(2),
                        L.ReLU(), L.Flatten(), L.Linear(2, 7))
     assert conv_blocks(net) == [(1, 1), (2, 4), (3, 8)]  # conv 2 has no ReLU: its own output
+
+
+def test_the_figure_shows_what_each_step_changed_and_scales_the_maps(weights, tmp_path):
+    # gray, gamma and blur looked identical side by side, and feature maps had no colour scale
+    from emotion.cnn.explain import build_figure
+
+    face = cv2.imread(str(REPO / "docs" / "figures" / "synthetic_face.png"), cv2.IMREAD_GRAYSCALE)
+    image = tmp_path / "face.png"
+    cv2.imwrite(str(image), face)
+    ex, titles = explain_image(image, tmp_path / "explain.png", weights=weights)
+    assert titles[5:8] == ["2 minus 1: gamma's change", "3 minus 2: Gaussian's change",
+                           "4: the input, in std units"]
+    fig, _ = build_figure(ex)
+    changes = [ax for ax in fig.axes if "change" in ax.get_title()]
+    assert len(changes) == 2
+    for ax in changes:  # a visible difference, drawn on a symmetric scale
+        image_shown = ax.get_images()[0]
+        low, high = image_shown.get_clim()
+        assert high > 1 and low == -high and np.abs(image_shown.get_array()).max() > 1
+    with_scale = [ax._colorbar.mappable.axes.get_title() for ax in fig.axes
+                  if hasattr(ax, "_colorbar")]  # the panels that have a colour bar
+    conv_panels = [t for t in titles if t.startswith("conv ") and "maps" in t]
+    assert with_scale == titles[5:8] + conv_panels

@@ -257,7 +257,7 @@ def test_export_refuses_bad_arguments_in_one_line(tmp_path, capsys):
 
 def test_the_docs_run_the_exported_model_in_ten_lines():
     # test_docs.py runs the block; here only its length is held to the promise
-    text = (REPO / "docs" / "how-this-cnn-works.md").read_text()
+    text = (REPO / "docs" / "app.md").read_text()
     block = re.search(r"In ten lines[^\n]*:\n\n```python\n(.*?)```", text, re.S)
     assert block, "the docs lost their onnxruntime snippet"
     assert len(block.group(1).strip().splitlines()) <= 10

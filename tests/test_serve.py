@@ -2,6 +2,7 @@
 `emotion predict --json`), what is refused (garbage, truncated, too large), a video job from
 upload to downloads, the live socket, a busy server, and the page's own files."""
 
+import contextlib
 import csv
 import json
 import threading
@@ -16,7 +17,7 @@ import pytest
 pytest.importorskip("httpx", reason="the test client needs httpx (pip install -e '.[dev]')")
 with warnings.catch_warnings():  # Starlette 1.x would rather have httpx2; httpx still works
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient  # noqa: E402
+    from starlette.testclient import TestClient as StarletteClient  # noqa: E402
 
 from emotion import cli  # noqa: E402
 
@@ -26,6 +27,23 @@ from emotion.io.rows import image_record  # noqa: E402
 from emotion.io.rows import COLUMNS, JSON_KEYS  # noqa: E402
 from emotion.serve.app import create_app  # noqa: E402
 from tests.conftest import MEDIA  # noqa: E402
+
+
+
+class TestClient(StarletteClient):
+    """Starlette's test client, speaking to the app as a browser on this machine does: as
+    http://127.0.0.1:8000 (the server answers only the names it is served under, and the
+    client's own default is "testserver"), its sockets too."""
+
+    BASE = "http://127.0.0.1:8000"
+
+    def __init__(self, app, **kwargs):
+        super().__init__(app, base_url=self.BASE, **kwargs)
+
+    def websocket_connect(self, url, *args, **kwargs):
+        return super().websocket_connect(url if "://" in url else "ws://127.0.0.1:8000" + url,
+                                         *args, **kwargs)
+
 
 needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"shared test media not found at {MEDIA}")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -409,3 +427,239 @@ def test_a_taken_port_is_one_line_before_the_model_loads(monkeypatch, capsys):
         assert cli.main(["serve", "--port", str(port)]) == 1
     assert "the port is in use" in capsys.readouterr().err
     assert loaded == []
+
+
+# Issue 29: the server's rough edges.
+
+@pytest.mark.parametrize("option", ["--max-upload-mb", "--max-megapixels", "--idle-timeout"])
+@pytest.mark.parametrize("value", ["nan", "inf", "1e400", "0", "-3"])
+def test_a_limit_must_be_a_finite_positive_number(monkeypatch, capsys, option, value):
+    loaded = []
+    monkeypatch.setattr(pipeline, "load_classifier",
+                        lambda weights=None, backend=None: loaded.append(1) or Fake())
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["serve", option, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and loaded == []
+    assert f"argument {option}: must be a number > 0, got {value}" in err
+    assert "Traceback" not in err
+
+
+def test_the_cli_passes_its_limits_and_host_to_the_app(monkeypatch):
+    import uvicorn
+
+    from emotion.serve import app as app_module
+
+    made = {}
+    monkeypatch.setattr(pipeline, "load_classifier", lambda weights=None, backend=None: Fake())
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    real = app_module.create_app
+    monkeypatch.setattr(app_module, "create_app", lambda **kw: made.update(kw) or real(**kw))
+    assert cli.main(["serve", "--max-upload-mb", "2.5", "--max-megapixels", "0.5",
+                     "--idle-timeout", "7"]) == 0
+    assert made["max_upload_mb"] == 2.5 and made["max_pixels"] == 500_000
+    assert made["idle_timeout"] == 7 and made["host"] == "127.0.0.1"
+
+
+@needs_media
+def test_the_live_socket_answers_text_empty_and_oversized_frames_and_goes_on(caplog):
+    from emotion.serve.camera import MAX_FRAME_BYTES
+
+    frame = jpeg(clip_frames(1)[0])
+    with TestClient(create_app(classifier=Fake())) as client:
+        with client.websocket_connect("/api/live") as ws:
+            answers = []
+            for message in ["hello", b"", b"\xff\xd8\xff" + b"\0" * MAX_FRAME_BYTES, frame]:
+                (ws.send_text if isinstance(message, str) else ws.send_bytes)(message)
+                answers.append(ws.receive_json())
+    text, empty, big, good = answers
+    assert [a["frame"] for a in answers] == [0, 1, 2, 3]
+    assert "text message" in text["error"] and "empty" in empty["error"]
+    assert "MB" in big["error"] and "faces" not in big
+    assert good["faces"] and "error" not in good  # the session went on
+    assert "Traceback" not in caplog.text and "1011" not in caplog.text
+
+
+def solid_png(width, height) -> bytes:
+    return cv2.imencode(".png", np.zeros((height, width), np.uint8))[1].tobytes()
+
+
+def test_an_image_over_the_pixel_cap_is_refused_from_its_header(monkeypatch):
+    decoded = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(1) or real(*a))
+    big = solid_png(4000, 3000)  # 12 megapixels in a few kB
+    with TestClient(create_app(classifier=Fake(), max_pixels=10_000_000)) as client:
+        refused = client.post("/api/predict", content=big)
+        refused_explain = client.post("/api/explain", files={"image": ("big.png", big)})
+        with client.websocket_connect("/api/live") as ws:
+            ws.send_bytes(big)
+            frame = ws.receive_json()
+        assert decoded == []  # refused from the header: never decoded
+        accepted = client.post("/api/predict", content=solid_png(3000, 3000))
+    for answer in (refused, refused_explain):
+        assert answer.status_code == 413 and answer.headers["content-type"] == "application/json"
+        assert "4000 x 3000" in answer.json()["error"] and "--max-megapixels" in answer.json()["error"]
+    assert "4000 x 3000" in frame["error"]
+    assert accepted.status_code == 200 and decoded == [1]
+
+
+@pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".webp", ".tiff", ".ppm", ".gif"])
+def test_the_header_gives_the_size_of_every_format_opencv_writes(ext):
+    from emotion.serve.pixels import header_size
+
+    image = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
+    try:
+        ok, data = cv2.imencode(ext, image)
+    except cv2.error:
+        pytest.skip(f"this OpenCV does not write {ext}")
+    assert ok and header_size(data.tobytes()) == (53, 37)
+    assert header_size(data.tobytes()[:6]) is None  # cut short: decoded, then checked
+
+
+def test_an_image_whose_header_is_not_read_is_checked_once_decoded():
+    from emotion.serve.uploads import UploadError, decode_image
+
+    hdr = cv2.imencode(".hdr", np.zeros((30, 40, 3), np.float32))[1].tobytes()  # no reader
+    with pytest.raises(UploadError) as refused:
+        decode_image(hdr, max_pixels=1000)
+    assert refused.value.status == 413 and "40 x 30" in str(refused.value)
+    assert decode_image(hdr, max_pixels=1200).shape[:2] == (30, 40)
+
+
+def test_not_found_wrong_method_and_bad_multipart_are_json(caplog):
+    with TestClient(create_app(classifier=Fake())) as client:
+        answers = {
+            404: client.get("/api/nothing"),
+            405: client.get("/api/predict"),
+            400: client.post("/api/predict", content=b"--x\r\n",
+                             headers={"content-type": "multipart/form-data"}),  # no boundary
+        }
+        missing_static = client.get("/static/nothing.js")
+    for status, answer in answers.items():
+        assert answer.status_code == status, (status, answer.text)
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.json()["error"]
+    assert "POST" in answers[405].headers["allow"] and "POST" in answers[405].json()["error"]
+    assert missing_static.status_code == 404 and missing_static.json()["error"]
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+def test_a_client_gone_mid_upload_is_not_a_500(caplog, multipart):
+    import asyncio
+    import logging
+
+    app = create_app(classifier=Fake())
+    content_type = b"multipart/form-data; boundary=x" if multipart else b"image/jpeg"
+    first = (b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n\r\n'
+             if multipart else b"") + b"\xff\xd8\xff" + b"\0" * 1000
+    scope = {"type": "http", "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/api/predict", "raw_path": b"/api/predict", "query_string": b"",
+             "root_path": "", "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000),
+             "headers": [(b"host", b"127.0.0.1:8000"), (b"content-type", content_type)]}
+    messages = iter([{"type": "http.request", "body": first, "more_body": True},
+                     {"type": "http.disconnect"}])
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    caplog.set_level(logging.INFO, logger="emotion.serve")
+    try:
+        asyncio.run(app(scope, receive, send))
+    finally:
+        app.state.shutdown()
+    assert not [m for m in sent if m.get("status") == 500], sent
+    assert "500" not in caplog.text and "went away" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("host, accepted", [
+    ("127.0.0.1:8000", True), ("localhost:8000", True), ("[::1]:8000", True),
+    ("LOCALHOST:8000", True), ("evil.example:8000", False), ("evil.example", False),
+    ("127.0.0.1:9000", False), ("127.0.0.1", False), ("", False), ("127.0.0.1:8000:1", False),
+])
+def test_only_the_names_the_server_is_served_under_are_answered(host, accepted):
+    with TestClient(create_app(classifier=Fake())) as client:
+        answer = client.get("/api/health", headers={"host": host})
+    assert answer.status_code == (200 if accepted else 403), answer.text
+    if not accepted:
+        assert "Host" in answer.json()["error"]
+
+
+def test_a_host_given_is_the_name_served_and_all_interfaces_take_ip_literals():
+    from emotion.serve.guard import ServedNames
+
+    named = ServedNames("192.168.1.5")
+    assert named.accepts("192.168.1.5") and not named.accepts("localhost")
+    assert not named.accepts("evil.example")
+    anywhere = ServedNames("0.0.0.0")
+    assert anywhere.accepts("10.1.2.3") and anywhere.accepts("[fe80::1]")
+    assert anywhere.accepts("localhost") and not anywhere.accepts("evil.example")
+    assert ServedNames("::1").accepts("[::1]") and ServedNames("::1").accepts("127.0.0.1")
+
+
+@pytest.mark.parametrize("origin, accepted", [
+    (None, True), ("http://127.0.0.1:8000", True), ("http://localhost:8000", True),
+    ("http://evil.example", False), ("http://127.0.0.1:3000", False), ("null", False),
+    ("http://evil.example:8000", False), ("file://", False),
+])
+def test_only_pages_of_this_server_may_post_or_open_the_live_socket(origin, accepted):
+    from starlette.websockets import WebSocketDisconnect
+
+    headers = {} if origin is None else {"origin": origin}
+    with TestClient(create_app(classifier=Fake())) as client:
+        post = client.post("/api/predict", content=b"", headers=headers)
+        if accepted:
+            with client.websocket_connect("/api/live", headers=dict(headers)) as ws:
+                ws.send_bytes(b"")
+                assert "error" in ws.receive_json()
+        else:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                with client.websocket_connect("/api/live", headers=dict(headers)):
+                    pass
+            assert closed.value.code == 1008
+    assert post.status_code == (422 if accepted else 403), post.text  # 422: the empty body
+    if not accepted:
+        assert "origin" in post.json()["error"]
+
+
+def test_every_answer_forbids_framing_and_type_sniffing():
+    with TestClient(create_app(classifier=Fake(), max_upload_mb=1)) as client:
+        answers = [client.get("/"), client.get("/api/health"), client.get("/static/app.js"),
+                   client.get("/api/nothing"), client.post("/api/predict", content=b"x"),
+                   client.post("/api/predict", content=b"\xff" * (2 * 2**20)),
+                   client.get("/api/health", headers={"host": "evil.example"})]
+    for answer in answers:
+        assert answer.headers["x-frame-options"] == "DENY", answer.request.url
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.request.url
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"]
+    assert "default-src 'self'" in answers[0].headers["content-security-policy"]  # the page's own
+
+
+@needs_media
+def test_idle_live_sessions_are_closed_and_free_their_places():
+    from starlette.websockets import WebSocketDisconnect
+
+    from emotion.serve.camera import MAX_LIVE
+
+    frame = jpeg(clip_frames(1)[0])
+    with TestClient(create_app(classifier=Fake(), idle_timeout=0.5)) as client, \
+            contextlib.ExitStack() as sockets:
+        idle = [sockets.enter_context(client.websocket_connect("/api/live"))
+                for _ in range(MAX_LIVE)]
+        idle[0].send_bytes(frame)
+        assert idle[0].receive_json()["faces"]  # a frame, then silence
+        time.sleep(1.0)
+        assert client.get("/api/health").json()["live_sessions"] == 0
+        for ws in idle:
+            closed = ws.receive()
+            assert closed["type"] == "websocket.close" and closed["code"] == 1000
+            assert "no frame for 0.5 s" in closed["reason"]
+        with client.websocket_connect("/api/live") as ws:  # a place is free again
+            ws.send_bytes(frame)
+            assert ws.receive_json()["faces"]

@@ -140,15 +140,18 @@ def explain(image, classifier, emotion: str | None = None) -> Explanation:
 
 
 # -- the figure ---------------------------------------------------------------------------------
-def montage(maps, columns, pad=1, symmetric=False):
+def montage(maps, columns, pad=1, symmetric=False, shared=False):
     """Tile (K, h, w) maps into one image, each scaled to its own range (to [0, 1], or to
-    [-1, 1] around 0 when `symmetric`, so the sign of a weight stays visible). NaN between
+    [-1, 1] around 0 when `symmetric`, so the sign of a weight stays visible), or, when
+    `shared`, left in their own units so that one colour scale reads every tile. NaN between
     tiles draws as background."""
     k, h, w = maps.shape
     rows = -(-k // columns)
     out = np.full((rows * (h + pad) - pad, columns * (w + pad) - pad), np.nan, np.float32)
     for n, m in enumerate(maps.astype(np.float32)):
-        if symmetric:
+        if shared:
+            pass
+        elif symmetric:
             m = m / max(float(np.abs(m).max()), 1e-12)
         else:
             low, high = float(m.min()), float(m.max())
@@ -156,6 +159,16 @@ def montage(maps, columns, pad=1, symmetric=False):
         r, c = divmod(n, columns)
         out[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = m
     return out
+
+
+def step_changes(steps):
+    """[(title, image)] of what each preprocessing step did, for the figure's second row: the
+    difference from the step before on the 0..255 scale (gamma and a light blur change a
+    pixel by a few gray levels, invisible side by side), then the network's input itself,
+    whose units are standard deviations of the face."""
+    changes = [(f"{k + 1} minus {k}: {name.split()[0]}'s change", step - steps[k - 1][1])
+               for k, (name, step) in enumerate(steps[:-1]) if k > 0]
+    return changes + [(f"{len(steps)}: the input, in std units", steps[-1][1])]
 
 
 def build_figure(ex: Explanation):
@@ -167,11 +180,13 @@ def build_figure(ex: Explanation):
     from matplotlib.patches import Rectangle
 
     rows = [[("face", None)] + [(name, None) for name, _ in ex.steps]]
+    changes = step_changes(ex.steps)
+    rows.append(changes)
     conv_rows = [ex.conv_maps[i:i + 4] for i in range(0, len(ex.conv_maps), 4)]
     rows += conv_rows
     rows.append([("filters", None), ("saliency", None), ("grad_cam", None), ("probs", None)])
 
-    heights = [1.0] + [0.6] * len(conv_rows) + [1.0]  # a 2x4 montage is twice as wide as tall
+    heights = [1.0, 1.0] + [0.6] * len(conv_rows) + [1.0]  # a 2x4 montage is twice as wide as tall
     fig = Figure(figsize=(16, 3.6 * sum(heights)), layout="constrained")
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(len(rows), 1, height_ratios=heights)
@@ -180,8 +195,16 @@ def build_figure(ex: Explanation):
     bwr = colormaps["bwr"].with_extremes(bad="0.6")
     titles = []
 
-    def panel(row, column, ncols, title):
-        ax = fig.add_subplot(grid[row].subgridspec(1, ncols)[column])
+    def colorbar(ax, shown, label=None):
+        # in a narrow column of the panel's own cell (see panel), so the layout makes room
+        cell = ax.get_subplotspec().get_gridspec()
+        fig.colorbar(shown, cax=fig.add_subplot(cell[1]), label=label)
+
+    def panel(row, column, ncols, title, scale=False):
+        cell = grid[row].subgridspec(1, ncols)[column]
+        if scale:  # the image and its colour bar side by side in one cell
+            cell = cell.subgridspec(1, 2, width_ratios=[14, 1])[0]
+        ax = fig.add_subplot(cell)
         ax.set_title(title, fontsize=10)
         titles.append(title)
         ax.set_xticks([])
@@ -208,11 +231,29 @@ def build_figure(ex: Explanation):
         normalized = k == len(ex.steps) - 1
         ax.imshow(step, cmap="gray", **({} if normalized else {"vmin": 0, "vmax": 255}))
 
-    # Feature maps: what each conv layer passes on (bright = strong response).
-    for r, row in enumerate(conv_rows, start=1):
+    # Row 2: what each step changed, with a colour scale in gray levels (red brighter,
+    # blue darker), and the input itself in its own units.
+    for k, (title, change) in enumerate(changes):
+        ax = panel(1, k, ncols, title, scale=True)
+        if k < len(changes) - 1:
+            limit = max(float(np.abs(change).max()), 1e-6)
+            shown = ax.imshow(change, cmap="bwr", vmin=-limit, vmax=limit)
+            colorbar(ax, shown, "gray levels")
+        else:
+            shown = ax.imshow(change, cmap="gray")
+            colorbar(ax, shown, "std of the face")
+
+    # Feature maps: what each conv layer passes on, on one colour scale per layer (the
+    # activation values after the ReLU), so a weak map looks weak beside a strong one.
+    for r, row in enumerate(conv_rows, start=2):
         for k, (title, maps) in enumerate(row):
-            ax = panel(r, k, 4, title)
-            ax.imshow(montage(maps[:MAPS_PER_LAYER], columns=4), cmap=viridis)
+            ax = panel(r, k, 4, title, scale=True)
+            shown_maps = maps[:MAPS_PER_LAYER]
+            top = max(float(np.nanmax(shown_maps)), 1e-6)
+            low = min(float(np.nanmin(shown_maps)), 0.0)
+            shown = ax.imshow(montage(shown_maps, columns=4, shared=True), cmap=viridis,
+                              vmin=low, vmax=top)
+            colorbar(ax, shown)
 
     # Last row: first-layer filters, the two gradient maps and the answer.
     r, face = len(rows) - 1, ex.steps[0][1]

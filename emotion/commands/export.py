@@ -9,7 +9,7 @@ what another runtime needs to use it with no code from this package:
                    and its constants, from the weight file's own config (see preprocess.py)
     model, weights the model's name and the weight file it came from
 
-The docs (how-this-cnn-works.md, "Exporting to ONNX") run such a file with onnxruntime.
+The docs (docs/app.md, "Exporting to ONNX") run such a file with onnxruntime.
 """
 
 from __future__ import annotations

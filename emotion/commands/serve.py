@@ -2,6 +2,7 @@
 as a web page served by the model's own process.
 
     emotion serve [--host 127.0.0.1] [--port 8000] [--weights W] [--backend B]
+                  [--max-upload-mb 20] [--max-megapixels 40] [--idle-timeout 60]
     -> open http://127.0.0.1:8000 in a browser
 
 The model still runs on nnlite in Python; the browser only sends camera frames and files
@@ -20,8 +21,11 @@ import sys
 from emotion.video import pipeline
 from emotion.errors import UserError
 from emotion.commands import options
+from emotion.serve.guard import ALL_INTERFACES
 
-ALL_INTERFACES = ("0.0.0.0", "::", "")
+# A limit is a finite number above 0: nan, inf or 1e400 would pass a `> 0` test or crash at
+# int(), after the model has loaded.
+positive_float = options.number_type(float, 0, low_open=True)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                when_omitted=f"{pipeline.VIDEO_WEIGHTS!r}, fast enough for the "
                                "live camera")
     options.add_backend_option(parser)
-    parser.add_argument("--max-upload-mb", type=options.number_type(float, 0, low_open=True),
-                        default=20, metavar="MB",
+    parser.add_argument("--max-upload-mb", type=positive_float, default=20, metavar="MB",
                         help="largest upload accepted, in MB (default 20); larger gets 413")
+    parser.add_argument("--max-megapixels", type=positive_float, default=40, metavar="MP",
+                        help="largest image accepted, in millions of pixels once decoded "
+                             "(default 40); larger gets 413")
+    parser.add_argument("--idle-timeout", type=positive_float, default=60, metavar="S",
+                        help="close a live camera session that sends no frame for S seconds "
+                             "(default 60), so that idle pages do not hold its 4 places")
 
 
 def _check_can_listen(host: str, port: int) -> None:
@@ -70,7 +79,9 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="emotion serve: %(message)s")
     with pipeline.one_blas_thread():
         app = create_app(weights=args.weights, backend=args.backend,
-                         max_upload_mb=args.max_upload_mb)
+                         max_upload_mb=args.max_upload_mb, host=args.host,
+                         max_pixels=int(args.max_megapixels * 1e6),
+                         idle_timeout=args.idle_timeout)
         if args.host in ALL_INTERFACES:
             print(f"emotion serve: warning: listening on all interfaces ({args.host or '*'}): "
                   f"anyone who can reach this machine can use the page and its camera "

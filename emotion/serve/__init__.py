@@ -2,6 +2,8 @@
 
     app.py      the routes, and create_app, which wires them to one model
     uploads.py  what a request may send: the size limit, sniffing the file's kind
+    pixels.py   an image's size from its header, so an oversized one is refused undecoded
+    guard.py    the Host and Origin checks and the security headers
     worker.py   one model, one inference thread; live frames before the bounded uploads queue
     camera.py   the live camera socket
     jobs.py     video jobs

@@ -16,7 +16,10 @@ Starlette (with pydantic). Starlette is the part doing the work either way: the 
 the WebSocket, the multipart parser, the static files, the test client.
 
 Errors are answers, not tracebacks: a refused request gets its status and
-`{"error": "..."}`, and the log gets one line.
+`{"error": "..."}`, and the log gets one line; that holds for Starlette's own refusals too
+(404, 405, a malformed multipart body: the HTTPException handler below), and a client that
+goes away mid-upload is one line at INFO, not a 500. Who may send requests at all, and the
+headers every answer carries: emotion/serve/guard.py.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from importlib import resources
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
@@ -39,9 +43,11 @@ from emotion.video import pipeline
 from emotion.errors import UserError
 from emotion.io.rows import image_record
 from emotion.serve import inside
+from emotion.serve.guard import HostAndOrigin, SecurityHeaders
 from emotion.serve.jobs import JobStore
-from emotion.serve.camera import serve_live
-from emotion.serve.uploads import BodyLimit, UploadError, decode_image, read_upload
+from emotion.serve.camera import IDLE_TIMEOUT, serve_live
+from emotion.serve.uploads import (DEFAULT_MAX_PIXELS, BodyLimit, UploadError, decode_image,
+                                   read_upload)
 from emotion.serve.worker import Busy, InferenceWorker, SharedClassifier
 
 log = logging.getLogger("emotion.serve")
@@ -86,6 +92,9 @@ class OneLineErrors:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:  # nobody is left to answer, and nothing went wrong here
+            log.info("%s %s: the client went away before its request was read whole",
+                     scope.get("method"), scope.get("path"))
         except Exception as err:  # noqa: BLE001 - the point of this middleware
             if isinstance(err, UploadError):  # e.g. BodyTooLarge: BodyLimit answers it
                 raise
@@ -97,10 +106,13 @@ class OneLineErrors:
 
 
 def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float = 20,
-               job_dir=None, max_pending: int = 8, job_ttl: float = 3600.0) -> Starlette:
+               job_dir=None, max_pending: int = 8, job_ttl: float = 3600.0,
+               host: str = "127.0.0.1", max_pixels: int = DEFAULT_MAX_PIXELS,
+               idle_timeout: float = IDLE_TIMEOUT) -> Starlette:
     """The app. `classifier`: anything with EmotionClassifier's `predict_faces` (the tests
     pass a fake one); None loads `weights` (default: the mobile weights `live` uses) on
-    `backend`. A weight file that does not load is a UserError here, before any serving."""
+    `backend`. A weight file that does not load is a UserError here, before any serving.
+    `host`: the address it listens on, which decides the Host names it answers (guard.py)."""
     if classifier is None:
         classifier = pipeline.load_classifier(weights or pipeline.VIDEO_WEIGHTS, backend)
     model = SharedClassifier(classifier)
@@ -116,12 +128,12 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
         return state["jobs"]
 
     def predict(data: bytes, name: str) -> dict:
-        image = decode_image(data)
+        image = decode_image(data, max_pixels)
         return image_record(name, pipeline.analyze_image(model, image, detector, parts,
                                                          landmarker=landmarker))
 
     def explain(data: bytes) -> dict:
-        return inside.explain_json(decode_image(data), model)
+        return inside.explain_json(decode_image(data, max_pixels), model)
 
     async def inference(request: Request, fn, field: str):
         try:
@@ -139,8 +151,7 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
         return FileResponse(STATIC / "index.html", headers={
             "Cache-Control": "no-cache",
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; "
-                                       "media-src 'self' blob:; connect-src 'self'",
-            "X-Content-Type-Options": "nosniff"})
+                                       "media-src 'self' blob:; connect-src 'self'"})  # + guard.SecurityHeaders'
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": getattr(classifier, "model_name", "?"),
@@ -180,7 +191,17 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
                             headers={"Content-Disposition": f'{disposition}; filename="{path.name}"'})
 
     async def live(websocket) -> None:
-        await serve_live(websocket, model, worker, state["live"], landmarker)
+        await serve_live(websocket, model, worker, state["live"], idle_timeout, max_pixels,
+                         landmarker)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own refusals (no such route, a method the route does not take, a
+        multipart body that does not parse) as JSON, like every other error here."""
+        message = {404: f"no such page or API route: {request.url.path}",
+                   405: f"{request.method} is not allowed on {request.url.path} "
+                        f"(allowed: {(exc.headers or {}).get('Allow', '?')})"
+                   }.get(exc.status_code, exc.detail)
+        return error(exc.status_code, message, request, **(exc.headers or {}))
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -214,9 +235,11 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
         WebSocketRoute("/api/live", live),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    middleware = [Middleware(BodyLimit, max_bytes=int(max_upload_mb * 2**20)),
+    middleware = [Middleware(SecurityHeaders), Middleware(HostAndOrigin, host=host),
+                  Middleware(BodyLimit, max_bytes=int(max_upload_mb * 2**20)),
                   Middleware(OneLineErrors)]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error})
     app.state.jobs, app.state.worker, app.state.shutdown = jobs, worker, shutdown
     return app
 

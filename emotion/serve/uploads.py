@@ -7,7 +7,10 @@ because a chunked request announces no length at all. The file name is kept only
 label for the JSON answer, never as a path. Whether the bytes are an image is decided by
 decoding them (cv2.imdecode), not by the name or the Content-Type; the first bytes only
 say which answer fits: 415 for something that is no image format at all, 422 for an image
-format that does not decode (a truncated or corrupt file).
+format that does not decode (a truncated or corrupt file). An image is also capped in
+pixels (--max-megapixels), read from its header before decoding (pixels.py): 413 as for too
+many bytes, since the request is refused for its size and the remedy is the same (send a
+smaller image), where 422 says the content itself is wrong.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import re
 import cv2
 import numpy as np
 from starlette.requests import Request
+
+from emotion.serve.pixels import header_size
 
 log = logging.getLogger("emotion.serve")
 
@@ -130,13 +135,37 @@ def claimed_format(data: bytes) -> str | None:
     return next((fmt for magic, fmt in SIGNATURES.items() if data.startswith(magic)), None)
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """The image in `data` (as stored: gray or colour, 8 or 16 bit), or UploadError 415/422."""
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+DEFAULT_MAX_PIXELS = 40_000_000  # emotion serve --max-megapixels: 40 (a 7300 x 5500 photo)
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The image in `data` (as stored: gray or colour, 8 or 16 bit), or UploadError: 413 for
+    more than `max_pixels` (from the header when it can be read, see pixels.py, else after
+    decoding), 415 for no image format, 422 for an image that does not decode (or no bytes)."""
+    if not data:
+        raise UploadError(422, "no bytes: an empty upload is no image")
+    size = header_size(data)
+    if size is not None:
+        check_pixels(*size, max_pixels)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8),
+                             cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error:  # OpenCV refuses some broken headers by raising, not by returning None
+        image = None
     if image is not None and image.size:
+        check_pixels(image.shape[1], image.shape[0], max_pixels)  # a header that was not read
         return image
     fmt = claimed_format(data)
     if fmt is None:
         raise UploadError(415, "not an image: the bytes are no format this server decodes "
                                "(jpg, png, bmp, tiff, webp, ...)")
     raise UploadError(422, f"a {fmt} file that does not decode: truncated or corrupt")
+
+
+def check_pixels(width: int, height: int, max_pixels: int) -> None:
+    """413 for an image of more than `max_pixels`: the size that costs memory and time once
+    decoded, which the bytes of a well-compressed file do not bound."""
+    if width * height > max_pixels:
+        raise UploadError(413, f"an image of {width} x {height} pixels "
+                               f"({width * height / 1e6:.1f} megapixels) is over the limit of "
+                               f"{max_pixels / 1e6:g} megapixels (emotion serve --max-megapixels)")

@@ -78,7 +78,9 @@ function connect() {
   };
   socket.onclose = (event) => {
     waiting = false;
-    const why = event.code === 1013 ? `the server is busy (${event.reason})` : "the connection to the server dropped";
+    const why = event.code === 1013 ? `the server is busy (${event.reason})`
+      : event.code === 1000 && event.reason ? `the server closed the idle session (${event.reason})`
+      : "the connection to the server dropped";
     say(`${why}: reconnecting in ${retry / 1000} s...`, true);
     setTimeout(connect, retry);
     retry = Math.min(10000, retry * 2);

@@ -1,0 +1,1 @@
+"""Exercises: write the missing piece, then `python -m docs.learn.exercises.check NAME`."""
