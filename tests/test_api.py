@@ -75,5 +75,5 @@ def test_readme_python_lines_run(monkeypatch, fake_classifier):
     namespace = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert [set(face) for face in namespace["faces"]] == [
-        {"box", "emotion", "probabilities", "intensity", "pose", "parts"}] * 2
+        {"box", "emotion", "probabilities", "intensity", "pose", "parts", "landmarks"}] * 2
     assert list(namespace["rows"].columns) == COLUMNS and len(namespace["rows"]) > 0

@@ -131,7 +131,8 @@ def test_predict_gray_rgba_16bit_tiny_and_missing(tmp_path, capsys, fake_classif
     assert set(records) == set(names)  # ... and all the others were still processed
     for name in ("gray.png", "rgba.png", "deep.png"):
         (found,) = records[name]["faces"]
-        assert set(found) == {"box", "emotion", "probabilities", "intensity", "pose", "parts"}
+        assert set(found) == {"box", "emotion", "probabilities", "intensity", "pose", "parts",
+                              "landmarks"}
         assert list(found["probabilities"]) == list(EMOTIONS)
         assert sum(found["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
         assert (tmp_path / "annotated" / f"{Path(name).stem}.annotated.png").is_file()

@@ -110,7 +110,7 @@ def test_serve_answers_the_rows_of_predict(predicted):
         from starlette.testclient import TestClient
     from emotion.serve.app import create_app
 
-    with TestClient(create_app(weights="default")) as client:
+    with TestClient(create_app(weights="default"), base_url="http://127.0.0.1:8000") as client:
         answer = client.post("/api/predict",
                              files={"image": (PHOTO.name, PHOTO.read_bytes(), "image/jpeg")})
     assert answer.status_code == 200, answer.text

@@ -115,7 +115,7 @@ def test_predict_answers_the_record_of_emotion_predict_json(compact, name, faces
     assert len(record["faces"]) == faces
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     expected = image_record(name, pipeline.analyze_image(
-        compact, image, *pipeline.photo_detectors()))
+        compact, image, *pipeline.photo_detectors(), landmarker=pipeline.load_landmarker(compact)))
     assert record == json.loads(json.dumps(expected))  # the file's own name, never the path
 
 

@@ -613,7 +613,7 @@ def geometry_loss(geometry, targets, has):
 
     Units (emotion.face.geometry): points in crop widths, angles in 30 degrees. WING_W and
     WING_EPS are set in those units: the loss is logarithmic (strong gradients) for errors
-    below WING_W, 2.4 pixels of a 48-pixel crop or 7.5 degrees, where the points of a good
+    below WING_W, 2.4 pixels of a 48-pixel crop or 1.5 degrees, where the points of a good
     model sit, and linear (robust to the teacher's bad rows) above.
     """
     return F.wing_loss(geometry, targets, weight=has, width=WING_W, curvature=WING_EPS)
