@@ -251,3 +251,43 @@ def test_landmarks_need_a_model_with_a_geometry_head(tmp_path):
     config = geometry_config(tmp_path, tmp_path / "none.npz", model="mobile", init=None)
     with pytest.raises(UserError, match="geometry head"):
         train.Trainer(config, tmp_path / "run", "numpy").fit(progress=False)
+
+
+def test_evaluate_scores_the_landmarks_against_the_teacher(tmp_path, capsys, monkeypatch):
+    """`emotion evaluate --landmarks`: the model's points and pose against the teacher's
+    labels of the split's rows; labels equal to the model's own answers score 0."""
+    import json
+
+    from emotion.cli import main as cli_main
+    from emotion.cnn.classifier import EmotionClassifier
+    from emotion.cnn.preprocess import PreprocessConfig, preprocess
+    from emotion.training.data import load_fer2013
+    from tests.test_train_evaluate import tiny_csv
+
+    monkeypatch.setenv("EMOTION_CACHE", str(tmp_path / "cache"))
+    data = tiny_csv(tmp_path / "t.csv")
+    weights = tmp_path / "face.npz"
+    model = models.build("mobile_face")
+    nnlite.save(model, weights, meta={"model": "mobile_face",
+                                      "preprocess": PreprocessConfig().to_dict()})
+    classifier = EmotionClassifier.load(str(weights), "numpy")
+    dataset = load_fer2013(data)
+    images, _ = dataset.split("PrivateTest")
+    _, out = classifier.predict_geometry_batch(preprocess(images, classifier.preprocess_config))
+    points, pose = geometry.decode(out)
+    rows = 80
+    labels = np.full((rows, 68, 2), np.nan, np.float32)
+    angles = np.full((rows, 3), np.nan, np.float32)
+    at = dataset.rows["PrivateTest"] - 1
+    labels[at], angles[at] = points, pose
+    angles[at[0]] += [3.0, 0.0, 0.0]  # one face 3 degrees of yaw off
+    teacher = tmp_path / "teacher.npz"
+    np.savez(teacher, landmarks=labels, pose=angles, found=np.isfinite(angles).all(1),
+             source_sha256=np.array(landmark_labels.file_sha256(data)))
+    assert cli_main(["evaluate", "--data", str(data), "--weights", str(weights), "--backend",
+                     "numpy", "--landmarks", str(teacher), "--json", "--quiet",
+                     "--out", str(tmp_path / "r")]) == 0
+    report = json.loads(capsys.readouterr().out)["landmarks"]
+    assert report["labelled"] == len(at)
+    assert report["nme"] == pytest.approx(0, abs=1e-5)
+    assert report["yaw_mae"] == pytest.approx(3.0 / len(at), abs=1e-3)

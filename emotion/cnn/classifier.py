@@ -111,7 +111,10 @@ class EmotionClassifier:
         if len(crops) == 0:
             return (np.zeros((0, len(EMOTIONS)), np.float32),
                     np.zeros((0, models.GEOMETRY_OUTPUTS), np.float32))
-        images = faces_to_batch(list(crops), self.preprocess_config)
+        return self.predict_geometry_batch(faces_to_batch(list(crops), self.preprocess_config))
+
+    def predict_geometry_batch(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """predict_geometry for preprocessed images (N, 1, 48, 48)."""
         with nnlite.no_grad():
             x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32),
                                                self.device))

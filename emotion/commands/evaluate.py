@@ -47,6 +47,10 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=256)
     parser.add_argument("--ferplus", default=None)
     parser.add_argument("--skip-bad-rows", action="store_true")
+    parser.add_argument("--landmarks", default=None, metavar="LABELS",
+                        help="the landmark teacher's labels (.npz, see the README): for a model "
+                        "with landmarks (mobile_face), also score its points (NME) and pose "
+                        "(yaw/pitch/roll MAE) against them on the split")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_overwrite_argument(parser)
 
@@ -157,12 +161,34 @@ def evaluate(args):
                                   progress=not getattr(args, "quiet", False))
     seconds = time.perf_counter() - start
     report = classification_report(labels, probs.argmax(axis=1))
+    if getattr(args, "landmarks", None):
+        report["landmarks"] = landmark_report(classifier, dataset, split, images, args)
     # weights: as the user named them (a shipped name or a path); weights_file: what that was.
     report.update(split=split, split_drawn_at_random=split in dataset.drawn_splits,
                   tta=args.tta, model=classifier.model_name,
                   weights=str(args.weights or "default"),
                   weights_file=str(resolve_weights(args.weights)), seconds=round(seconds, 2))
     return report
+
+
+def landmark_report(classifier, dataset, split, images, args) -> dict:
+    """The model's landmarks and pose against the teacher's labels of the same rows
+    (emotion.training.landmark_labels): NME and yaw/pitch/roll MAE, over the labelled faces."""
+    from emotion.cnn.preprocess import preprocess
+    from emotion.face import geometry
+    from emotion.training import landmark_labels
+
+    if not classifier.has_geometry:
+        raise UserError(f"--landmarks: the {classifier.model_name!r} weights give no landmarks "
+                        "(a model with a geometry head does: --weights mobile_face)")
+    labels = landmark_labels.load_labels(args.landmarks, dataset.source)
+    points, pose, has = landmark_labels.targets_for(labels, dataset.rows[split])
+    x = preprocess(images, classifier.preprocess_config)
+    outputs = [classifier.predict_geometry_batch(x[i:i + args.batch_size])[1]
+               for i in range(0, len(x), args.batch_size)]
+    got_points, got_pose = geometry.decode(np.concatenate(outputs), images.shape[-1])
+    return {"labels": str(args.landmarks),
+            **landmark_labels.errors(got_points, got_pose, points, pose, has)}
 
 
 def print_report(report, file=sys.stdout):
@@ -172,6 +198,11 @@ def print_report(report, file=sys.stdout):
     for name, m in report["per_class"].items():
         print(f"{name:10s} {m['precision']:9.3f} {m['recall']:7.3f} {m['f1']:6.3f} "
               f"{m['support']:8d}", file=file)
+    marks = report.get("landmarks")
+    if marks and marks["labelled"]:
+        print(f"landmarks against the teacher ({marks['labelled']} labelled faces): NME "
+              f"{marks['nme']:.4f}, yaw/pitch/roll MAE {marks['yaw_mae']:.2f} / "
+              f"{marks['pitch_mae']:.2f} / {marks['roll_mae']:.2f} degrees", file=file)
 
 
 def run(args) -> int:
@@ -184,7 +215,8 @@ def run(args) -> int:
         if json_path == out:
             raise UserError(f"--json {args.json} is also the --out folder: name a file for the "
                             f"report, e.g. {Path(args.out) / 'report.json'}")
-        for option, value in (("--weights", args.weights), ("--data", args.data)):
+        for option, value in (("--weights", args.weights), ("--data", args.data),
+                              ("--landmarks", getattr(args, "landmarks", None))):
             if value and same_file(args.json, value):
                 raise UserError(f"--json {args.json} is the {option} file: writing the report "
                                 f"there would destroy it; name another file")
