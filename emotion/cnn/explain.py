@@ -49,19 +49,23 @@ class Explanation:
     model_name: str
     parts: object = None         # detector.FaceParts of the face (None without a face)
     pose: object = None          # pose.HeadPose of the face (None without a face)
+    landmarks: object = None     # (68, 2) image px from the landmark model (None without)
 
 
 def locate_face(gray):
     """(crop, box, number of faces): the largest face, aligned by its eyes like `predict`;
     without a face, the centre square of the image and box None."""
-    crop, box, faces, _, _ = locate_face_and_parts(gray)
+    crop, box, faces, _, _, _ = locate_face_and_parts(gray)
     return crop, box, faces
 
 
-def locate_face_and_parts(gray):
-    """locate_face's (crop, box, number of faces), and the face's parts and head pose
-    (None, None without a face), found as `predict` finds them."""
+def locate_face_and_parts(gray, landmarker=None):
+    """locate_face's (crop, box, number of faces), and the face's parts, head pose and
+    landmarks (None without a face), found as `predict` finds them: with a landmark model
+    (pipeline.load_landmarker) the crop levelled by its eyes, the parts and pose from its
+    points; without one, the Haar parts and the geometric pose (landmarks None)."""
     from emotion.face.detector import align_face
+    from emotion.face.landmarks import locate
     from emotion.video.pipeline import photo_detectors, profile_detector
     from emotion.face.pose import estimate_pose
 
@@ -71,11 +75,14 @@ def locate_face_and_parts(gray):
         h, w = gray.shape
         side = min(h, w)
         top, left = (h - side) // 2, (w - side) // 2
-        return gray[top:top + side, left:left + side], None, 0, None, None
+        return gray[top:top + side, left:left + side], None, 0, None, None, None
     box = max(boxes, key=lambda b: b[2] * b[3])
+    if landmarker is not None:
+        (face,), (crop,), _ = locate(landmarker.predict_geometry, gray, [box])
+        return crop.image, box, len(boxes), face.parts(box[3]), face.pose(), face.points
     parts = parts_detector.find(gray, box)
     pose = estimate_pose(gray, box, parts.eyes, parts.mouth, profile_detector())
-    return align_face(gray, box, parts.eyes), box, len(boxes), parts, pose
+    return align_face(gray, box, parts.eyes), box, len(boxes), parts, pose, None
 
 
 def conv_blocks(model):
@@ -99,8 +106,10 @@ def conv_blocks(model):
     return blocks
 
 
-def explain(image, classifier, emotion: str | None = None) -> Explanation:
-    """Run the classifier on the face in `image` (any depth/channels) and collect the figure's data."""
+def explain(image, classifier, emotion: str | None = None, landmarker=None) -> Explanation:
+    """Run the classifier on the face in `image` (any depth/channels) and collect the
+    figure's data; with a landmark model (pipeline.load_landmarker), the face's 68 points
+    and pose come from it and its crop is levelled by them, as `predict` does."""
     from emotion.cnn.preprocess import face_to_input, preprocess_steps, resize_face
     from emotion.io.images import to_bgr8, to_gray8
 
@@ -109,7 +118,7 @@ def explain(image, classifier, emotion: str | None = None) -> Explanation:
         raise UserError(f"explain runs models layer by layer and needs a Sequential, "
                         f"got {type(model).__name__}")
     gray = to_gray8(image)
-    crop, box, faces, parts, pose = locate_face_and_parts(gray)
+    crop, box, faces, parts, pose, points = locate_face_and_parts(gray, landmarker)
     steps = preprocess_steps(resize_face(crop)[None], classifier.preprocess_config)
     x = face_to_input(crop, classifier.preprocess_config)[None]  # (1, 1, 48, 48)
     x = nnlite.Tensor(nnlite.to_device(x, classifier.device))
@@ -136,7 +145,7 @@ def explain(image, classifier, emotion: str | None = None) -> Explanation:
         image=to_bgr8(image), box=box, faces_found=faces, steps=steps, conv_maps=conv_maps,
         filters=nnlite.to_numpy(first_conv.W), saliency=saliency, grad_cam=cam,
         probabilities=shifted / shifted.sum(), class_index=class_index,
-        model_name=classifier.model_name, parts=parts, pose=pose)
+        model_name=classifier.model_name, parts=parts, pose=pose, landmarks=points)
 
 
 # -- the figure ---------------------------------------------------------------------------------
@@ -226,6 +235,8 @@ def build_figure(ex: Explanation):
                 if b is not None:
                     ax.add_patch(Rectangle(b[:2], b[2], b[3], fill=False, lw=1, ec=color))
         ax.set_xlabel(pose_text(ex.pose), fontsize=9)
+    if ex.landmarks is not None:  # the 68 points, from the landmark model
+        ax.scatter(ex.landmarks[:, 0], ex.landmarks[:, 1], s=2, c="yellow", linewidths=0)
     for k, (name, step) in enumerate(ex.steps):
         ax = panel(0, k + 1, ncols, f"{k + 1}. {name}")
         normalized = k == len(ex.steps) - 1
@@ -314,8 +325,10 @@ def explain_image(path, out, weights=None, emotion=None, backend=None, overwrite
                                                 "the weight file": resolve_weights(weights)})
     refuse_existing({"--out": out}, overwrite)
     image = read_image(path)  # UserError for a missing or unreadable file
+    from emotion.video.pipeline import load_landmarker
+
     classifier = EmotionClassifier.load(weights, backend=backend)
-    ex = explain(image, classifier, emotion)
+    ex = explain(image, classifier, emotion, landmarker=load_landmarker(classifier, backend))
     fig, titles = build_figure(ex)
     figure = io.BytesIO()  # drawn whole first: a full disk must not leave half a PNG
     try:

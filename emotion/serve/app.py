@@ -133,7 +133,7 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
                                                          landmarker=landmarker))
 
     def explain(data: bytes) -> dict:
-        return inside.explain_json(decode_image(data, max_pixels), model)
+        return inside.explain_json(decode_image(data, max_pixels), model, landmarker)
 
     async def inference(request: Request, fn, field: str):
         try:

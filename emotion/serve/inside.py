@@ -55,10 +55,11 @@ def overlay(face: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return cv2.addWeighted(face, 0.45, colorize(heat, cv2.COLORMAP_JET), 0.55, 0)
 
 
-def explain_json(image: np.ndarray, classifier) -> dict:
-    """Runs on the inference thread, holding the model's lock (forward and backward passes)."""
+def explain_json(image: np.ndarray, classifier, landmarker=None) -> dict:
+    """Runs on the inference thread, holding the model's lock (forward and backward passes);
+    `landmarker` (pipeline.load_landmarker) places and levels the face as predict does."""
     with classifier.lock:
-        ex = explain(image, classifier.classifier)
+        ex = explain(image, classifier.classifier, landmarker=landmarker)
     steps = []
     for i, (name, step) in enumerate(ex.steps):
         last = i == len(ex.steps) - 1  # normalized: not on the 0..255 scale

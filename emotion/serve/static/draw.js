@@ -15,14 +15,34 @@ export const EMOJI = {
 // A face in either schema: a live/video row {x, y, w, h, angry, ...} or a predict record
 // {box: [x, y, w, h], probabilities: {...}}. Both may carry the head pose and the parts
 // (issue 17: "pose": {yaw, pitch, roll} in degrees, "parts": {eyes, eyebrows, mouth} in
-// frame pixels, null where not found); a server without them sends neither, and then
-// nothing of them is drawn.
+// frame pixels, null where not found) and the 68 landmarks ("landmarks": [[x, y], ...]);
+// a server without them sends none, and then nothing of them is drawn.
 export function normalize(face, index) {
   const box = face.box || [face.x, face.y, face.w, face.h];
   const probabilities = face.probabilities || Object.fromEntries(EMOTIONS.map((e) => [e, face[e]]));
   return { id: face.track_id ?? index + 1, box, probabilities, emotion: face.emotion,
            intensity: face.intensity || "", phase: face.phase || "",
-           pose: face.pose || null, parts: face.parts || null };
+           pose: face.pose || null, parts: face.parts || null,
+           landmarks: parseLandmarks(face.landmarks) };
+}
+
+// The landmarks as [[x, y], ...]: a record's list, or a CSV row's JSON text; null if none.
+function parseLandmarks(points) {
+  if (typeof points === "string") {
+    try { points = JSON.parse(points); } catch { return null; }
+  }
+  return Array.isArray(points) && points.length ? points : null;
+}
+
+// The 68 points as small dots.
+function drawLandmarks(ctx, points, scale) {
+  const r = Math.max(1, Math.round(scale * 1.5));
+  ctx.fillStyle = LANDMARK_COLOR;
+  for (const [px, py] of points) {
+    ctx.beginPath();
+    ctx.arc(px * scale, py * scale, r, 0, 2 * Math.PI);
+    ctx.fill();
+  }
 }
 
 // "yaw 12 pitch -3 roll 5" (degrees; "?" where the server could not tell), or "".
@@ -33,6 +53,7 @@ export function poseText(pose) {
 }
 
 export const PARTS_COLOR = "#00e5ff";
+const LANDMARK_COLOR = "#ffe14d";  // the points: apart from the parts' boxes
 
 // The eyes, eyebrows and mouth as thin boxes; missing ones (null) are skipped.
 function drawParts(ctx, parts, scale) {
@@ -65,6 +86,7 @@ export function drawFace(ctx, face, scale = 1) {
   ctx.fillStyle = "#000";
   ctx.fillText(label, x + 4, top + font + 1);
 
+  if (face.landmarks) drawLandmarks(ctx, face.landmarks, scale);
   if (face.parts) drawParts(ctx, face.parts, scale);
   const pose = poseText(face.pose);
   if (pose) {  // under the box (and under the label, if that went below it), else inside
