@@ -69,3 +69,18 @@ def test_teacher_probabilities_average_the_image_and_its_mirror():
     assert q.shape == (3, 7) and q.dtype == np.float32
     np.testing.assert_allclose(q.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(q, mirrored, rtol=1e-4, atol=1e-6)  # symmetric by construction
+
+
+def test_checking_the_teacher_keeps_the_runs_backend(tmp_path):
+    """The early --teacher check loads the teacher's weights; loading a classifier selects its
+    backend for the whole process, and the check once loaded it on NumPy, so every
+    `train --teacher` asked for numba trained on NumPy, about 10x slower."""
+    from emotion.commands import train
+
+    if nnlite.available()["numba"] is not None:
+        pytest.skip(f"numba backend unavailable: {nnlite.available()['numba']}")
+    backend = train.choose_backend("numba")
+    config = dict(model="mobile", epochs=1, batch_size=8, lr=0.01, teacher="mobile")
+    trainer = train.Trainer(config, tmp_path / "run", backend)
+    trainer._check_teacher()
+    assert nnlite.current() == "numba"

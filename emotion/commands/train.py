@@ -487,8 +487,8 @@ class Trainer:
         data is loaded; distill loads it again, on the run's backend, when it is used."""
         from emotion.cnn.classifier import EmotionClassifier
 
-        try:
-            EmotionClassifier.load(self.config["teacher"], backend="numpy")
+        try:  # on the run's own backend: loading selects it for the whole process
+            EmotionClassifier.load(self.config["teacher"], backend=self.backend)
         except (WeightFileError, UserError) as err:
             raise UserError(f"--teacher: {err}") from None
 
