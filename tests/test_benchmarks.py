@@ -1,6 +1,7 @@
 """The benchmark scripts run end to end on tiny settings (what they measure is in RESULTS.md)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -121,3 +122,46 @@ def test_classify_every_compares_each_setting_with_every_frame(tmp_path, capsys)
     assert rows[2]["face_frames"] == rows[1]["face_frames"] > 0  # the same faces
     assert rows[2]["only_in_one_run"] == 0 and 0.0 <= rows[2]["same_emotion"] <= 1.0
     assert "| twelve.mp4 | 2 |" in capsys.readouterr().out
+
+
+def test_landmarks_measures_both_methods_against_the_reference(tmp_path, capsys, threads):
+    from benchmarks import landmarks
+    from emotion.cnn.classifier import resolve_weights
+    from emotion.video.pipeline import LANDMARK_WEIGHTS
+
+    fixture = Path(__file__).parent / "fixtures" / "landmark_reference_single_face.json"
+    if not (Path(landmarks.MEDIA) / "single_face.jpg").is_file():
+        pytest.skip(f"shared test media not found at {landmarks.MEDIA}")
+    if not fixture.is_file() or not resolve_weights(LANDMARK_WEIGHTS).is_file():
+        pytest.skip("the reference fixture or the landmark weights are missing")
+    out = tmp_path / "landmarks.json"
+    assert landmarks.main(["--reference", str(fixture), "--reps", "2", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    # single_face.jpg's face and its mirror image, both measured and paired for the mirror test
+    (source,) = result["per_source"]
+    summary = result["overall"]
+    assert source == "single_face.jpg" and summary == result["per_source"][source]
+    assert summary["faces"] == 2 and summary["mirror"]["pairs"] == 1
+    assert 0 < summary["nme_model"] < 1 and 0 < summary["eye_error_model"] < 1
+    assert summary["pose_model"]["all_three"] == 1.0  # the model always answers the pose
+    cost = result["cost"]
+    assert cost["source"] == "single_face.jpg" and len(cost["median_ms"]) == 5
+    assert all(ms > 0 for ms in cost["median_ms"].values())
+    assert cost["geometry_minus_mobile_ms"] == pytest.approx(
+        cost["median_ms"]["mobile_face predict_geometry"]
+        - cost["median_ms"]["mobile predict_faces"], abs=2e-3)
+    assert "NME" in capsys.readouterr().out
+
+
+def test_landmarks_without_a_reference_says_how_to_make_one(tmp_path, capsys):
+    from benchmarks import landmarks
+
+    assert landmarks.main(["--reference", str(tmp_path / "none.json")]) == 2
+    assert "benchmarks.landmark_reference" in capsys.readouterr().err
+
+
+def test_video_ab_refuses_a_folder_that_is_not_a_source_tree(tmp_path, capsys):
+    from benchmarks import video_ab
+
+    assert video_ab.main(["--before", str(tmp_path)]) == 2
+    assert "is not a source tree" in capsys.readouterr().err
