@@ -1,5 +1,6 @@
 """The peers' video pipelines, each a script for its own virtual environment (none imports
-this project, nor is imported by it): benchmarks/video_peers.py runs them as subprocesses.
+this project, nor is imported by it): compare.py (`python -m benchmarks.peers`) runs them as
+subprocesses.
 
     mediapipe_mesh.py   MediaPipe face mesh 0.10.21, tracking mode (/work/mpvenv)
     fer_pipeline.py     fer's FER.detect_emotions: a Haar scan every frame, int8 TFLite
