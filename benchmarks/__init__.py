@@ -6,6 +6,11 @@ RESULTS.md.
                                      against PyTorch in the same run when it is installed
     python -m benchmarks.profile_step  one training step split by kernel: where the time goes
     python -m benchmarks.pipeline    frames/s of the whole face pipeline
+    python -m benchmarks.peers       `emotion video --csv` against MediaPipe's face mesh and fer's
+                                     pipeline (each in its own venv, skipped with the reason
+                                     without it) on every shared clip and the GT clips
+    python -m benchmarks.gt_clips    ground-truth clips from the shared photos (data/gt_clips)
+    python -m benchmarks.gt_score    recall, false boxes, ID switches of a --csv against a GT clip
     python -m benchmarks.launch_overhead  (GPU) what one launch costs the host, CuPy vs Numba
     bash benchmarks/gpu_checks.sh    (GPU) every GPU check and benchmark in one run, for a
                                      session that has a GPU briefly: one archive and a summary;
