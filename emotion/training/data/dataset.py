@@ -68,6 +68,7 @@ class FER2013:
                      made from the same file, such as the landmark teacher's
     votes:           {split: (N, 7) float32} each image's FER+ vote distribution, when
                      loaded with ferplus_targets="votes" (empty otherwise)
+    source_rows:     data rows in the source (what a per-row label file must hold)
     """
 
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -80,6 +81,7 @@ class FER2013:
     drawn_splits: tuple[str, ...] = ()
     rows: dict[str, np.ndarray] = field(default_factory=dict)
     votes: dict[str, np.ndarray] = field(default_factory=dict)
+    source_rows: int = 0
 
     def split(self, name: str, *, required: bool = False,
               hint: str = "") -> tuple[np.ndarray, np.ndarray]:

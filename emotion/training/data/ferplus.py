@@ -25,6 +25,42 @@ def find_ferplus(path: Path) -> Path:
     return path.resolve()
 
 
+def find_ferplus_beside(source: Path) -> Path | None:
+    """The FER+ file that goes with a FER2013 source, if one lies where this project keeps it:
+    fer2013new.csv(.gz) in the source's folder or in its ferplus/ subfolder, or, for the
+    data/fer2013/fer2013.csv layout, in the sibling data/ferplus/."""
+    folder = source if source.is_dir() else source.parent
+    candidates = [folder, folder / "ferplus"]
+    if folder.name.lower() == "fer2013":
+        candidates.append(folder.parent / "ferplus")
+    for candidate in candidates:
+        for name in ("fer2013new.csv", "fer2013new.csv.gz"):
+            if (candidate / name).is_file():
+                return candidate / name
+    return None
+
+
+def majority_for_split(ferplus: Path, dataset, split: str) -> np.ndarray:
+    """The FER+ majority label (ferplus_labels: -1 where there is none) of each image of a
+    loaded FER2013 split, matched row by row: (N,) int64 in the split's order."""
+    if dataset.layout == "folders":
+        raise UserError("FER+ labels follow the row order of fer2013.csv; they cannot be "
+                        f"matched to the image folder {dataset.source}. Pass the CSV as --data.")
+    labels, usage = ferplus_labels(ferplus)
+    if len(labels) != dataset.source_rows:
+        raise UserError(f"{ferplus} has {len(labels)} rows but {dataset.source.name} has "
+                        f"{dataset.source_rows}: FER+ labels must come with the fer2013.csv "
+                        "they were made for (one row per row, same order)")
+    at = dataset.rows[split] - 1
+    if split not in dataset.drawn_splits:
+        mismatch = np.flatnonzero(usage[at] != SPLITS.index(split))
+        if mismatch.size:
+            raise UserError(f"{ferplus} does not line up with {dataset.source.name}: "
+                            f"{describe_where(int(at[mismatch[0]]) + 1)} has a different "
+                            "Usage in the two files")
+    return labels[at]
+
+
 def ferplus_labels(path) -> tuple[np.ndarray, np.ndarray]:
     """FER+ majority labels mapped to FER2013 classes: (labels (M,) int64, usage (M,) int64).
 

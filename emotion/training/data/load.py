@@ -64,7 +64,8 @@ def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, ferplus_target
     splits, drawn, rows, split_votes = _split(table, val_fraction, seed, votes)
     return FER2013(splits=splits, source=source, layout=table.layout,
                    skipped_rows=list(table.skipped), ferplus=ferplus, ferplus_dropped=dropped,
-                   from_cache=from_cache, drawn_splits=drawn, rows=rows, votes=split_votes)
+                   from_cache=from_cache, drawn_splits=drawn, rows=rows, votes=split_votes,
+                   source_rows=table.n_rows)
 
 
 def _parse_with_cache(source: Path, cache: bool) -> tuple[Table, bool]:
