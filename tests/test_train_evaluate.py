@@ -483,3 +483,41 @@ def test_evaluate_scores_the_same_predictions_against_both_label_sets(tmp_path, 
                      "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "--labels ferplus scores against FER+'s labels" in err and "Traceback" not in err
+
+
+def test_train_on_ferplus_votes_records_the_labels_and_resumes_only_with_them(tmp_path, capsys,
+                                                                             private_cache):
+    usage = (("Training", 40), ("PublicTest", 8), ("PrivateTest", 4))
+    (tmp_path / "fer2013").mkdir()
+    data = tiny_csv(tmp_path / "fer2013" / "fer2013.csv", usage)
+    ferplus = ferplus_beside(data.parent, usage,
+                             lambda split, i: "tie" if i % 5 == 0 else i % 7)
+    run = tmp_path / "run"
+    assert train_cli(data, run, "--ferplus", str(ferplus), "--ferplus-targets", "votes",
+                     "--backend", "numpy") == 0
+    out = capsys.readouterr().out
+    # the 8 ties are trained on too (the majority would have 32), validated on the majority
+    assert "training on 40 Training images, validating on 6 PublicTest images" in out
+    meta = nnlite.read_meta(run / "best.npz")
+    assert meta["labels"] == "ferplus-votes"
+    assert EmotionClassifier.load(str(run / "best.npz"), "numpy").labels == "ferplus-votes"
+    from nnlite.serialization import load_arrays
+
+    assert load_arrays(run / "last.npz")[1]["config"]["ferplus_targets"] == "votes"
+    # a resume must train on the same targets
+    assert train_cli(data, run, "--ferplus", str(ferplus), "--backend", "numpy",
+                     "--epochs", "2", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--ferplus-targets 'majority' (the run used 'votes')" in err
+    # votes without the votes, or with class weights: one sentence, exit 2
+    assert train_cli(data, tmp_path / "r2", "--ferplus-targets", "votes") == 2
+    assert "pass their file with --ferplus" in capsys.readouterr().err
+    assert train_cli(data, tmp_path / "r3", "--ferplus", str(ferplus), "--ferplus-targets",
+                     "votes", "--class-weights") == 2
+    assert "--class-weights" in capsys.readouterr().err
+    # the FER2013 labels and the majority name themselves too
+    assert train_cli(data, tmp_path / "r4", "--limit", "8", "--backend", "numpy") == 0
+    assert nnlite.read_meta(tmp_path / "r4" / "best.npz")["labels"] == "fer2013"
+    assert train_cli(data, tmp_path / "r5", "--limit", "8", "--backend", "numpy",
+                     "--ferplus", str(ferplus)) == 0
+    assert nnlite.read_meta(tmp_path / "r5" / "best.npz")["labels"] == "ferplus-majority"
