@@ -455,6 +455,45 @@ def test_ferplus_majority_labels_replace_the_originals(tmp_path):
     assert labels.tolist() == [6, 3, 5, 4, 0, 1, 2]
 
 
+def test_ferplus_votes_drop_contempt_unknown_and_nf_and_keep_ties(tmp_path):
+    ferplus = write_ferplus(tmp_path / "fer2013new.csv", [
+        # Usage, name, neutral happiness surprise sadness anger disgust fear contempt unknown NF
+        ("Training", "a.png", 6, 2, 0, 1, 1, 0, 0, 0, 0, 0),  # 0.6 neutral, 0.2 happy, ...
+        ("Training", "b.png", 4, 4, 0, 0, 0, 0, 0, 0, 2, 0),  # tie kept, unknown dropped
+        ("Training", "c.png", 1, 0, 0, 0, 0, 0, 0, 8, 1, 0),  # contempt wins: neutral alone
+        ("Training", "d.png", 0, 0, 0, 0, 0, 0, 0, 2, 3, 5),  # no vote left: all zeros
+        ("Training", "", 3, 0, 0, 0, 0, 0, 0, 0, 0, 7),       # blank name, not a face: zeros
+        ("PublicTest", "f.png", 0, 0, 1, 2, 5, 1, 0, 0, 1, 0),  # anger 5/9
+    ])
+    votes, usage = data.ferplus_votes(ferplus)
+    assert votes.dtype == np.float32 and votes.shape == (6, 7)
+    # FER2013 class order: angry disgust fear happy sad surprise neutral
+    expected = np.array([[0.1, 0, 0, 0.2, 0.1, 0, 0.6],
+                         [0, 0, 0, 0.5, 0, 0, 0.5],
+                         [0, 0, 0, 0, 0, 0, 1],
+                         [0] * 7,
+                         [0] * 7,
+                         [5 / 9, 1 / 9, 0, 0, 2 / 9, 1 / 9, 0]])
+    np.testing.assert_allclose(votes, expected, rtol=1e-6)
+    assert usage.tolist() == [0, 0, 0, 0, 0, 1]
+
+    # Loaded for training: Training keeps every row with a vote (the tie and the contempt
+    # row too), PublicTest only the rows with a majority; labels are the majority, else the
+    # distribution's first largest class.
+    images = random_images(6)
+    usage_names = ["Training"] * 5 + ["PublicTest"]
+    source = write_csv(tmp_path / "fer.csv", kaggle_rows(images, [1] * 6, usage_names))
+    dataset = load_fer2013(source, ferplus=ferplus, ferplus_targets="votes")
+    x, y = dataset.split("Training")
+    assert y.tolist() == [6, 3, 6]
+    np.testing.assert_array_equal(x[:, 0], images[[0, 1, 2]])
+    np.testing.assert_allclose(dataset.votes["Training"], expected[:3], rtol=1e-6)
+    assert dataset.split("PublicTest")[1].tolist() == [0]
+    assert dataset.ferplus_dropped == 2
+    majority = load_fer2013(source, ferplus=ferplus)
+    assert majority.split("Training")[1].tolist() == [6] and majority.votes == {}
+
+
 def test_ferplus_file_must_line_up_with_the_csv(tmp_path):
     source = write_csv(tmp_path / "fer.csv", kaggle_rows(random_images(2), [0, 0],
                                                          ["Training", "PublicTest"]))

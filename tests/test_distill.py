@@ -5,7 +5,7 @@ import pytest
 
 import nnlite
 import nnlite.functional as F
-from emotion.training import distill
+from emotion.training import distill, votes as vote_targets
 
 
 def softmax(z):
@@ -84,3 +84,29 @@ def test_checking_the_teacher_keeps_the_runs_backend(tmp_path):
     trainer = train.Trainer(config, tmp_path / "run", backend)
     trainer._check_teacher()
     assert nnlite.current() == "numba"
+
+
+def test_vote_loss_by_hand_with_smoothing_and_a_teacher():
+    z = np.array([[1.0, 2.0, 0.5, 0, 0, 0, -1], [0.0, -1.0, 3.0, 1, 0.5, 0, 0]], np.float32)
+    votes = np.array([[0.6, 0.4, 0, 0, 0, 0, 0], [0, 0, 0.5, 0.5, 0, 0, 0]], np.float32)
+    p = softmax(z.astype(np.float64))
+    plain = -(votes * np.log(p)).sum() / 2
+    logits = nnlite.Tensor(z, requires_grad=True)
+    loss = vote_targets.loss(logits, votes)
+    assert loss.dtype == np.float32
+    np.testing.assert_allclose(loss.item(), plain, rtol=1e-6)
+    loss.backward()
+    np.testing.assert_allclose(logits.grad, (p - votes) / 2, rtol=1e-5, atol=1e-7)
+    # smoothing s: q = (1 - s) votes + s / 7
+    s = 0.1
+    q = (1 - s) * votes + s / 7
+    np.testing.assert_allclose(vote_targets.loss(nnlite.Tensor(z), votes, s).item(),
+                               -(q * np.log(p)).sum() / 2, rtol=1e-6)
+    # with a teacher the votes take the labels' place: (1 - w) CE(votes) + w T^2 KL
+    t, weight = 4.0, 0.7
+    teacher = softmax(z[::-1] / t).astype(np.float32)
+    kl = (teacher * (np.log(teacher) - np.log(softmax(z / t)))).sum() / 2
+    mixed = distill.mix(vote_targets.loss(nnlite.Tensor(z), votes), nnlite.Tensor(z), teacher,
+                        t, weight)
+    np.testing.assert_allclose(mixed.item(), (1 - weight) * plain + weight * t * t * kl,
+                               rtol=1e-5)

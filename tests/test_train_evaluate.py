@@ -405,3 +405,119 @@ def test_init_starts_from_the_weights_given_and_refuses_another_model(tmp_path, 
     assert not (tmp_path / "third").exists()  # refused before anything was written
     assert train_cli(data, tmp_path / "fourth", "--init", str(tmp_path / "nothing.npz")) == 2
     assert "--init: weight file not found" in capsys.readouterr().err
+
+
+# -- FER+: evaluate against both label sets, train on the votes ------------------------------------
+def ferplus_beside(data_dir, usage_rows, majority_of):
+    """data_dir/../ferplus/fer2013new.csv for a tiny CSV of `usage_rows` ((split, count)):
+    `majority_of(split, i)` gives the i-th row's FER+ FER2013 class, or "tie" / "contempt"."""
+    from emotion.training.data.dataset import FERPLUS_TO_FER2013
+    from tests.test_data import write_ferplus
+
+    rows = []
+    for split, count in usage_rows:
+        for i in range(count):
+            votes = [0] * 10
+            wanted = majority_of(split, i)
+            if wanted == "tie":
+                votes[0] = votes[1] = 4
+            elif wanted == "contempt":
+                votes[7] = 9
+            else:
+                votes[int(np.flatnonzero(FERPLUS_TO_FER2013 == wanted)[0])] = 7
+                votes[8] = 1  # an unknown vote: dropped from the distribution
+            rows.append((split, f"{split}{i}.png", *votes))
+    (data_dir.parent / "ferplus").mkdir()
+    return write_ferplus(data_dir.parent / "ferplus" / "fer2013new.csv", rows)
+
+
+def test_evaluate_scores_the_same_predictions_against_both_label_sets(tmp_path, capsys,
+                                                                      private_cache):
+    from emotion.cnn.preprocess import preprocess
+    from emotion.training.data import load_fer2013
+
+    usage = (("Training", 8), ("PublicTest", 4), ("PrivateTest", 16))
+    (tmp_path / "fer2013").mkdir()
+    data = tiny_csv(tmp_path / "fer2013" / "fer2013.csv", usage)
+    classifier = EmotionClassifier.load("compact", "numpy")
+    images, labels = load_fer2013(data).split("PrivateTest")
+    predicted = classifier.predict_batch(preprocess(images, classifier.preprocess_config)).argmax(1)
+
+    # FER+ agrees with the model on rows 0-7, disagrees on 8-11; 12-13 tie, 14-15 contempt
+    def majority_of(split, i):
+        if split != "PrivateTest":
+            return 6
+        return (int(predicted[i]) if i < 8 else (int(predicted[i]) + 1) % 7 if i < 12
+                else "tie" if i < 14 else "contempt")
+
+    ferplus_beside(data.parent, usage, majority_of)
+    report_path = tmp_path / "r.json"
+    assert cli_main(["evaluate", "--data", str(data), "--weights", "compact", "--backend",
+                     "numpy", "--out", str(tmp_path / "reports"), "--json", str(report_path),
+                     "--quiet"]) == 0  # FER+ found in ../ferplus/: both by default
+    out = capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert report["scored_against"] == ["fer2013", "ferplus"]
+    assert report["model_labels"] == "fer2013"
+    expected_fer2013 = float((predicted == labels).mean())
+    assert report["fer2013"]["accuracy"] == pytest.approx(expected_fer2013)
+    assert report["accuracy"] == report["fer2013"]["accuracy"] and report["count"] == 16
+    assert report["ferplus"]["count"] == 12 and report["ferplus"]["left_out"] == 4
+    assert report["ferplus"]["accuracy"] == pytest.approx(8 / 12)
+    assert "against FER+ majority labels (12 images; 4 faces without a 7-class majority" in out
+    assert "learned fer2013 labels" in out
+    for name in ("confusion_PrivateTest.png", "confusion_PrivateTest_ferplus.png"):
+        assert (tmp_path / "reports" / name).exists()
+
+    assert cli_main(["evaluate", "--data", str(data), "--weights", "compact", "--backend",
+                     "numpy", "--out", str(tmp_path / "reports"), "--json", "--quiet",
+                     "--labels", "fer2013"]) == 0
+    only = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert only["scored_against"] == ["fer2013"] and "ferplus" not in only
+
+    # --labels ferplus without a FER+ file anywhere: one clear sentence, exit 2
+    (tmp_path / "other").mkdir()
+    lone = tiny_csv(tmp_path / "other" / "f.csv", usage)
+    assert cli_main(["evaluate", "--data", str(lone), "--weights", "compact", "--backend",
+                     "numpy", "--out", str(tmp_path / "reports"), "--labels", "ferplus",
+                     "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--labels ferplus scores against FER+'s labels" in err and "Traceback" not in err
+
+
+def test_train_on_ferplus_votes_records_the_labels_and_resumes_only_with_them(tmp_path, capsys,
+                                                                             private_cache):
+    usage = (("Training", 40), ("PublicTest", 8), ("PrivateTest", 4))
+    (tmp_path / "fer2013").mkdir()
+    data = tiny_csv(tmp_path / "fer2013" / "fer2013.csv", usage)
+    ferplus = ferplus_beside(data.parent, usage,
+                             lambda split, i: "tie" if i % 5 == 0 else i % 7)
+    run = tmp_path / "run"
+    assert train_cli(data, run, "--ferplus", str(ferplus), "--ferplus-targets", "votes",
+                     "--backend", "numpy") == 0
+    out = capsys.readouterr().out
+    # the 8 ties are trained on too (the majority would have 32), validated on the majority
+    assert "training on 40 Training images, validating on 6 PublicTest images" in out
+    meta = nnlite.read_meta(run / "best.npz")
+    assert meta["labels"] == "ferplus-votes"
+    assert EmotionClassifier.load(str(run / "best.npz"), "numpy").labels == "ferplus-votes"
+    from nnlite.serialization import load_arrays
+
+    assert load_arrays(run / "last.npz")[1]["config"]["ferplus_targets"] == "votes"
+    # a resume must train on the same targets
+    assert train_cli(data, run, "--ferplus", str(ferplus), "--backend", "numpy",
+                     "--epochs", "2", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--ferplus-targets 'majority' (the run used 'votes')" in err
+    # votes without the votes, or with class weights: one sentence, exit 2
+    assert train_cli(data, tmp_path / "r2", "--ferplus-targets", "votes") == 2
+    assert "pass their file with --ferplus" in capsys.readouterr().err
+    assert train_cli(data, tmp_path / "r3", "--ferplus", str(ferplus), "--ferplus-targets",
+                     "votes", "--class-weights") == 2
+    assert "--class-weights" in capsys.readouterr().err
+    # the FER2013 labels and the majority name themselves too
+    assert train_cli(data, tmp_path / "r4", "--limit", "8", "--backend", "numpy") == 0
+    assert nnlite.read_meta(tmp_path / "r4" / "best.npz")["labels"] == "fer2013"
+    assert train_cli(data, tmp_path / "r5", "--limit", "8", "--backend", "numpy",
+                     "--ferplus", str(ferplus)) == 0
+    assert nnlite.read_meta(tmp_path / "r5" / "best.npz")["labels"] == "ferplus-majority"

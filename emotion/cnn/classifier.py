@@ -86,6 +86,13 @@ class EmotionClassifier:
     def model_name(self) -> str:
         return self.meta.get("model", "?")
 
+    @property
+    def labels(self) -> str:
+        """The labels the model learned: "fer2013", "ferplus-majority" or "ferplus-votes"
+        (the weight file's meta, written by `emotion train`; files from before it was
+        recorded, such as the shipped FER2013 weights, were trained on FER2013's)."""
+        return str(self.meta.get("labels", "fer2013"))
+
     def predict_batch(self, images) -> np.ndarray:
         """Probabilities (N, 7) float32 for preprocessed images (N, 1, 48, 48)."""
         if len(images) == 0:

@@ -47,6 +47,7 @@ class Explanation:
     probabilities: np.ndarray    # (7,)
     class_index: int             # the class whose score is explained
     model_name: str
+    model_labels: str = "fer2013"  # the labels the model learned (EmotionClassifier.labels)
     parts: object = None         # detector.FaceParts of the face (None without a face)
     pose: object = None          # pose.HeadPose of the face (None without a face)
     landmarks: object = None     # (68, 2) image px from the landmark model (None without)
@@ -145,7 +146,8 @@ def explain(image, classifier, emotion: str | None = None, landmarker=None) -> E
         image=to_bgr8(image), box=box, faces_found=faces, steps=steps, conv_maps=conv_maps,
         filters=nnlite.to_numpy(first_conv.W), saliency=saliency, grad_cam=cam,
         probabilities=shifted / shifted.sum(), class_index=class_index,
-        model_name=classifier.model_name, parts=parts, pose=pose, landmarks=points)
+        model_name=classifier.model_name,
+        model_labels=getattr(classifier, "labels", "fer2013"), parts=parts, pose=pose, landmarks=points)
 
 
 # -- the figure ---------------------------------------------------------------------------------
@@ -295,7 +297,7 @@ def build_figure(ex: Explanation):
     where = (f"largest of {ex.faces_found} faces" if ex.faces_found > 1 else "the face found"
              if ex.box else "NO FACE FOUND: the centre crop of the whole image is used")
     fig.suptitle(f"emotion explain: {EMOTIONS[best]} ({ex.probabilities[best]:.2f}), "
-                 f"model {ex.model_name}, {where}", fontsize=13)
+                 f"model {ex.model_name} ({ex.model_labels} labels), {where}", fontsize=13)
     return fig, titles
 
 

@@ -1,7 +1,15 @@
-"""`emotion evaluate`: accuracy, per-class precision/recall/F1 and a confusion matrix.
+"""`emotion evaluate`: accuracy, per-class precision/recall/F1 and a confusion matrix, against
+FER2013's labels, FER+'s majority labels or both (the same predictions scored twice).
 
     emotion evaluate --split PrivateTest                    # the shipped weights
     emotion evaluate --weights runs/wide/best.npz --tta flip --json report.json
+    emotion evaluate --labels ferplus --ferplus data/ferplus/fer2013new.csv.gz
+
+--labels (default: both when a FER+ file is found, else fer2013). The FER+ file is --ferplus,
+else fer2013new.csv(.gz) beside the FER2013 data: in its folder, its ferplus/ subfolder, or
+data/ferplus/ beside data/fer2013/. FER+ scores only the faces whose majority is one of the 7
+classes (a tie, or a majority for contempt, unknown or not-a-face, has no FER2013 class); the
+faces left out are counted in the report.
 """
 
 import argparse
@@ -19,6 +27,9 @@ from emotion.labels import EMOTIONS
 from emotion.io.outputs import (add_overwrite_argument, check_output_file, check_writable_soon,
                                 check_output_folder, refuse_existing, same_file, write_atomically)
 from emotion.commands.options import add_backend_option, add_weights_option, positive_int
+
+
+LABEL_CHOICES = ("fer2013", "ferplus", "both")
 
 
 def split_name(text: str) -> str:
@@ -45,7 +56,12 @@ def add_arguments(parser):
                         "(default: reports/ in the current folder; created if needed)")
     add_backend_option(parser)
     parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--ferplus", default=None)
+    parser.add_argument("--labels", default=None, choices=LABEL_CHOICES,
+                        help="score against FER2013's labels, FER+'s majority labels, or both "
+                        "(default: both when the FER+ file is found, else fer2013)")
+    parser.add_argument("--ferplus", default=None, metavar="FILE",
+                        help="FER+ fer2013new.csv(.gz) (default: beside the data, e.g. "
+                        "data/ferplus/ beside data/fer2013/)")
     parser.add_argument("--skip-bad-rows", action="store_true")
     parser.add_argument("--landmarks", default=None, metavar="LABELS",
                         help="the landmark teacher's labels (.npz, see the README): for a model "
@@ -147,9 +163,10 @@ def evaluate(args):
 
     split = split_name(args.split)  # also for an `args` built in Python, past argparse
     classifier = EmotionClassifier.load(args.weights, args.backend)
-    dataset = load_fer2013(args.data, skip_bad_rows=args.skip_bad_rows, ferplus=args.ferplus)
+    dataset = load_fer2013(args.data, skip_bad_rows=args.skip_bad_rows)
     images, labels = dataset.split(split, required=True,
                                    hint=f"Choose another --split, or data with {split} rows.")
+    label_sets, ferplus = scored_label_sets(args, dataset)
     if split in dataset.drawn_splits:
         # Not the official split: say so, or its accuracy could pass for a PrivateTest figure.
         print(f"note: {dataset.source.name} does not name its splits, so {split} here is a "
@@ -160,15 +177,52 @@ def evaluate(args):
                                   args.tta, args.batch_size,
                                   progress=not getattr(args, "quiet", False))
     seconds = time.perf_counter() - start
-    report = classification_report(labels, probs.argmax(axis=1))
+    predicted = probs.argmax(axis=1)
+    scores = {}
+    if "fer2013" in label_sets:
+        scores["fer2013"] = classification_report(labels, predicted)
+    if "ferplus" in label_sets:
+        scores["ferplus"] = ferplus_report(ferplus, dataset, split, predicted)
+    # The first label set scored is also the report's top level, as before --labels existed.
+    report = {**scores[label_sets[0]], **scores, "scored_against": list(label_sets)}
     if getattr(args, "landmarks", None):
         report["landmarks"] = landmark_report(classifier, dataset, split, images, args)
     # weights: as the user named them (a shipped name or a path); weights_file: what that was.
     report.update(split=split, split_drawn_at_random=split in dataset.drawn_splits,
-                  tta=args.tta, model=classifier.model_name,
+                  tta=args.tta, model=classifier.model_name, model_labels=classifier.labels,
                   weights=str(args.weights or "default"),
                   weights_file=str(resolve_weights(args.weights)), seconds=round(seconds, 2))
     return report
+
+
+def scored_label_sets(args, dataset) -> tuple[tuple[str, ...], Path | None]:
+    """(the label sets to score, in order, the FER+ file or None) from --labels and --ferplus:
+    by default both when a FER+ file is given or found beside the data, else FER2013's."""
+    from emotion.training.data.ferplus import find_ferplus, find_ferplus_beside
+
+    wanted = getattr(args, "labels", None)
+    given = getattr(args, "ferplus", None)
+    ferplus = (find_ferplus(Path(given).expanduser()) if given
+               else find_ferplus_beside(dataset.source))
+    if wanted is None:
+        wanted = "both" if ferplus is not None else "fer2013"
+    if wanted != "fer2013" and ferplus is None:
+        raise UserError(f"--labels {wanted} scores against FER+'s labels, but no "
+                        f"fer2013new.csv(.gz) lies beside {dataset.source}: pass the file with "
+                        "--ferplus FILE (from github.com/microsoft/FERPlus)")
+    return {"fer2013": ("fer2013",), "ferplus": ("ferplus",),
+            "both": ("fer2013", "ferplus")}[wanted], ferplus
+
+
+def ferplus_report(ferplus, dataset, split, predicted) -> dict:
+    """classification_report of the predictions against FER+'s 7-class majority, the faces
+    without one left out and counted."""
+    from emotion.training.data.ferplus import majority_for_split
+
+    majority = majority_for_split(ferplus, dataset, split)
+    has = majority >= 0
+    return {**classification_report(majority[has], predicted[has]),
+            "left_out": int((~has).sum()), "file": str(ferplus)}
 
 
 def landmark_report(classifier, dataset, split, images, args) -> dict:
@@ -191,13 +245,24 @@ def landmark_report(classifier, dataset, split, images, args) -> dict:
             **landmark_labels.errors(got_points, got_pose, points, pose, has)}
 
 
-def print_report(report, file=sys.stdout):
-    print(f"{report['model']} on {report['split']} ({report['count']} images, TTA {report['tta']}): "
-          f"accuracy {report['accuracy']:.4f}, macro F1 {report['macro_f1']:.4f}", file=file)
-    print(f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'support':>8s}", file=file)
-    for name, m in report["per_class"].items():
-        print(f"{name:10s} {m['precision']:9.3f} {m['recall']:7.3f} {m['f1']:6.3f} "
-              f"{m['support']:8d}", file=file)
+LABEL_NAMES = {"fer2013": "FER2013 labels", "ferplus": "FER+ majority labels"}
+
+
+def print_report(report, file=None):
+    file = file or sys.stdout  # looked up at each call: a redirected sys.stdout is followed
+    print(f"{report['model']} (learned {report.get('model_labels', 'fer2013')} labels) on "
+          f"{report['split']}, TTA {report['tta']}", file=file)
+    for name in report.get("scored_against", ["fer2013"]):
+        scores = report.get(name, report)
+        left_out = (f"; {scores['left_out']} faces without a 7-class majority left out"
+                    if "left_out" in scores else "")
+        print(f"against {LABEL_NAMES[name]} ({scores['count']} images{left_out}): accuracy "
+              f"{scores['accuracy']:.4f}, macro F1 {scores['macro_f1']:.4f}", file=file)
+        print(f"  {'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'support':>8s}",
+              file=file)
+        for cls, m in scores["per_class"].items():
+            print(f"  {cls:10s} {m['precision']:9.3f} {m['recall']:7.3f} {m['f1']:6.3f} "
+                  f"{m['support']:8d}", file=file)
     marks = report.get("landmarks")
     if marks and marks["labelled"]:
         print(f"landmarks against the teacher ({marks['labelled']} labelled faces): NME "
@@ -216,6 +281,7 @@ def run(args) -> int:
             raise UserError(f"--json {args.json} is also the --out folder: name a file for the "
                             f"report, e.g. {Path(args.out) / 'report.json'}")
         for option, value in (("--weights", args.weights), ("--data", args.data),
+                              ("--ferplus", getattr(args, "ferplus", None)),
                               ("--landmarks", getattr(args, "landmarks", None))):
             if value and same_file(args.json, value):
                 raise UserError(f"--json {args.json} is the {option} file: writing the report "
@@ -226,16 +292,25 @@ def run(args) -> int:
         refuse_existing({"--json": args.json}, args.overwrite)
         check_writable_soon(json_path.parent, "--json")
     report = evaluate(args)
-    png = Path(args.out) / f"confusion_{report['split']}.png"
-    plot_confusion_matrix(report["confusion_matrix"], png,
-                          f"{report['model']} on FER2013 {report['split']}: "
-                          f"accuracy {report['accuracy']:.1%}")
-    report["confusion_png"] = str(png)
+    # One matrix per label set: confusion_PrivateTest.png (FER2013's labels, the name it always
+    # had) and confusion_PrivateTest_ferplus.png.
+    pngs = []
+    for name in report["scored_against"]:
+        suffix = "" if name == "fer2013" else f"_{name}"
+        png = Path(args.out) / f"confusion_{report['split']}{suffix}.png"
+        scores = report[name]
+        plot_confusion_matrix(scores["confusion_matrix"], png,
+                              f"{report['model']} ({report['model_labels']}) on "
+                              f"{report['split']}, {LABEL_NAMES[name]}: accuracy "
+                              f"{scores['accuracy']:.1%}")
+        scores["confusion_png"] = str(png)
+        pngs.append(str(png))
+    report["confusion_png"] = pngs[0]
     if args.json == "-":
         print(json.dumps(report))
     else:
         print_report(report)
-        print(f"confusion matrix: {png}")
+        print(f"confusion matrix: {', '.join(pngs)}")
         if args.json:
             write_atomically(args.json, json.dumps(report, indent=2))
             print(f"report: {args.json}")

@@ -65,6 +65,8 @@ def export_emotion_model(weights, out, opset=None, overwrite=True) -> Path:
                   "of classes",
         "model": classifier.model_name,
         "weights": weights_path.name,
+        # what the classes mean in the data: FER2013's single labels or FER+'s ten annotators
+        "labels": classifier.labels,
     }
     example = np.zeros((1, 1, SIZE, SIZE), np.float32)
     try:

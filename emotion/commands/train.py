@@ -70,7 +70,12 @@ def add_arguments(parser):
     parser.add_argument("--limit", type=RANGES["limit"], default=0, metavar="N",
                         help="use only the first N Training images and the first N//4 (at least "
                         "1) PublicTest images, for quick experiments and tests (default 0: all)")
-    parser.add_argument("--ferplus", default=None, help="use FER+ majority labels from this csv")
+    parser.add_argument("--ferplus", default=None, help="use FER+ labels from this csv "
+                        "(fer2013new.csv(.gz)) in place of FER2013's")
+    parser.add_argument("--ferplus-targets", default="majority", choices=["majority", "votes"],
+                        help="with --ferplus: train on each face's majority label, or on the "
+                        "distribution of its ten annotators' votes (emotion/training/votes.py; "
+                        "with --teacher the votes take the labels' place in the mix)")
     parser.add_argument("--teacher", default=None, metavar="WEIGHTS",
                         help="distil from this trained model (a weight file, or 'default' for "
                         "the shipped one): its softened probabilities join the labels as "
@@ -117,7 +122,17 @@ def load_dataset(config):
     from emotion.training.data import load_fer2013
 
     return load_fer2013(config.get("data"), skip_bad_rows=config.get("skip_bad_rows", False),
-                        ferplus=config.get("ferplus"))
+                        ferplus=config.get("ferplus"),
+                        ferplus_targets=config.get("ferplus_targets") or "majority")
+
+
+def training_votes(config, dataset):
+    """The FER+ vote distributions (N, 7) of the Training images load_raw_splits returns, or
+    None when the run trains on labels."""
+    votes = dataset.votes.get("Training")
+    if votes is None:
+        return None
+    return votes[: config["limit"]] if config.get("limit") else votes
 
 
 def split_rows(config, dataset):
@@ -281,6 +296,7 @@ class Trainer:
         if c.get("freeze_trunk") and not (c.get("landmarks") and (init or checkpoint)):
             raise UserError("--freeze-trunk keeps the trained layers as they are: it needs "
                             "--landmarks and the weights to keep (--init)")
+        self._check_targets()
         if c.get("teacher") and not (checkpoint is not None
                                      and (self.out / "teacher.npz").exists()):
             self._check_teacher()  # a broken file fails now, not after the data has loaded
@@ -299,6 +315,7 @@ class Trainer:
                   f"{int(self.geometry_train[2].sum())} of {len(rows_train)} Training and "
                   f"{int(self.geometry_val[2].sum())} of {len(rows_val)} PublicTest images",
                   flush=True)
+        self.votes_train = training_votes(c, dataset)
         del dataset
         self.data_identity = data_identity(*raw)
         if checkpoint is not None:
@@ -411,11 +428,13 @@ class Trainer:
         y = nnlite.to_device(labels, self.device)
         soft = (None if self.soft_targets is None else
                 nnlite.to_device(self.soft_targets[index], self.device))
+        votes = (None if self.votes_train is None else
+                 nnlite.to_device(self.votes_train[index], self.device))
         if geometry is None:
             logits = self.model(x)
-            loss = self.loss(logits, y, soft)
+            loss = self.loss(logits, y, soft, votes)
         else:
-            logits, loss = self._geometry_loss(x, y, soft, *geometry)
+            logits, loss = self._geometry_loss(x, y, soft, votes, *geometry)
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
@@ -431,20 +450,25 @@ class Trainer:
         self.running["correct"] += int((nnlite.to_numpy(logits.data).argmax(1) == labels).sum())
         self.running["seen"] += len(labels)
 
-    def loss(self, logits, labels, soft_targets=None):
+    def loss(self, logits, labels, soft_targets=None, votes=None):
         """The training objective, the one place it is computed: softmax cross-entropy with
-        label smoothing and, with --class-weights, inverse class frequencies; with --teacher,
-        mixed with the distillation loss against the teacher's targets
-        (emotion.training.distill)."""
-        from emotion.training import distill
+        label smoothing and, with --class-weights, inverse class frequencies, or with
+        --ferplus-targets votes the cross-entropy against the annotators' vote distribution
+        (emotion.training.votes); with --teacher, mixed with the distillation loss against
+        the teacher's targets (emotion.training.distill)."""
+        from emotion.training import distill, votes as vote_targets
 
         c = self.config
         weight = c.get("distill_weight", 0.7) if soft_targets is not None else 0
-        return distill.loss(logits, labels, soft_targets, c.get("temperature", 4.0), weight,
-                            class_weights=self.class_weights,
-                            label_smoothing=c.get("label_smoothing", 0.0))
+        smoothing = c.get("label_smoothing", 0.0)
+        if votes is not None:
+            hard = vote_targets.loss(logits, votes, smoothing)
+        else:
+            hard = F.softmax_cross_entropy(logits, labels, class_weights=self.class_weights,
+                                           label_smoothing=smoothing)
+        return distill.mix(hard, logits, soft_targets, c.get("temperature", 4.0), weight)
 
-    def _geometry_loss(self, x, y, soft, targets, has):
+    def _geometry_loss(self, x, y, soft, votes, targets, has):
         """(logits, loss) for a model with a geometry head: the emotion loss plus
         --geometry-weight times the landmark and pose loss (geometry_loss). With
         --freeze-trunk only the head learns, so the trunk runs without a graph."""
@@ -458,7 +482,7 @@ class Trainer:
             geometry = model.geometry(nnlite.Tensor(features.data))
             return logits, geometry_loss(geometry, targets, has)
         logits, geometry = model.geometry_forward(x)
-        loss = self.loss(logits, y, soft) + geometry_loss(geometry, targets, has) * float(
+        loss = self.loss(logits, y, soft, votes) + geometry_loss(geometry, targets, has) * float(
             c.get("geometry_weight", 1.0))
         return logits, loss
 
@@ -481,6 +505,19 @@ class Trainer:
         return {"--init": c.get("init") and resolve_weights(c["init"]),
                 "--teacher": c.get("teacher") and resolve_weights(c["teacher"]),
                 "--data": c.get("data"), "--ferplus": c.get("ferplus")}
+
+    def _check_targets(self) -> None:
+        """--ferplus-targets votes: it needs the votes (--ferplus), and --class-weights, which
+        weighs each face by its one label's class, has no meaning for a distribution."""
+        c = self.config
+        if (c.get("ferplus_targets") or "majority") == "majority":
+            return
+        if not c.get("ferplus"):
+            raise UserError("--ferplus-targets votes trains on the FER+ annotators' votes: "
+                            "pass their file with --ferplus fer2013new.csv(.gz)")
+        if c.get("class_weights"):
+            raise UserError("--class-weights weighs each face by its label's class, which "
+                            "--ferplus-targets votes does not give: drop one of the two")
 
     def _check_teacher(self) -> None:
         """--teacher: the weight file loads (complete, finite, a known model), before any

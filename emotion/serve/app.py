@@ -155,6 +155,7 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", "model": getattr(classifier, "model_name", "?"),
+                             "labels": getattr(classifier, "labels", "fer2013"),
                              "backend": _backend(), "busy": worker.pending,
                              "live_sessions": len(state["live"])})
 

@@ -72,6 +72,7 @@ def explain_json(image: np.ndarray, classifier, landmarker=None) -> dict:
     best = int(np.argmax(ex.probabilities))
     return {
         "model": ex.model_name,
+        "labels": ex.model_labels,
         "box": None if ex.box is None else [int(v) for v in ex.box],
         "faces_found": ex.faces_found,
         "emotion": EMOTIONS[best],

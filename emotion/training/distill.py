@@ -78,6 +78,13 @@ def check_targets(targets, n: int, source) -> np.ndarray:
 def loss(logits, labels, soft_targets, temperature, weight, **hard_options):
     """The distillation loss of one batch (see the module docstring)."""
     hard = F.softmax_cross_entropy(logits, labels, **hard_options)
+    return mix(hard, logits, soft_targets, temperature, weight)
+
+
+def mix(hard, logits, soft_targets, temperature, weight):
+    """(1 - weight) * `hard` + weight * T^2 KL(teacher || student): the teacher's term joined
+    to a loss against the labels (`hard`: the one-hot cross-entropy, or the cross-entropy
+    against FER+'s votes, emotion.training.votes)."""
     if weight == 0:
         return hard
     soft = F.soft_target_cross_entropy(logits, soft_targets, temperature)

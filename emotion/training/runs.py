@@ -32,8 +32,11 @@ CHECKPOINT_VERSION = 1
 # --early-stopping, --quiet or the --data path of the same file moved elsewhere).
 RESUME_MUST_MATCH = ("model", "epochs", "batch_size", "lr", "optimizer", "momentum", "nesterov",
                      "weight_decay", "schedule", "warmup", "label_smoothing", "class_weights",
-                     "no_augment", "seed", "limit", "ferplus", "teacher", "temperature",
-                     "distill_weight", "init")
+                     "no_augment", "seed", "limit", "ferplus", "ferplus_targets", "teacher",
+                     "temperature", "distill_weight", "init")
+# What a setting meant in checkpoints written before it existed: a run from before
+# --ferplus-targets trained on the majority, and resumes as such.
+RESUME_DEFAULTS = {"ferplus_targets": "majority"}
 # What a run writes in OUT: a folder holding any of these holds a run, which a new run into
 # the same folder would overwrite.
 RUN_FILES = ("best.npz", "last.npz", "metrics.csv", "curves.png", "teacher.npz")
@@ -171,8 +174,13 @@ class RunFolder:
             raise UserError(f"cannot resume: {path} is checkpoint version "
                             f"{meta.get('checkpoint_version')}, this version reads {CHECKPOINT_VERSION}")
         saved = meta.get("config", {})
-        changed = [f"--{k.replace('_', '-')} {self.config.get(k)!r} (the run used {saved.get(k)!r})"
-                   for k in RESUME_MUST_MATCH if saved.get(k) != self.config.get(k)]
+        def setting(config, k):
+            value = config.get(k)
+            return RESUME_DEFAULTS.get(k) if value is None else value
+
+        changed = [f"--{k.replace('_', '-')} {setting(self.config, k)!r} (the run used "
+                   f"{setting(saved, k)!r})" for k in RESUME_MUST_MATCH
+                   if setting(saved, k) != setting(self.config, k)]
         if changed:
             raise UserError(f"cannot resume {path} with different settings: {'; '.join(changed)}. "
                             "Resume with the run's settings, or start a new run with another --out")
@@ -215,10 +223,13 @@ class RunFolder:
 
     # -- what the run leaves for others ----------------------------------------------------------
     def save_best(self, trainer, accuracy):
-        """best.npz: the weights, with what `EmotionClassifier.load` needs to use them alone."""
+        """best.npz: the weights, with what `EmotionClassifier.load` needs to use them alone,
+        and the labels they learned ("labels": see emotion.training.votes.LABEL_SETS)."""
+        from emotion.training.votes import labels_learned
+
         meta = {"model": trainer.config["model"], "preprocess": trainer.preprocess_config.to_dict(),
                 "publictest_accuracy": accuracy, "epoch": trainer.state["epoch"],
-                "backend": trainer.backend}
+                "backend": trainer.backend, "labels": labels_learned(trainer.config)}
         save(trainer.model, self.best_path, meta=meta)
 
     def write_metrics(self, history):

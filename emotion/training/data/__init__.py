@@ -34,18 +34,18 @@ The package, one topic a module:
     csv_file.py  layouts 1 and 2, every row checked
     folders.py   layout 3
     npz.py       layout 4, and save_npz
-    ferplus.py   FER+ majority labels (--ferplus)
+    ferplus.py   FER+ majority labels (--ferplus) and vote distributions (--ferplus-targets)
     cache.py     the parsed arrays cached beside the source
 """
 
 from emotion.training.data.dataset import (DEFAULT_DATA_DIRS, FER2013, HOW_TO_GET_FER2013,
                                            IMAGE_SIZE, SPLITS, class_counts, class_weights,
                                            find_dataset)
-from emotion.training.data.ferplus import ferplus_labels
+from emotion.training.data.ferplus import ferplus_labels, ferplus_votes
 from emotion.training.data.load import load_fer2013, stratified_split
 from emotion.training.data.npz import save_npz
 from emotion.training.data.cache import cache_dir
 
 __all__ = ["FER2013", "SPLITS", "IMAGE_SIZE", "DEFAULT_DATA_DIRS", "HOW_TO_GET_FER2013",
            "class_counts", "class_weights", "find_dataset", "load_fer2013", "stratified_split",
-           "save_npz", "ferplus_labels", "cache_dir"]
+           "save_npz", "ferplus_labels", "ferplus_votes", "cache_dir"]

@@ -66,6 +66,9 @@ class FER2013:
     rows:            {split: (N,) int64} each image's 1-based data row in the source (its
                      position in the file list for folders): what lines up per-row labels
                      made from the same file, such as the landmark teacher's
+    votes:           {split: (N, 7) float32} each image's FER+ vote distribution, when
+                     loaded with ferplus_targets="votes" (empty otherwise)
+    source_rows:     data rows in the source (what a per-row label file must hold)
     """
 
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -77,6 +80,8 @@ class FER2013:
     from_cache: bool = False
     drawn_splits: tuple[str, ...] = ()
     rows: dict[str, np.ndarray] = field(default_factory=dict)
+    votes: dict[str, np.ndarray] = field(default_factory=dict)
+    source_rows: int = 0
 
     def split(self, name: str, *, required: bool = False,
               hint: str = "") -> tuple[np.ndarray, np.ndarray]:

@@ -19,8 +19,8 @@ from emotion.training.data.ferplus import apply_ferplus, find_ferplus
 from emotion.training.data.folders import read_image_folder
 from emotion.training.data.npz import read_npz
 
-def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, val_fraction=0.1, seed=0,
-                 cache=True) -> FER2013:
+def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, ferplus_targets="majority",
+                 val_fraction=0.1, seed=0, cache=True) -> FER2013:
     """Load FER2013 from a CSV (any of the layouts in the module docstring) or an image folder.
 
     path:          file or folder; None looks in $EMOTION_DATA, then data/ (see find_dataset)
@@ -29,6 +29,8 @@ def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, val_fraction=0
                    `skipped_rows`, instead of stopping at the first with a UserError
     ferplus:       a FER+ fer2013new.csv(.gz) whose majority vote replaces the labels
                    (see `ferplus_labels`); only for the CSV layouts, whose rows it matches
+    ferplus_targets: "majority", or "votes": Training also keeps the rows without a majority,
+                   and `votes` holds each row's vote distribution (see `apply_ferplus`)
     val_fraction:  share of each class made PublicTest when the source has no such split
     seed:          seeds those random splits (same seed, same split)
     cache:         reuse / write the parsed arrays as `<source>.cache.npz` (or in
@@ -54,15 +56,16 @@ def load_fer2013(path=None, *, skip_bad_rows=False, ferplus=None, val_fraction=0
                             "Fix the file, or leave the bad rows out with --skip-bad-rows.")
         print(_skip_summary(source, table.skipped), file=sys.stderr)
 
-    dropped = 0
+    dropped, votes = 0, None
     if ferplus is not None:
         ferplus = find_ferplus(Path(ferplus).expanduser())
-        table, dropped = apply_ferplus(table, source, ferplus)
+        table, dropped, votes = apply_ferplus(table, source, ferplus, ferplus_targets)
 
-    splits, drawn, rows = _split(table, val_fraction, seed)
+    splits, drawn, rows, split_votes = _split(table, val_fraction, seed, votes)
     return FER2013(splits=splits, source=source, layout=table.layout,
                    skipped_rows=list(table.skipped), ferplus=ferplus, ferplus_dropped=dropped,
-                   from_cache=from_cache, drawn_splits=drawn, rows=rows)
+                   from_cache=from_cache, drawn_splits=drawn, rows=rows, votes=split_votes,
+                   source_rows=table.n_rows)
 
 
 def _parse_with_cache(source: Path, cache: bool) -> tuple[Table, bool]:
@@ -107,9 +110,11 @@ def _skip_summary(source: Path, skipped) -> str:
     return f"emotion: skipped {len(skipped)} bad rows of {source.name}: {shown}{more}"
 
 
-def _split(table: Table, val_fraction: float, seed: int) -> tuple[dict, tuple[str, ...], dict]:
+def _split(table: Table, val_fraction: float, seed: int,
+           votes=None) -> tuple[dict, tuple[str, ...], dict, dict]:
     """({split name: (images, labels)}, the names of the splits drawn at random,
-    {split name: each image's 1-based row in the source})."""
+    {split name: each image's 1-based row in the source}, {split name: its rows of `votes`}
+    (empty without votes))."""
     usage = table.usage.copy()
     drawn = ()
     unassigned = np.flatnonzero(usage == UNASSIGNED)
@@ -126,14 +131,16 @@ def _split(table: Table, val_fraction: float, seed: int) -> tuple[dict, tuple[st
         usage[training[public]] = SPLITS.index("PublicTest")
         drawn = ("PublicTest",)
 
-    splits, rows = {}, {}
+    splits, rows, split_votes = {}, {}, {}
     for code, name in enumerate(SPLITS):
         chosen = np.flatnonzero(usage == code)
         # float32 holding 0..255: what `preprocess` and the models take; uint8 stays in the cache
         images = table.images[chosen, None].astype(np.float32)
         splits[name] = (images, table.labels[chosen].astype(np.int64))
         rows[name] = table.rows[chosen].astype(np.int64)
-    return splits, drawn, rows
+        if votes is not None:
+            split_votes[name] = votes[chosen]
+    return splits, drawn, rows, split_votes
 
 
 def stratified_split(labels, fractions, seed=0) -> list[np.ndarray]:
