@@ -3,7 +3,11 @@ blocks in order, each compiled on its own as a notebook cell is, in one namespac
 figures it draws match the committed ones, and the exercise checker tells a right answer
 from a wrong one."""
 
+import json
+import os
 import re
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,3 +77,49 @@ def test_the_exercise_checker_tells_right_from_wrong(capsys):
     assert check.main(["avg_pool"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("not yet: avg_pool_backward is not written yet") and "Traceback" not in err
+
+
+# The notebook run costs a kernel start and nnlite's imports per chapter, on top of the file
+# run above: CI runs it on the chapters whose blocks are cheap and that exercise what only a
+# notebook changes (no __file__, the kernel's own working folder, display of returned
+# figures). LEARN_NOTEBOOKS=all runs every chapter (chapter 8 on the small knob).
+NOTEBOOK_CHAPTERS = ("01", "02", "04", "07")
+
+
+def notebook_chapters():
+    if os.environ.get("LEARN_NOTEBOOKS") == "all":
+        return CHAPTERS
+    return [c for c in CHAPTERS if c.name[:2] in NOTEBOOK_CHAPTERS]
+
+
+@pytest.mark.parametrize("chapter", notebook_chapters(), ids=lambda p: p.stem)
+def test_chapter_runs_in_a_jupyter_kernel(chapter, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat", reason="the notebook test needs pip install -e .[dev]")
+    nbclient = pytest.importorskip("nbclient", reason="the notebook test needs pip install -e .[dev]")
+    pytest.importorskip("ipykernel", reason="the notebook test needs pip install -e .[dev]")
+    # A kernel spec of this very interpreter, first on JUPYTER_PATH, so the kernel imports
+    # this checkout's nnlite whatever kernels the user has installed.
+    spec = tmp_path / "kernels" / "learn-python"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "learn", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    monkeypatch.setenv("LEARN_FACES", "300")  # the kernel inherits the same size knobs
+    monkeypatch.setenv("LEARN_EPOCHS", "1")
+    monkeypatch.delenv("LEARN_FIGURES", raising=False)
+    blocks = [code for _, code in make_figures.python_blocks(chapter)]
+    where = "import nnlite; print(nnlite.__file__)"  # which nnlite the chapter ran on
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(code) for code in blocks + [where]])
+    # A kernel's working folder is the notebook's folder unless told; the chapters say to
+    # start Jupyter in the repository root, so the test starts the kernel there.
+    client = nbclient.NotebookClient(notebook, kernel_name="learn-python", timeout=300,
+                                     resources={"metadata": {"path": str(REPO)}})
+    try:
+        client.execute()
+    except nbclient.exceptions.CellExecutionError as err:
+        pytest.fail(f"{chapter.name} fails in a Jupyter kernel: {err}", pytrace=False)
+    assert all(o.output_type != "error" for cell in notebook.cells for o in cell.outputs)
+    printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs).strip()
+    assert Path(printed).is_relative_to(REPO), f"the kernel ran another nnlite: {printed}"
