@@ -251,7 +251,9 @@ def test_video_csv_and_jsonl_carry_pose_and_parts(capsys, fake_classifier, tmp_p
     assert list(table.columns) == COLUMNS and len(table) > 0
     assert table["roll"].notna().any() and table["eye1_x"].notna().any()
     assert all(table[c].dtype.kind == "f" or table[c].dtype.kind == "i"
-               for c in COLUMNS[COLUMNS.index("yaw"):])  # numbers, not strings
+               for c in COLUMNS[COLUMNS.index("yaw"):COLUMNS.index("landmarks")])  # numbers
+    points = json.loads(table["landmarks"].iloc[0])  # the 68 points, one JSON text column
+    assert len(points) == 68 and all(len(p) == 2 for p in points)
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert list(rows[0]) == JSON_KEYS
     assert set(rows[0]["pose"]) == {"yaw", "pitch", "roll"}
