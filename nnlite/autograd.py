@@ -11,27 +11,31 @@ them on its own: `tensor.to("cuda")` / `tensor.to("cpu")` are the only ways acro
 """
 
 import contextlib
+import threading
 
 import numpy as np
 
 from nnlite import backends
 
-_grad_enabled = True
+# Whether ops record the graph, per thread (as PyTorch's grad mode is): one switch for the
+# whole process breaks as soon as two threads use it, e.g. a server's inference thread
+# running a backward pass (saliency) while a video job's thread predicts under no_grad.
+# Interleaved, their save/restore pairs can also leave the switch off for good.
+_state = threading.local()
 
 
 @contextlib.contextmanager
 def no_grad():
-    """Run ops without recording the graph (inference, optimizer steps)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    """Run ops without recording the graph (inference, optimizer steps), in this thread."""
+    previous, _state.grad_enabled = is_grad_enabled(), False
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _state.grad_enabled = previous
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return getattr(_state, "grad_enabled", True)
 
 
 def as_array(value, like=None):
@@ -218,7 +222,7 @@ class Function:
         if not isinstance(outputs, tuple):
             outputs = (outputs,)
         outputs = [Tensor(y) for y in outputs]
-        if _grad_enabled and any(x.requires_grad for x in inputs):
+        if is_grad_enabled() and any(x.requires_grad for x in inputs):
             self.inputs = inputs
             self.outputs = outputs
             for y in outputs:

@@ -268,3 +268,34 @@ def test_sequential_does_not_fuse_a_batch_norm_subclass_with_its_own_forward():
     x = Tensor(np.random.default_rng(0).standard_normal((4, 2, 3, 3)).astype(np.float32))
     want = np.maximum(F.batch_norm(x, model[0].gamma, model[0].beta).data + 1.0, 0)
     np.testing.assert_allclose(model(x).data, want, rtol=1e-6, atol=1e-6)
+
+
+def test_no_grad_belongs_to_the_thread_that_asked_for_it():
+    """A no_grad in one thread (a server's video job predicting) must neither turn off the
+    graph of another (explain's backward pass) nor, interleaved, leave it off for good."""
+    import threading
+
+    import nnlite
+
+    inside, release = threading.Event(), threading.Event()
+
+    def predict_in_another_thread():
+        with nnlite.no_grad():
+            inside.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=predict_in_another_thread)
+    worker.start()
+    inside.wait(5)
+    try:
+        assert nnlite.is_grad_enabled()  # the other thread's no_grad is not ours
+        x = nnlite.Tensor(np.array([1.0, 2.0], np.float32), requires_grad=True)
+        (x * x).sum().backward()
+        np.testing.assert_array_equal(x.grad, [2.0, 4.0])
+        with nnlite.no_grad():
+            release.set()
+            worker.join(5)  # the other thread leaves its no_grad while we are in ours
+        assert nnlite.is_grad_enabled()  # ... and ours ends as it began
+    finally:
+        release.set()
+        worker.join(5)
