@@ -35,8 +35,6 @@ anything there, so it is refused with its position, never guessed at.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +43,7 @@ from nnlite import backends
 from nnlite import layers as L
 from nnlite.autograd import Tensor, no_grad
 from nnlite.functions.conv import as_pair, resolve_padding
+from nnlite.serialization import write_atomically
 
 DEFAULT_OPSET = 17  # onnx >= 1.12 and every onnxruntime since 1.11 run it
 MIN_OPSET = 13      # Softmax over one axis (older opsets flatten), Gemm without C
@@ -123,7 +122,7 @@ def export(module, example_input, path, *, metadata=None, opset=DEFAULT_OPSET,
     except onnx.checker.ValidationError as err:
         raise ExportError(f"the exported graph does not pass onnx.checker: "
                           f"{str(err).splitlines()[0]}") from None
-    return _write_atomically(model.SerializeToString(), Path(path))
+    return write_atomically(Path(path), model.SerializeToString())
 
 
 # -- the graph being built ----------------------------------------------------------------------
@@ -338,31 +337,6 @@ def _check_float32(module):
         if array.dtype != np.float32:
             raise ExportError(f"{name} is {array.dtype}: ONNX export writes float32 models; "
                               "call module.astype(numpy.float32) first")
-
-
-def _write_atomically(data: bytes, path: Path) -> Path:
-    """Write to a temporary file beside `path`, then rename it over `path`: a reader (or a
-    crash) never sees half a model, and an old file stays whole until the new one is."""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:  # e.g. a folder in /proc: name the file asked for
-        err.filename = str(path)
-        raise
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal rights
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            err.filename = str(path)  # the file the caller named, not the temporary one
-        raise
-    return path
 
 
 def _nnlite_version():

@@ -40,25 +40,38 @@ def save_arrays(path, arrays: dict, meta=None, dtype=None) -> Path:
         payload[name] = array
     payload["__format__"] = np.array(FORMAT_VERSION)
     payload["__meta__"] = np.array(json.dumps(meta or {}))
+    return write_atomically(path, lambda f: np.savez(f, **payload))
+
+
+def write_atomically(path, data) -> Path:
+    """Write `data` (bytes, or a function that writes into an open binary file) to `path`
+    atomically: into a temporary file beside it, flushed to disk, then renamed over it. A
+    crash or a full disk leaves the old file whole, never half a new one. The file gets the
+    user's umask (mkstemp alone makes it private to its owner). An OSError names `path`,
+    the file the caller asked for, not the temporary one. The one atomic writer of nnlite
+    and of the app (emotion.io.outputs uses it too)."""
+    path = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:  # e.g. a folder in /proc: name the file asked for
         err.filename = str(path)
         raise
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal rights
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError):
-            err.filename = str(path)  # the file the caller named, not the temporary one
+            err.filename = str(path)
         raise
     return path
 

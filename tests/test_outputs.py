@@ -130,7 +130,7 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("nnlite.onnx.os.fsync", full)
+    monkeypatch.setattr("nnlite.serialization.os.fsync", full)  # the one atomic writer
     target = tmp_path / "model.onnx"
     assert cli_main(["export", "--weights", "compact", "--out", str(target)]) == 2
     one_error_line(capsys.readouterr().err, f"{target}: no space left on device")

@@ -131,28 +131,8 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 def write_atomically(path: str | os.PathLike, data: bytes | str) -> Path:
     """Write `data` to a temporary file beside `path`, then rename it over `path`: a crash or
-    a full disk leaves the old file whole, never half a new one. The file gets the user's
-    umask (mkstemp alone would make it private to its owner)."""
-    path = Path(path)
-    if isinstance(data, str):
-        data = data.encode()
-    try:
-        handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as err:  # e.g. a folder in /proc: name the file asked for
-        err.filename = str(path)
-        raise
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(handle, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            err.filename = str(path)  # the file the user named, not the temporary one
-        raise
-    return path
+    a full disk leaves the old file whole, never half a new one, and the file gets the
+    user's umask (nnlite.serialization.write_atomically, the one atomic writer)."""
+    from nnlite.serialization import write_atomically as write
+
+    return write(path, data.encode() if isinstance(data, str) else data)
