@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     from emotion.errors import UserError
 
     if not os.path.isfile(args.reference):
-        print(f"error: no reference at {args.reference}: make it with /work/mpvenv/bin/python "
+        print(f"error: no reference at {args.reference}: make it with ../mpvenv/bin/python "
               "-m benchmarks.landmark_reference --json PATH", file=sys.stderr)
         return 2
     try:

@@ -1,6 +1,6 @@
 """`emotion video CLIP --csv out.csv` in two source trees, alternated: frames/s as a user sees it.
 
-    python -m benchmarks.video_ab --before /work/wt-before [--after .] [--rounds 2]
+    python -m benchmarks.video_ab --before BEFORE_TREE [--after .] [--rounds 2]
                                   [--clips PATH ...] [--json out.json]
 
 Each run is the command a user types, in its own process (`python -m emotion video CLIP

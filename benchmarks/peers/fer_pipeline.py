@@ -2,7 +2,7 @@
 scale 1.1, 5 neighbours, faces from 50 px, then its int8 TFLite mini-Xception on each face);
 one JSON object on stdout (see benchmarks/peers/__init__.py). Runs only in fer's own venv:
 
-    /work/fervenv/bin/python benchmarks/peers/fer_pipeline.py CLIP
+    ../fervenv/bin/python benchmarks/peers/fer_pipeline.py CLIP
 
 fer imports TensorFlow only for `tf.lite.Interpreter` when use_tflite is on (its default),
 and TensorFlow and fer's other dependencies (PyTorch for MTCNN, moviepy) are gigabytes this

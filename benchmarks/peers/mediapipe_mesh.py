@@ -1,7 +1,7 @@
 """MediaPipe face mesh on a clip, in tracking mode, as a video application runs it; one JSON
 object on stdout (see benchmarks/peers/__init__.py). Runs only in MediaPipe's own venv:
 
-    /work/mpvenv/bin/python benchmarks/peers/mediapipe_mesh.py CLIP
+    ../mpvenv/bin/python benchmarks/peers/mediapipe_mesh.py CLIP
 
 Tracking mode (static_image_mode=False): BlazeFace runs until it finds faces, then each
 face's 468 points place its crop in the next frame, and the detector runs again only when
