@@ -2,7 +2,7 @@
 the shared media: the reference benchmarks.landmarks measures the landmark model and the
 Haar parts against.
 
-    mpvenv/bin/python -m benchmarks.landmark_reference \\
+    ../mpvenv/bin/python -m benchmarks.landmark_reference \\
         --json benchmarks/results/landmark_reference.json
 
 Runs in MediaPipe's own venv (mediapipe 0.10.21 is no dependency of the project's), like
@@ -130,7 +130,7 @@ def measure(media: str) -> dict:
     return {
         "date": __import__("datetime").date.today().isoformat(),
         "machine": machine(),
-        "command": "mpvenv/bin/python -m benchmarks.landmark_reference",
+        "command": "../mpvenv/bin/python -m benchmarks.landmark_reference",
         "mediapipe_version": mediapipe.__version__, "opencv_version": cv2.__version__,
         "clip_every": CLIP_EVERY, "min_face_px": MIN_FACE_PX,
         "faces_detected": detected, "faces_measured": len(faces), "skipped": skipped,
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         import mediapipe  # noqa: F401
     except ImportError:
         print("error: mediapipe is not installed here: run this with MediaPipe's own venv "
-              "(e.g. mpvenv/bin/python -m benchmarks.landmark_reference)", file=sys.stderr)
+              "(e.g. ../mpvenv/bin/python -m benchmarks.landmark_reference)", file=sys.stderr)
         return 2
     try:
         result = measure(args.media)

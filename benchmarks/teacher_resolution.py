@@ -1,6 +1,6 @@
 """Does a 48x48 face carry the head pose? The landmark teacher at 48 px against full resolution.
 
-    mpvenv/bin/python -m benchmarks.teacher_resolution [--json out.json]
+    ../mpvenv/bin/python -m benchmarks.teacher_resolution [--json out.json]
 
 Runs in MediaPipe's own venv, like emotion.training.landmark_teacher. For every face of the
 shared photos (single_face, two_faces, group_selfie): MediaPipe face mesh on the whole photo
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         import mediapipe  # noqa: F401
     except ImportError:
         print("error: mediapipe is not installed here: run this with MediaPipe's own venv "
-              "(e.g. mpvenv/bin/python -m benchmarks.teacher_resolution)", file=sys.stderr)
+              "(e.g. ../mpvenv/bin/python -m benchmarks.teacher_resolution)", file=sys.stderr)
         return 2
     try:
         result = measure(args.media)

@@ -4,7 +4,7 @@ Runs only in MediaPipe's own virtual environment (mediapipe 0.10.21, the last re
 legacy `face_mesh` ships its model inside the wheel), never in the project's: it imports
 nothing from the project except `emotion.face.ibug68`, which is pure NumPy.
 
-    mpvenv/bin/python -m emotion.training.landmark_teacher \\
+    ../mpvenv/bin/python -m emotion.training.landmark_teacher \\
         --data fer2013.csv.gz \\
         --out data/landmarks/fer2013_mediapipe.npz
 
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         import mediapipe
     except ImportError:
         print("error: mediapipe is not installed here: run this with MediaPipe's own venv "
-              "(e.g. mpvenv/bin/python)", file=sys.stderr)
+              "(e.g. ../mpvenv/bin/python)", file=sys.stderr)
         return 2
     try:
         faces, usage = read_fer2013(args.data)
