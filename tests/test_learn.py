@@ -125,3 +125,15 @@ def test_chapter_runs_in_a_jupyter_kernel(chapter, tmp_path, monkeypatch):
     assert all(o.output_type != "error" for cell in notebook.cells for o in cell.outputs)
     printed = "".join(o.get("text", "") for o in notebook.cells[-1].outputs).strip()
     assert Path(printed).is_relative_to(REPO), f"the kernel ran another nnlite: {printed}"
+
+
+def test_the_max_pool_checker_tells_right_from_wrong(capsys):
+    assert check.check_max_pool(solutions.max_pool_backward) is None
+    # avg_pool's answer spreads the gradient over the window; max pooling gives it to one value
+    spread = lambda gy, x, k: np.repeat(np.repeat(gy, k, axis=2), k, axis=3)  # noqa: E731
+    assert "central difference says" in check.check_max_pool(spread)
+    wrong_shape = lambda gy, x, k: gy  # noqa: E731
+    assert "returned shape" in check.check_max_pool(wrong_shape)
+    assert check.main(["max_pool"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("not yet: max_pool_backward is not written yet") and "Traceback" not in err
