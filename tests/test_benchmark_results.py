@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
 RESULTS = BENCHMARKS / "RESULTS.md"
 
-# "the ninth session" can be resolved by nobody who was not there; a date and a machine can.
+# An ordinal of the work (a numbered session) can be resolved by nobody who was not there; a
+# date and a machine can.
 ORDINAL = re.compile(r"\b(first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
                      r"eleventh|twelfth|thirteenth) session", re.IGNORECASE)
 

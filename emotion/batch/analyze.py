@@ -171,7 +171,9 @@ def _analyze_video(media, settings: BatchSettings, rows: TableBuilder) -> tuple[
     from emotion.video.loop import FrameLoop
 
     classifier = _classifier(settings.video_weights, settings.backend)
-    loop = FrameLoop(media.path, classifier=classifier, detect_every=settings.detect_every,
+    loop = FrameLoop(media.path, classifier=classifier,
+                     landmarker=_landmarker(classifier, settings.backend),
+                     detect_every=settings.detect_every,
                      classify_every=settings.classify_every, max_frames=settings.max_frames)
     with loop:
         for frame, results in loop:

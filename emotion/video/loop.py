@@ -133,7 +133,7 @@ class FrameLoop:
                  csv=None, jsonl=None, out=None, max_frames: int | None = None,
                  classifier=None, drop_stale: bool | None = None, show_parts: bool = False,
                  scan_lag: int | None = None, classify_every: int | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, landmarker=None):
         from emotion.cnn.classifier import resolve_weights
 
         weights_file = None if classifier is not None else resolve_weights(weights)
@@ -146,7 +146,8 @@ class FrameLoop:
         self.show_parts = show_parts
         self._drop_stale = drop_stale
         self._settings = dict(weights=weights, backend=backend, csv=csv, jsonl=jsonl,
-                              classifier=classifier, detect_every=detect_every,
+                              classifier=classifier, landmarker=landmarker,
+                              detect_every=detect_every,
                               scan_lag=scan_lag, classify_every=classify_every)
         self.source = self.faces = self.rows = self.reader = self.writer = None
         self.track_ids: set[int] = set()
@@ -161,7 +162,8 @@ class FrameLoop:
             classifier = s["classifier"] or pipeline.load_classifier(s["weights"], s["backend"])
             options = {k: s[k] for k in ("detect_every", "scan_lag", "classify_every")
                        if s[k] is not None}
-            landmarker = pipeline.load_landmarker(classifier, s["backend"])
+            # A caller that runs many files (batch) passes the landmark model it keeps loaded.
+            landmarker = s["landmarker"] or pipeline.load_landmarker(classifier, s["backend"])
             self.faces = pipeline.FacePipeline(classifier, landmarker=landmarker, **options)
             self.faces.show_parts = self.show_parts
             self.rows = RowWriter(s["csv"], s["jsonl"])

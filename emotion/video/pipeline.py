@@ -488,7 +488,9 @@ def _with_landmarks(classifier, landmarker, gray, found) -> list[FaceResult]:
         probabilities = (np.asarray(classifier.predict_faces([c.image for c in crops]),
                                     dtype=np.float32) if crops
                          else np.zeros((0, NUM_CLASSES), np.float32))
-    return [FaceResult.build(i + 1, box, probs, parts.eyes, parts=parts, pose=face.pose(),
-                             landmarks=face.points)
-            for i, (box, face, probs) in enumerate(zip(boxes, faces, probabilities))
-            for parts in [face.parts(box[3])]]
+    results = []
+    for i, (box, face, probs) in enumerate(zip(boxes, faces, probabilities)):
+        parts = face.parts(box[3])
+        results.append(FaceResult.build(i + 1, box, probs, parts.eyes, parts=parts,
+                                        pose=face.pose(), landmarks=face.points))
+    return results
