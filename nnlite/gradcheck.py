@@ -123,6 +123,8 @@ def _distinct(rng, shape):
 
 CLASS_WEIGHTS = np.linspace(0.5, 2.0, 7)  # constants for the weighted loss case
 WING_WEIGHTS = np.array([1.0, 0.0, 0.5, 2.0, 1.0])  # row 1 has no label: it must drop out
+BCE_TARGETS = np.array([1.0, 0.0, 0.3, 1.0, 0.0])
+BCE_WEIGHTS = np.array([1.0, 2.0, 0.5, 0.0, 1.0])  # row 3 weighs nothing: it must drop out
 
 
 def _wing_inputs(rng, shape=(5, 6)):
@@ -223,6 +225,10 @@ def op_cases():
         ("wing_loss_masked", lambda p, t: F.wing_loss(
             p, t, backends.to_device(WING_WEIGHTS, p.device), width=1.0, curvature=0.25),
          _wing_inputs),
+        ("binary_cross_entropy_with_logits", lambda z: F.binary_cross_entropy_with_logits(
+            z, backends.to_device(BCE_TARGETS, z.device),
+            backends.to_device(BCE_WEIGHTS, z.device)),
+         lambda r: [r.standard_normal(5) * 3]),
     ]
     layer_cases = [
         ("layer_Conv2d_same", lambda: layers.Conv2d(2, 3, 3, pad="same"), (2, 2, 4, 4)),

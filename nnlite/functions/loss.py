@@ -1,6 +1,7 @@
 """Softmax cross-entropy: the loss of a classifier, fused with its softmax for stability;
 against hard labels (SoftmaxCrossEntropy) or against another model's probabilities
-(SoftTargetCrossEntropy, the loss of knowledge distillation)."""
+(SoftTargetCrossEntropy, the loss of knowledge distillation). And its two-class form on one
+logit, fused with the sigmoid (BinaryCrossEntropyWithLogits: is there a face?)."""
 
 import numpy as np
 
@@ -105,6 +106,58 @@ def soft_target_cross_entropy(logits, targets, temperature=1.0):
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     return SoftTargetCrossEntropy(temperature)(logits, targets)
+
+
+class BinaryCrossEntropyWithLogits(Function):
+    """Weighted mean binary cross-entropy between sigmoid(logits) and targets in [0, 1].
+
+    Shapes: logits (N,), targets (N,), weight (N,) >= 0 -> loss ().
+        p = sigmoid(z)
+        loss_i = -(t_i log p_i + (1 - t_i) log(1 - p_i)) = softplus(z_i) - t_i z_i
+        loss = sum_i w_i loss_i / sum_i w_i   (0 when every weight is 0)
+    softplus(z) = log(1 + e^z) is computed as max(z, 0) + log(1 + e^-|z|), which neither
+    overflows for a large z nor loses the small value for a very negative one: the reason to
+    fuse the sigmoid into the loss, as softmax is fused into softmax_cross_entropy.
+    dloss/dz_i = w_i / sum(w) * (p_i - t_i), the same simple form as the softmax's.
+    Saved: p and the normalised weights.
+    """
+
+    def __init__(self, targets, weight):
+        self.targets, self.weight = targets, weight
+
+    def forward(self, logits):
+        xp = get_array_module(logits)
+        dtype = logits.dtype.type
+        weight = self.weight.astype(logits.dtype)
+        self.scale = weight / xp.maximum(weight.sum(), dtype(1e-12))
+        t = self.targets.astype(logits.dtype)
+        e = xp.exp(-xp.abs(logits))  # in (0, 1]: never overflows
+        softplus = xp.maximum(logits, dtype(0)) + xp.log1p(e)
+        # The sigmoid from the same e: 1 / (1 + e^-z) for z >= 0, e^z / (1 + e^z) below.
+        self.p = xp.where(logits >= 0, dtype(1) / (dtype(1) + e), e / (dtype(1) + e))
+        self.t = t
+        return (self.scale * (softplus - t * logits)).sum()
+
+    def backward(self, gloss):
+        return (gloss * self.scale * (self.p - self.t),)
+
+
+def binary_cross_entropy_with_logits(logits, targets, weight=None):
+    """See `BinaryCrossEntropyWithLogits`. logits (N,) Tensor; targets and weight (N,) arrays
+    on its device (weight None: all ones)."""
+    data = logits.data if isinstance(logits, Tensor) else logits
+    targets = targets.data if isinstance(targets, Tensor) else targets
+    if data.ndim != 1 or tuple(targets.shape) != tuple(data.shape):
+        raise ValueError(f"logits and targets must both have shape (N,), got {data.shape} "
+                         f"and {targets.shape}")
+    xp = get_array_module(data)
+    if weight is None:
+        weight = xp.ones(data.shape, dtype=data.dtype)
+    weight = weight.data if isinstance(weight, Tensor) else weight
+    if tuple(weight.shape) != tuple(data.shape):
+        raise ValueError(f"weight must have shape {data.shape}, got {weight.shape}")
+    check_same_device([data, targets, weight], op="binary_cross_entropy_with_logits")
+    return BinaryCrossEntropyWithLogits(targets, weight)(logits)
 
 
 def accuracy(logits, labels) -> float:
