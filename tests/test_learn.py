@@ -22,7 +22,7 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
 def test_the_path_has_its_chapters():
-    assert [c.name[:2] for c in CHAPTERS] == [f"{i:02d}" for i in range(1, 13)]
+    assert [c.name[:2] for c in CHAPTERS] == [f"{i:02d}" for i in range(1, 14)]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
@@ -80,12 +80,12 @@ def test_the_exercise_checker_tells_right_from_wrong(capsys):
 
 
 # The notebook run costs a kernel start (about a second) plus the chapter's own time, on top
-# of the file run above, so CI runs it on five cheap chapters (about 13 s on 2 cores) that
-# cover what a kernel changes: no __file__, figures returned to the kernel for display (04,
-# 07), and paths read relative to the kernel's working folder (11 loads the shipped weights
-# and docs/figures/synthetic_face.png). LEARN_NOTEBOOKS=all runs all twelve (about 35 s,
-# chapter 8 on the small knob below).
-NOTEBOOK_CHAPTERS = ("01", "02", "04", "07", "11")
+# of the file run above, so CI runs it on six chapters that cover what a kernel changes: no
+# __file__, figures returned to the kernel for display (04, 07), and paths read relative to
+# the kernel's working folder (11 loads the shipped weights and docs/figures/synthetic_face.png;
+# 13 finds FER2013 and FER+ by relative paths, or says they are missing). LEARN_NOTEBOOKS=all
+# runs all thirteen (chapter 8 on the small knob below).
+NOTEBOOK_CHAPTERS = ("01", "02", "04", "07", "11", "13")
 
 
 def notebook_chapters():
@@ -137,3 +137,27 @@ def test_the_max_pool_checker_tells_right_from_wrong(capsys):
     assert check.main(["max_pool"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("not yet: max_pool_backward is not written yet") and "Traceback" not in err
+
+
+@pytest.mark.parametrize("missing", ["fer2013", "ferplus"])
+def test_chapter_13_without_its_data_says_so_and_draws_nothing(missing, tmp_path, monkeypatch,
+                                                               capsys):
+    import docs.learn.plots  # noqa: F401  (imported before leaving the repository root)
+
+    chapter = REPO / "docs" / "learn" / "13-label-noise.md"
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    monkeypatch.setenv("LEARN_FIGURES", str(figures))
+    monkeypatch.chdir(tmp_path)  # no data/ here, nor ../shared/data/
+    if missing == "fer2013":
+        monkeypatch.delenv("EMOTION_DATA", raising=False)
+    else:  # a FER2013 file with no fer2013new.csv(.gz) beside it
+        alone = tmp_path / "fer2013"
+        alone.mkdir()
+        (alone / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+        monkeypatch.setenv("EMOTION_DATA", str(alone))
+    namespace = make_figures.run_chapter(chapter)
+    said = capsys.readouterr().out
+    assert {"fer2013": "FER2013 not found", "ferplus": "FER+ not found"}[missing] in said
+    assert "this chapter's blocks do nothing" in said
+    assert namespace["HAVE_DATA"] is False and not any(figures.iterdir())

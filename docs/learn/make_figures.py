@@ -1,6 +1,6 @@
 """Run the chapters of the learning path and refresh their figures in docs/learn/figures.
 
-    python -m docs.learn.make_figures            # every chapter (FER2013 needed for 08)
+    python -m docs.learn.make_figures            # every chapter (FER2013 needed for 08 and 13)
     python -m docs.learn.make_figures --cheap    # all but the training chapter
 
 Run from the repository root. A chapter is its ```python blocks, run in order in one
