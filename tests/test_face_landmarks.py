@@ -52,7 +52,7 @@ def test_locate_returns_image_points_and_the_roll_of_a_rolled_face():
         r = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
         pts = (template - 24) @ r.T + 24
         out = geometry.encode(np.repeat(pts[None], n, 0), np.tile([[5.0, -3.0, roll]], (n, 1)))
-        return np.zeros((n, 7), np.float32), out
+        return np.zeros((n, 7), np.float32), out, np.ones(n, np.float32)
 
     faces, crops, logits = landmarks.locate(run_geometry, np.zeros((100, 100), np.uint8),
                                             [(20, 20, 40, 40)])

@@ -112,18 +112,20 @@ def test_face_net_starts_as_the_shipped_mobile_net():
     nnlite.load(mobile, path)
     arrays, _ = nnlite.serialization.load_arrays(path)
     fresh = models.init_from(face, arrays, str(path))
-    assert fresh and all(name.startswith("geometry.") for name in fresh)
+    assert fresh and all(name.startswith(("geometry.", "presence.")) for name in fresh)
     x = nnlite.Tensor(np.random.default_rng(4).random((3, 1, 48, 48), dtype=np.float32))
     mobile.eval(), face.eval()
     with nnlite.no_grad():
         expected = mobile(x).data
-        logits, geo = face.geometry_forward(x)
-        folded_logits, folded_geo = fold_batch_norm(face).geometry_forward(x)
+        logits, geo, presence = face.geometry_forward(x)
+        folded_logits, folded_geo, folded_presence = fold_batch_norm(face).geometry_forward(x)
     np.testing.assert_allclose(face(x).data, expected, atol=1e-5)
     np.testing.assert_allclose(logits.data, expected, atol=1e-5)
     assert geo.shape == (3, models.GEOMETRY_OUTPUTS) and geo.dtype == np.float32
     np.testing.assert_allclose(folded_logits.data, expected, atol=1e-4)
     np.testing.assert_allclose(folded_geo.data, geo.data, atol=1e-4)
+    assert presence.shape == (3,) and presence.dtype == np.float32
+    np.testing.assert_allclose(folded_presence.data, presence.data, atol=1e-4)
 
 
 def teacher_file(path, rows, source_sha256, found=None, jitter=None):
@@ -273,7 +275,7 @@ def test_evaluate_scores_the_landmarks_against_the_teacher(tmp_path, capsys, mon
     classifier = EmotionClassifier.load(str(weights), "numpy")
     dataset = load_fer2013(data)
     images, _ = dataset.split("PrivateTest")
-    _, out = classifier.predict_geometry_batch(preprocess(images, classifier.preprocess_config))
+    _, out, _ = classifier.predict_geometry_batch(preprocess(images, classifier.preprocess_config))
     points, pose = geometry.decode(out)
     rows = 80
     labels = np.full((rows, 68, 2), np.nan, np.float32)

@@ -21,7 +21,7 @@ import pytest
 
 from emotion import cli
 
-from emotion.video import pipeline
+from emotion.video import follow, pipeline
 from emotion.face.detector import PHOTO_CONFIG
 from emotion.labels import EMOTIONS
 from emotion.io.rows import PART_COLUMNS, POSE_COLUMNS, flat_row
@@ -130,7 +130,7 @@ def test_video_differs_from_predict_only_by_its_scan_preset(predicted, tmp_path,
         assert row["emotion"] == match["emotion"], (row, match)
     # With the photo preset, the first frame is predict's photo, field by field: the parts
     # detector, the pose, the crops and the classifier are the same.
-    monkeypatch.setattr(pipeline, "VIDEO_CONFIG", PHOTO_CONFIG)
+    monkeypatch.setattr(follow, "VIDEO_CONFIG", PHOTO_CONFIG)
     assert video_rows(tmp_path / "photo_preset", capsys) == predicted
 
 

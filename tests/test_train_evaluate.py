@@ -111,15 +111,24 @@ def test_shipped_weights_reach_at_least_60_percent_on_privatetest(tmp_path, caps
 
 @needs_fer2013
 def test_the_real_time_default_is_at_least_as_accurate_as_the_compact_weights(tmp_path, capsys):
-    # The rule that made the mobile weights the default of live / video / serve (README).
+    # The rule that made the real-time weights the default of live / video / serve (README),
+    # scored against the labels they learned (FER+'s majority for weights trained on FER+).
+    from emotion.cnn.classifier import EmotionClassifier
+    from emotion.training.data.ferplus import find_ferplus_beside
     from emotion.video.pipeline import VIDEO_WEIGHTS
 
+    labels = EmotionClassifier.load(VIDEO_WEIGHTS, "numpy").labels
+    ferplus = labels.startswith("ferplus")
+    if ferplus and find_ferplus_beside(FER2013_CSV) is None:
+        pytest.skip(f"{VIDEO_WEIGHTS} learned FER+ labels and no FER+ file is beside {FER2013_CSV}")
     accuracy = {}
     for weights in (VIDEO_WEIGHTS, "compact"):
         code = cli_main(["evaluate", "--data", str(FER2013_CSV), "--split", "PrivateTest",
-                         "--weights", weights, "--out", str(tmp_path), "--json"])
+                         "--weights", weights, "--out", str(tmp_path), "--json",
+                         "--labels", "ferplus" if ferplus else "fer2013"])
         assert code == 0
-        accuracy[weights] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["accuracy"]
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        accuracy[weights] = report["ferplus"]["accuracy"] if ferplus else report["accuracy"]
     assert accuracy[VIDEO_WEIGHTS] >= accuracy["compact"], accuracy
 
 

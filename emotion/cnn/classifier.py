@@ -107,9 +107,11 @@ class EmotionClassifier:
         """Whether the model also gives landmarks and pose (emotion.cnn.models.FaceNet)."""
         return models.has_geometry(self.model)
 
-    def predict_geometry(self, crops) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (N, 7), geometry (N, 139)) for gray uint8 face crops of any size,
-        from one pass of a model with a geometry head (emotion.face.geometry decodes it)."""
+    def predict_geometry(self, crops) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(probabilities (N, 7), geometry (N, 139), presence (N,)) for gray uint8 face crops
+        of any size, from one pass of a model with a geometry head (emotion.face.geometry
+        decodes the geometry; presence is the probability that a crop holds a well-framed
+        face)."""
         from emotion.cnn.preprocess import faces_to_batch
 
         if not self.has_geometry:
@@ -117,18 +119,21 @@ class EmotionClassifier:
                             "a geometry head (mobile_face) does")
         if len(crops) == 0:
             return (np.zeros((0, len(EMOTIONS)), np.float32),
-                    np.zeros((0, models.GEOMETRY_OUTPUTS), np.float32))
+                    np.zeros((0, models.GEOMETRY_OUTPUTS), np.float32),
+                    np.zeros(0, np.float32))
         return self.predict_geometry_batch(faces_to_batch(list(crops), self.preprocess_config))
 
-    def predict_geometry_batch(self, images) -> tuple[np.ndarray, np.ndarray]:
+    def predict_geometry_batch(self, images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """predict_geometry for preprocessed images (N, 1, 48, 48)."""
         with nnlite.no_grad():
             x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32),
                                                self.device))
-            logits, geometry = self.inference_model.geometry_forward(x)
+            logits, geometry, presence = self.inference_model.geometry_forward(x)
             probs = F.softmax(logits)
+        presence = nnlite.to_numpy(presence.data).astype(np.float32, copy=False)
         return (nnlite.to_numpy(probs.data).astype(np.float32, copy=False),
-                nnlite.to_numpy(geometry.data).astype(np.float32, copy=False))
+                nnlite.to_numpy(geometry.data).astype(np.float32, copy=False),
+                (1 / (1 + np.exp(-presence))).astype(np.float32))
 
     def predict_faces(self, crops) -> np.ndarray:
         """Probabilities (N, 7) for gray uint8 face crops of any size (the training pipeline)."""

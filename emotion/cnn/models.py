@@ -19,10 +19,10 @@ equal to the counter's output):
     compact     584.1k parameters, 96.22M multiply-adds
     wide      2,329.4k parameters, 383.54M multiply-adds
     mobile      183.5k parameters, 15.56M multiply-adds
-    mobile_face 809.3k parameters, 15.56M multiply-adds
+    mobile_face 883.1k parameters, 15.56M multiply-adds
 
-(The counter follows `model(x)`, the emotion path; mobile_face's geometry head adds 0.63M
-multiply-adds when `geometry_forward` runs it.)
+(The counter follows `model(x)`, the emotion path; mobile_face's geometry and presence heads
+add 0.70M multiply-adds when `geometry_forward` runs them.)
 """
 
 from nnlite import layers as L
@@ -120,14 +120,21 @@ GEOMETRY_OUTPUTS = NUM_POINTS * 2 + 3
 
 
 class FaceNet(L.Sequential):
-    """The mobile network plus a geometry head: emotion, landmarks and head pose in one pass.
+    """The mobile network plus a geometry head: emotion, landmarks and head pose in one pass,
+    and a presence head: is this crop a face, framed as the detector frames one?
 
     The layers of `mobile_net` stay as they are (the same parameter names "0.weight", ...),
     so the shipped mobile weights load into them unchanged (see `init_from`) and
     `model(x)` still returns the emotion logits (N, 7), which evaluate, export and explain
-    use. `geometry_forward(x)` returns (logits, geometry), geometry (N, 139): the 68 points
-    then yaw/pitch/roll, in the normalised units of emotion.face.geometry (points as
-    fractions of the crop from its centre, angles in units of 30 degrees).
+    use. `geometry_forward(x)` returns (logits, geometry, presence): geometry (N, 139) is the
+    68 points then yaw/pitch/roll, in the normalised units of emotion.face.geometry (points as
+    fractions of the crop from its centre, angles in units of 30 degrees); presence (N,) is
+    a logit, sigmoid(presence) the probability that the crop holds a well-framed face.
+
+    The presence head is what lets a video follow a face by its own landmarks (the crop of
+    frame t+1 placed by the points of frame t, emotion.video.pipeline): a track whose crop
+    slides off the face, or a detector's false box, is told apart from a face by it
+    (trained on crops made to be off the face: emotion.training.presence).
 
     Why a head on the last feature map (256 x 3 x 3) and not on the pooled vector: global
     average pooling throws away *where* things are, which is all a landmark is. Flattening
@@ -137,7 +144,7 @@ class FaceNet(L.Sequential):
 
     HEAD_LAYERS = 3  # GlobalAvgPool2d, Dropout, Linear: the emotion head after the trunk
 
-    def __init__(self, hidden=256):
+    def __init__(self, hidden=256, presence_hidden=32):
         super().__init__(*mobile_net().layers)
         channels = self.layers[-1].W.shape[1]  # the emotion head's input: the trunk's width
         self.geometry = L.Sequential(
@@ -145,10 +152,18 @@ class FaceNet(L.Sequential):
             L.Linear(channels * 3 * 3, hidden), L.ReLU(),
             L.Linear(hidden, GEOMETRY_OUTPUTS, init="glorot"),
         )
+        # On the 3x3 map too: a face slid a third of the crop aside is still a face to a
+        # pooled vector, not to the map's corners. 74k multiply-adds.
+        self.presence = L.Sequential(
+            L.Flatten(),
+            L.Linear(channels * 3 * 3, presence_hidden), L.ReLU(),
+            L.Linear(presence_hidden, 1, init="glorot"),
+        )
 
     def _children(self):
         yield from super()._children()
         yield "geometry", self.geometry
+        yield "presence", self.presence
 
     def trunk(self):
         """The shared layers, input to the last feature map (N, 256, 3, 3)."""
@@ -159,9 +174,12 @@ class FaceNet(L.Sequential):
         return L.Sequential(*self.layers[-self.HEAD_LAYERS:])
 
     def geometry_forward(self, x):
-        """(emotion logits (N, 7), geometry (N, 139)) from one pass of the shared trunk."""
+        """(emotion logits (N, 7), geometry (N, 139), presence logits (N,)) from one pass of
+        the shared trunk."""
         features = self.trunk()(x)
-        return self.emotion_head()(features), self.geometry(features)
+        presence = self.presence(features)
+        return (self.emotion_head()(features), self.geometry(features),
+                presence.reshape(presence.shape[0]))
 
 
 MODELS = {
@@ -183,6 +201,11 @@ INIT_FROM = {"mobile_face": ("mobile",)}
 def has_geometry(model) -> bool:
     """Whether `model` also gives landmarks and pose (FaceNet, folded or not)."""
     return hasattr(model, "geometry_forward")
+
+
+def has_presence(model) -> bool:
+    """Whether `model` also says if its crop holds a framed face (FaceNet's presence head)."""
+    return hasattr(model, "presence")
 
 
 def init_from(model, arrays: dict, source: str) -> list[str]:

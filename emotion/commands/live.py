@@ -16,7 +16,7 @@ import time
 
 import cv2
 
-from emotion.video import pipeline
+from emotion.video import follow, pipeline
 from emotion.commands import options
 from emotion.errors import UserError
 from emotion.video.loop import FrameLoop
@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jsonl", help="write one JSON line per face per frame to this file")
     parser.add_argument("--max-frames", type=options.number_type(int, 1), metavar="N",
                         help="stop after N frames")
-    options.add_video_options(parser, pipeline.VIDEO_WEIGHTS, pipeline.DETECT_EVERY,
-                              pipeline.CLASSIFY_EVERY)
+    options.add_video_options(parser, pipeline.VIDEO_WEIGHTS, follow.DETECT_EVERY,
+                              follow.CLASSIFY_EVERY)
     add_overwrite_argument(parser)
 
 

@@ -75,6 +75,7 @@ RANGES = {
     "temperature": number_type(float, 0, low_open=True),
     "distill_weight": number_type(float, 0, 1),
     "geometry_weight": number_type(float, 0, 100),
+    "presence_weight": number_type(float, 0, 100),
 }
 
 

@@ -23,6 +23,7 @@ import nnlite
 import nnlite.functional as F
 from nnlite import optim, summary
 from nnlite import random as nnrandom
+from nnlite.backends import get_array_module
 from nnlite.serialization import WeightFileError, load_arrays, save_arrays
 
 from emotion.cnn import models
@@ -94,6 +95,10 @@ def add_arguments(parser):
                         "head (--model mobile_face) on 68 points and the head pose too")
     parser.add_argument("--geometry-weight", type=RANGES["geometry_weight"], default=1.0,
                         help="weight of the landmark and pose loss beside the emotion loss")
+    parser.add_argument("--presence-weight", type=RANGES["presence_weight"], default=1.0,
+                        help="with --landmarks, on a model with a presence head: the weight of "
+                        "its loss; each batch gets a quarter more crops made to be off the face "
+                        "(emotion/training/presence.py); 0 trains no presence")
     parser.add_argument("--freeze-trunk", action="store_true",
                         help="with --landmarks: train only the geometry head, the shared "
                         "layers and the emotion head kept as loaded (--init)")
@@ -187,19 +192,32 @@ def batches(n, batch_size, order=None):
 
 
 def predict_geometry(model, images, batch_size=256, device="cpu"):
-    """(logits (N, 7), geometry (N, 139)) as NumPy arrays of a model with a geometry head, in
-    eval mode and without building a graph."""
+    """(logits (N, 7), geometry (N, 139), presence logits (N,)) as NumPy arrays of a model
+    with a geometry head, in eval mode and without building a graph."""
     was_training = model.training
     model.eval()
-    logits, geometry = [], []
+    outputs = ([], [], [])
     with nnlite.no_grad():
         for idx in batches(len(images), batch_size):
             x = nnlite.Tensor(nnlite.to_device(images[idx], device))
-            out = model.geometry_forward(x)
-            logits.append(nnlite.to_numpy(out[0]))
-            geometry.append(nnlite.to_numpy(out[1]))
+            for kept, out in zip(outputs, model.geometry_forward(x)):
+                kept.append(nnlite.to_numpy(out))
     model.train(was_training)
-    return np.concatenate(logits), np.concatenate(geometry)
+    return tuple(np.concatenate(kept) for kept in outputs)
+
+
+def presence_errors(model, images, device="cpu") -> dict:
+    """The presence head on PublicTest: the share of its faces called not a face
+    (`presence_miss`), and of the negatives among as many crops made from them
+    (emotion.training.presence, seeded: the same crops every epoch) called a face
+    (`presence_false`), at p = 0.5."""
+    from emotion.training import presence
+
+    crops, targets = presence.presence_crops(images, len(images), np.random.default_rng(12345))
+    _, _, on_faces = predict_geometry(model, images, device=device)
+    _, _, on_crops = predict_geometry(model, crops, device=device)
+    return {"presence_miss": float((on_faces < 0).mean()),
+            "presence_false": float((on_crops[targets == 0] >= 0).mean())}
 
 
 def predict_logits(model, images, batch_size=256, device="cpu"):
@@ -392,7 +410,8 @@ class Trainer:
                     points, pose, has = (a[idx] for a in self.geometry_train)
                     if augment is not None:  # the labels move with the pixels
                         images, points, pose = augment(images, self.rng, points, pose)
-                    geometry = (face_geometry.encode(points, pose, images.shape[-1]), has)
+                    geometry = (face_geometry.encode(points, pose, images.shape[-1]), has,
+                                self._negatives(x_train[idx]))
                 elif augment is not None:
                     images = augment(images, self.rng)
                 self._step(images, y_train[idx], idx, geometry)
@@ -418,10 +437,25 @@ class Trainer:
             for layer in self.model.layers:
                 layer.eval()
 
+    def _trains_presence(self) -> bool:
+        return (self.geometry_train is not None and models.has_presence(self.model)
+                and self.config.get("presence_weight", 1.0) > 0)
+
+    def _negatives(self, images):
+        """A quarter of the batch again, as (crops, presence targets), most of them not a
+        framed face, for the presence head (emotion.training.presence); None when the run
+        does not train it."""
+        from emotion.training import presence
+
+        if not self._trains_presence():
+            return None
+        return presence.presence_crops(images, max(len(images) // 4, 1), self.rng)
+
     def _step(self, images, labels, index, geometry=None):
         """One optimizer step on a batch of preprocessed (augmented) images (`index`: their
         rows in the Training set, for the teacher's targets; `geometry`: (targets (N, 139),
-        has_label (N,)) for a model with a geometry head)."""
+        has_label (N,), negatives (M, 1, 48, 48) or None) for a model with a geometry
+        head)."""
         if self.device == "cuda":  # see nnrandom.seed_device: keeps a resumed GPU run exact
             nnrandom.seed_device(self.config.get("seed", 0) * 1_000_003 + self.optimizer.steps)
         x = nnlite.Tensor(nnlite.to_device(images, self.device))
@@ -468,33 +502,52 @@ class Trainer:
                                            label_smoothing=smoothing)
         return distill.mix(hard, logits, soft_targets, c.get("temperature", 4.0), weight)
 
-    def _geometry_loss(self, x, y, soft, votes, targets, has):
+    def _geometry_loss(self, x, y, soft, votes, targets, has, negatives=None):
         """(logits, loss) for a model with a geometry head: the emotion loss plus
-        --geometry-weight times the landmark and pose loss (geometry_loss). With
-        --freeze-trunk only the head learns, so the trunk runs without a graph."""
+        --geometry-weight times the landmark and pose loss (geometry_loss), plus, with
+        `negatives`, --presence-weight times the presence loss (presence_loss). The
+        negatives run in the same pass as the faces (one batch, one set of batch-norm
+        statistics) and count in the presence loss only. With --freeze-trunk only the heads
+        learn, so the trunk runs without a graph."""
         c, model = self.config, self.model
+        n = x.shape[0]
         targets = nnlite.to_device(targets, self.device)
         has = nnlite.to_device(has.astype(np.float32), self.device)
+        if negatives is not None:
+            negatives, presence_targets = negatives
+            xp = get_array_module(x.data)
+            x = nnlite.Tensor(xp.concatenate([x.data, nnlite.to_device(negatives, self.device)]))
+            presence_targets = np.concatenate([np.ones(n, np.float32), presence_targets])
         if c.get("freeze_trunk"):
             with nnlite.no_grad():
                 features = model.trunk()(x)
                 logits = model.emotion_head()(features)
-            geometry = model.geometry(nnlite.Tensor(features.data))
-            return logits, geometry_loss(geometry, targets, has)
-        logits, geometry = model.geometry_forward(x)
+            features = nnlite.Tensor(features.data)
+            loss = geometry_loss(model.geometry(features)[:n], targets, has)
+            if negatives is not None:
+                loss = loss + presence_loss(model.presence(features), presence_targets,
+                                            self.device) * float(
+                    c.get("presence_weight", 1.0))
+            return logits[:n], loss
+        logits, geometry, presence = model.geometry_forward(x)
+        if negatives is not None:
+            logits, geometry = logits[:n], geometry[:n]
         loss = self.loss(logits, y, soft, votes) + geometry_loss(geometry, targets, has) * float(
             c.get("geometry_weight", 1.0))
+        if negatives is not None:
+            loss = loss + presence_loss(presence, presence_targets, self.device) * float(
+                c.get("presence_weight", 1.0))
         return logits, loss
 
     def _load_init(self, path):
         """--init into the model built: the same model's file as it is; a file of a model it
         may start from (models.INIT_FROM) into the layers they share."""
         trained_for = nnlite.read_meta(path).get("model")
-        if trained_for == self.config["model"]:
+        arrays, _ = load_arrays(path)
+        if trained_for == self.config["model"] and set(arrays) >= set(self.model.state_dict()):
             nnlite.load(self.model, path)
             print(f"starting from {path}", flush=True)
             return
-        arrays, _ = load_arrays(path)
         fresh = models.init_from(self.model, arrays, str(path))
         print(f"starting from {path} ({trained_for}); new: {', '.join(fresh)}", flush=True)
     def _inputs(self) -> dict:
@@ -546,8 +599,9 @@ class Trainer:
             raise UserError(f"--init: {path} holds a {trained_for!r} model, not the "
                             f"{c['model']!r} of --model")
         try:  # every array, its shape and finiteness: what the run would find after the data
-            if trained_for == c["model"]:
-                nnlite.load(models.build(c["model"]), path)
+            model = models.build(c["model"])
+            if trained_for == c["model"] and set(load_arrays(path)[0]) >= set(model.state_dict()):
+                nnlite.load(model, path)
             else:
                 models.init_from(models.build(c["model"]), load_arrays(path)[0], str(path))
         except (WeightFileError, ValueError) as err:
@@ -585,9 +639,11 @@ class Trainer:
         else:
             from emotion.training import landmark_labels
 
-            logits, geometry = predict_geometry(self.model, x_val, device=self.device)
+            logits, geometry, _ = predict_geometry(self.model, x_val, device=self.device)
             points, pose = face_geometry.decode(geometry, x_val.shape[-1])
             measures = landmark_labels.errors(points, pose, *self.geometry_val)
+            if self._trains_presence():
+                measures.update(presence_errors(self.model, x_val, self.device))
         val_loss = validation_loss(logits, y_val)
         if not np.isfinite(logits).all():  # weights gone to inf/NaN: never saved as best
             raise UserError(f"the model's outputs are not finite after epoch {epoch}: the run "
@@ -621,6 +677,9 @@ class Trainer:
         geometry_note = ("" if not measures.get("labelled") else
                          f" NME {measures['nme']:.4f} yaw/pitch/roll MAE {measures['yaw_mae']:.2f}"
                          f"/{measures['pitch_mae']:.2f}/{measures['roll_mae']:.2f}")
+        if "presence_miss" in measures:
+            geometry_note += (f" presence: faces missed {measures['presence_miss']:.4f}, "
+                              f"non-faces taken {measures['presence_false']:.4f}")
         print(f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f} | "
               f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{geometry_note} | {seconds:.1f}s "
               f"({row['images_per_second']:.0f} img/s) | best {self.state['best_accuracy']:.4f} "
@@ -657,6 +716,19 @@ def geometry_loss(geometry, targets, has):
 
 
 WING_W, WING_EPS = 0.05, 0.01
+
+
+def presence_loss(presence, targets, device):
+    """The presence head's loss: binary cross-entropy of its logits (N,) against `targets`
+    (N,) host float32, 1 for a framed face and 0 for a crop that is not; the faces and the
+    non-faces each weighted to a mean of their own (the batch holds far fewer non-faces,
+    which must not count for less)."""
+    faces = max(float(targets.sum()), 1.0)
+    others = max(float(len(targets) - targets.sum()), 1.0)
+    weight = np.where(targets == 1, 0.5 / faces, 0.5 / others).astype(np.float32)
+    return F.binary_cross_entropy_with_logits(presence.reshape(presence.shape[0]),
+                                              nnlite.to_device(targets, device),
+                                              nnlite.to_device(weight, device))
 
 
 def _install_sigint_handler(trainer):

@@ -13,7 +13,7 @@ import sys
 
 from tqdm import tqdm
 
-from emotion.video import pipeline
+from emotion.video import follow, pipeline
 from emotion.commands import options
 from emotion.errors import UserError
 from emotion.video.loop import FrameLoop
@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="annotated video to write (.mp4, mp4v codec)")
     parser.add_argument("--csv", help="write one row per face per frame to this CSV file")
     parser.add_argument("--jsonl", help="write the same rows as JSON lines to this file")
-    options.add_video_options(parser, pipeline.VIDEO_WEIGHTS, pipeline.DETECT_EVERY,
-                              pipeline.CLASSIFY_EVERY)
+    options.add_video_options(parser, pipeline.VIDEO_WEIGHTS, follow.DETECT_EVERY,
+                              follow.CLASSIFY_EVERY)
     add_overwrite_argument(parser)
 
 

@@ -162,15 +162,16 @@ class FaceDetector:
         # Left to right, so faces in a photo are numbered in reading order.
         return sorted(boxes, key=lambda b: (b[0], b[1]))
 
-    def detect_near(self, gray: np.ndarray, box: Box) -> list[Box]:
+    def detect_near(self, gray: np.ndarray, box: Box, grow: float = NEAR_WINDOW) -> list[Box]:
         """The face near `box` (where a track last was): [] or one box, in frame pixels.
 
-        Only a window twice the box's size is searched, scaled so that a face of the box's
-        size is NEAR_FACE_PX wide, and only for faces of NEAR_SIZES times that: a handful of
-        pyramid levels over a few thousand pixels, instead of every size over the frame.
+        Only a window around the box is searched (the box grown by `grow` of its size on
+        every side: twice its width by default), scaled so that a face of the box's size is
+        NEAR_FACE_PX wide, and only for faces of NEAR_SIZES times that: a handful of pyramid
+        levels over a few thousand pixels, instead of every size over the frame.
         """
         cfg = self.config
-        x, y, w, h = expand_box(box, NEAR_WINDOW, gray.shape)
+        x, y, w, h = expand_box(box, grow, gray.shape)
         if w < 8 or h < 8:
             return []
         scale = min(1.0, NEAR_FACE_PX / max(1, box[2]))  # never upscale: a small face stays

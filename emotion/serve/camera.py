@@ -26,7 +26,7 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from emotion.video import pipeline
+from emotion.video.follow import FollowPipeline
 from emotion.io.rows import face_rows
 from emotion.serve.uploads import DEFAULT_MAX_PIXELS, UploadError, decode_image
 from emotion.serve.worker import LIVE
@@ -42,7 +42,7 @@ class LiveSession:
     """One client's stream: its own face pipeline (tracks, smoothing, phases)."""
 
     def __init__(self, classifier, max_pixels: int = DEFAULT_MAX_PIXELS, landmarker=None):
-        self.faces = pipeline.FacePipeline(classifier, landmarker=landmarker)
+        self.faces = FollowPipeline(classifier, landmarker)
         self.start = time.monotonic()
         self.max_pixels = max_pixels
 

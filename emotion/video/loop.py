@@ -27,6 +27,7 @@ import threading
 import time
 
 from emotion.video import pipeline
+from emotion.video.follow import FollowPipeline
 from emotion.io.rows import RowWriter, face_rows
 from emotion.io.outputs import refuse_existing
 from emotion.video.sources import check_output_paths, check_video_name, open_video, open_writer
@@ -164,7 +165,7 @@ class FrameLoop:
                        if s[k] is not None}
             # A caller that runs many files (batch) passes the landmark model it keeps loaded.
             landmarker = s["landmarker"] or pipeline.load_landmarker(classifier, s["backend"])
-            self.faces = pipeline.FacePipeline(classifier, landmarker=landmarker, **options)
+            self.faces = FollowPipeline(classifier, landmarker, **options)
             self.faces.show_parts = self.show_parts
             self.rows = RowWriter(s["csv"], s["jsonl"])
             drop = self.source.live if self._drop_stale is None else self._drop_stale

@@ -43,7 +43,7 @@ from emotion.face.detector import (PHOTO_CONFIG, VIDEO_CONFIG, Box, FaceDetector
                                    PartsDetector, align_face, crop_face, drop_duplicates, new_faces,
                                    overlap_fraction)
 from emotion.face.pose import HeadPose, ProfileDetector, estimate_pose
-from emotion.face.landmarks import follow_box, locate
+from emotion.face.landmarks import follow_box, frame_box, locate
 from emotion.face.result import FaceResult
 from emotion.face.rotate import find_rotated
 from emotion.io import draw
@@ -60,7 +60,10 @@ RESCAN_AFTER = 2   # a track missed by this many window searches in a row: scan 
 EYES_EVERY = 5     # each track's eyes looked for again every 5 frames
 CLASSIFY_EVERY = 2  # each face through the CNN every 2nd frame, half of the faces each frame
 SCAN_LAG = 9       # a scan runs on a worker beside 9 frames, its new faces merged after them
-VIDEO_WEIGHTS = "mobile"  # the weights `live` and `video` use by default (README: why)
+# The weights `live`, `video` and `serve` use by default: the landmark model itself, so that one
+# pass a face gives the emotion, the points, the pose and the presence the video pipeline
+# follows faces by (emotion.video.follow; README: its accuracy).
+VIDEO_WEIGHTS = "mobile_face"
 LANDMARK_WEIGHTS = "mobile_face"  # the landmark and pose model of every front end
 
 
@@ -489,7 +492,10 @@ def _with_landmarks(classifier, landmarker, gray, found) -> list[FaceResult]:
                                     dtype=np.float32) if crops
                          else np.zeros((0, NUM_CLASSES), np.float32))
     results = []
-    for i, (box, face, probs) in enumerate(zip(boxes, faces, probabilities)):
+    for i, (face, probs) in enumerate(zip(faces, probabilities)):
+        # The box where the points put the face (landmarks.frame_box: the detector's kind of
+        # box), as the video pipeline reports a followed face's: the same face, the same box.
+        box = tuple(int(round(v)) for v in frame_box(face.points)[0])
         parts = face.parts(box[3])
         results.append(FaceResult.build(i + 1, box, probs, parts.eyes, parts=parts,
                                         pose=face.pose(), landmarks=face.points))

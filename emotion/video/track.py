@@ -180,48 +180,61 @@ class IoUTracker:
                 self.next_id += 1
         return confirmed
 
-    # -- per-track probability smoothing ----------------------------------------------
+    # -- per-track smoothing ----------------------------------------------------------
 
     def smooth_probabilities(self, track: Track, probabilities: np.ndarray,
                              timestamp: float | None = None) -> np.ndarray:
-        """Fold a new (7,) probability vector into the track's average and return it.
-
-        A convex combination of probability vectors still sums to 1, so the smoothed vector
-        is a distribution too.
-        """
-        probabilities = np.asarray(probabilities, dtype=np.float32)
-        if track.probabilities is None:
-            track.probabilities = probabilities.copy()
-        else:
-            known = timestamp is not None and track.last_time is not None
-            dt = timestamp - track.last_time if known else None
-            a = smoothing_weight(dt, self.time_constant, self.default_weight)
-            mixed = a * probabilities + (1 - a) * track.probabilities
-            track.probabilities = mixed.astype(np.float32)
-        track.last_time = timestamp
-        return track.probabilities
-
-    # -- per-track pose smoothing -----------------------------------------------------
+        """See smooth_probabilities (the function), with this tracker's time constant."""
+        return smooth_probabilities(track, probabilities, timestamp, self.time_constant,
+                                    self.default_weight)
 
     def smooth_pose(self, track: Track, pose: HeadPose,
                     timestamp: float | None = None) -> HeadPose:
-        """Fold a new pose into the track's, with the probabilities' time constant.
+        """See smooth_pose (the function), with this tracker's time constant."""
+        return smooth_pose(track, pose, timestamp, self.time_constant, self.default_weight)
 
-        Each angle is averaged on its own. An angle the new pose lacks (the eyes were not
-        found this time) becomes unknown rather than keeping an old value: a missing part
-        is reported missing, never guessed.
-        """
-        known = timestamp is not None and track.pose_time is not None
-        dt = timestamp - track.pose_time if known else None
-        a = smoothing_weight(dt, self.time_constant, self.default_weight)
 
-        def mix(new, old):
-            if new is None or old is None:
-                return new
-            return a * new + (1 - a) * old
+def smooth_probabilities(track, probabilities: np.ndarray, timestamp: float | None,
+                         time_constant: float, default_weight: float = 0.5) -> np.ndarray:
+    """Fold a new (7,) probability vector into `track.probabilities` (its average, None
+    before the first) and return it; `track.last_time` is the time of the last update.
 
-        old = track.pose
-        track.pose = HeadPose(yaw=mix(pose.yaw, old.yaw), pitch=mix(pose.pitch, old.pitch),
-                              roll=mix(pose.roll, old.roll))
-        track.pose_time = timestamp
-        return track.pose
+    A convex combination of probability vectors still sums to 1, so the smoothed vector
+    is a distribution too.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    if track.probabilities is None:
+        track.probabilities = probabilities.copy()
+    else:
+        known = timestamp is not None and track.last_time is not None
+        dt = timestamp - track.last_time if known else None
+        a = smoothing_weight(dt, time_constant, default_weight)
+        mixed = a * probabilities + (1 - a) * track.probabilities
+        track.probabilities = mixed.astype(np.float32)
+    track.last_time = timestamp
+    return track.probabilities
+
+
+def smooth_pose(track, pose: HeadPose, timestamp: float | None, time_constant: float,
+                default_weight: float = 0.5) -> HeadPose:
+    """Fold a new pose into `track.pose` (`track.pose_time`: the time of the last), with
+    the probabilities' time constant, and return it.
+
+    Each angle is averaged on its own. An angle the new pose lacks (the eyes were not
+    found this time) becomes unknown rather than keeping an old value: a missing part
+    is reported missing, never guessed.
+    """
+    known = timestamp is not None and track.pose_time is not None
+    dt = timestamp - track.pose_time if known else None
+    a = smoothing_weight(dt, time_constant, default_weight)
+
+    def mix(new, old):
+        if new is None or old is None:
+            return new
+        return a * new + (1 - a) * old
+
+    old = track.pose
+    track.pose = HeadPose(yaw=mix(pose.yaw, old.yaw), pitch=mix(pose.pitch, old.pitch),
+                          roll=mix(pose.roll, old.roll))
+    track.pose_time = timestamp
+    return track.pose
