@@ -187,7 +187,9 @@ class Plan:
 
     def __init__(self, module: L.Module, input_shape):
         for m in module.modules():
-            if m.training:
+            # (only these two change with the mode: a container made by model.trunk(), say,
+            # is in training mode and runs the same either way)
+            if isinstance(m, (L.BatchNorm, L.Dropout)) and m.training:
                 raise ValueError(f"nnlite.plan compiles eval-mode modules: {type(m).__name__} "
                                  "is in training mode (call .eval() first)")
         for name, array in module.state_dict().items():
