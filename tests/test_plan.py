@@ -193,6 +193,36 @@ def test_the_classifier_gives_the_same_probabilities_with_and_without_plans(name
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+def test_the_classifier_runs_the_modules_for_a_layer_plans_do_not_know():
+    from emotion.cnn.classifier import EmotionClassifier
+    from emotion.cnn.preprocess import PreprocessConfig
+
+    net = L.Sequential(L.Conv2d(1, 4, 5, pad=2), L.ReLU(), L.LocalResponseNorm(3),
+                       L.GlobalAvgPool2d(), L.Linear(4, 7))
+    clf = EmotionClassifier(net, PreprocessConfig())
+    x = images(2)
+    with nnlite.no_grad():
+        want = F.softmax(net(nnlite.Tensor(x))).data
+    np.testing.assert_allclose(clf.predict_batch(x), want, rtol=1e-6)
+    assert list(clf._plans.values()) == [None]  # tried once, then the modules
+
+
+def test_threads_calling_one_plan_together_each_get_their_own_answer():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from nnlite.plan import Plan
+
+    model = fold_batch_norm(trained_looking(models.build("mobile")))
+    plan = Plan(model, (1, 48, 48))
+    inputs = [images(2, seed=s) for s in range(8)]
+    want = [plan(x) for x in inputs]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(plan, inputs))
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+
+
 def test_the_classifier_runs_modules_on_the_numpy_backend():
     from emotion.cnn.classifier import EmotionClassifier
     from emotion.cnn.preprocess import PreprocessConfig

@@ -149,13 +149,17 @@ class EmotionClassifier:
     def _planned(self, images):
         """The inference model compiled into nnlite plans (nnlite.plan: no autograd, buffers
         reused) for these images, or None where the modules run: another backend than Numba,
-        the GPU, or a batch larger than PLAN_MAX_BATCH."""
+        the GPU, a batch larger than PLAN_MAX_BATCH, or a model with a layer that plans do
+        not know (the seed net's LRN)."""
         if (self.device != "cpu" or len(images) > PLAN_MAX_BATCH
                 or nnlite.current() != "numba"):
             return None
         shape = tuple(np.shape(images)[1:])
         if shape not in self._plans:
-            self._plans[shape] = _PlannedModel(self.inference_model, shape)
+            try:
+                self._plans[shape] = _PlannedModel(self.inference_model, shape)
+            except ValueError:  # (the modules give the same values, only slower)
+                self._plans[shape] = None
         return self._plans[shape]
 
     def predict_faces(self, crops) -> np.ndarray:
