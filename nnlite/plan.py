@@ -10,7 +10,7 @@ every activation anew (135 minor page faults a pass, as freed memory goes back t
 kernel); and each depthwise-separable pair runs as two ops with an array between them. At
 that size this Python is a good part of the time. A plan does the walking of the layers, the
 padding and shape arithmetic and the reshaping of weights once, when it is built; a call
-then only runs kernels, into buffers allocated at the first call with a batch size and
+then only runs kernels, into buffers allocated once (for the largest batch seen) and
 reused after, with no Tensor, no Function and no device check. The figures are in
 benchmarks/RESULTS.md, "Per face".
 
@@ -30,8 +30,9 @@ to the module):
 
 A plan copies the weights when it is built (later changes to the module do not reach it)
 and returns a copy of its output, so a caller never sees a buffer change under it. Its
-buffers are per thread (a server's threads may call one plan together) and per batch size:
-meant for the few faces of a frame, not for batches of hundreds.
+buffers are per thread (a server's threads may call one plan together), made for the largest
+batch the thread has run (a smaller batch uses their first images): meant for the few faces
+of a frame, not for batches of hundreds.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class _Step:
         self.inputs, self.output, self.relu = inputs, output, False
 
     def scratch(self, n):
-        """Per-batch-size working memory beyond the output (None: none)."""
+        """Working memory beyond the output for batches of up to n (None: none)."""
         return None
 
     def run(self, values, scratch):
@@ -164,8 +165,9 @@ class _MaxPool(_Step):
         return np.empty((n,) + self.out_shape, np.int64)  # the winners, unread
 
     def run(self, values, scratch):
-        inference.max_pool_into(values[self.inputs[0]], *self.kernel, self.stride, self.pad,
-                                scratch, values[self.output])
+        x = values[self.inputs[0]]
+        inference.max_pool_into(x, *self.kernel, self.stride, self.pad, scratch[:len(x)],
+                                values[self.output])
 
 
 class _GlobalAvgPool(_Step):
@@ -212,8 +214,7 @@ class Plan:
         n = x.shape[0]
         if n == 0:
             return np.zeros((0,) + self.output_shape, np.float32)
-        runs = self._local.__dict__.setdefault("runs", {})
-        values, scratches = runs.get(n) or runs.setdefault(n, self._allocate(n))
+        values, scratches = self._buffers(n)
         values[0] = x
         try:
             for step, scratch in zip(self._steps, scratches):
@@ -226,12 +227,22 @@ class Plan:
         """How many kernel steps a call runs."""
         return len(self._steps)
 
-    def _allocate(self, n):
-        values = [None] * len(self._shapes)
-        for step in self._steps:
-            if step.allocates:
-                values[step.output] = np.empty((n,) + self._shapes[step.output], np.float32)
-        return values, [step.scratch(n) for step in self._steps]
+    def _buffers(self, n):
+        """This thread's (values, scratches) for a batch of n. The buffers are made for the
+        largest batch this thread has run, and a smaller one runs in their first n images
+        (contiguous views): one set of buffers, whatever mix of face counts the frames bring."""
+        mine = self._local.__dict__
+        if n > mine.get("capacity", 0):
+            values = [None] * len(self._shapes)
+            for step in self._steps:
+                if step.allocates:
+                    values[step.output] = np.empty((n,) + self._shapes[step.output], np.float32)
+            mine["capacity"], mine["full"] = n, values
+            mine["scratches"] = [step.scratch(n) for step in self._steps]
+            mine["views"] = {}
+        if n not in mine["views"]:
+            mine["views"][n] = [None if v is None else v[:n] for v in mine["full"]]
+        return mine["views"][n], mine["scratches"]
 
     # -- compiling ---------------------------------------------------------------------------
     def _emit(self, step_type, inputs, out_shape, *args):

@@ -80,6 +80,44 @@ def test_each_head_of_the_face_model_planned_on_the_trunk_gives_geometry_forward
                                    atol=1e-5 * np.abs(expected.data).max())
 
 
+@pytest.mark.parametrize("name", ["mobile", "compact"])
+def test_batches_of_any_size_in_any_order_share_one_set_of_buffers(name):
+    from nnlite.plan import Plan
+
+    model = fold_batch_norm(trained_looking(models.build(name)))
+    plan = Plan(model, (1, 48, 48))
+    for n in (3, 1, 5, 2, 1, 5):
+        x = images(n, seed=n)
+        want = run_module(model, x)
+        np.testing.assert_allclose(plan(x), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert plan._local.capacity == 5  # made for 3, then for 5; 1 and 2 ran in their views
+
+
+def test_winograd_in_the_calling_thread_grows_its_buffers_with_the_batch(monkeypatch):
+    # With 8 threads (pretended) and BLAS on one, batches under 8 take Winograd in the calling
+    # thread, in chunks of images (on 12x12 inputs: at 48x48 a chunk is one image whatever
+    # the batch). A batch of 8 makes the buffers (and takes the threads), then a batch of 1
+    # makes Winograd's for chunks of 1, too small for the batch of 5 after it.
+    import numba
+
+    from nnlite.backends.numba import winograd
+    from nnlite.blas import blas_on_threads
+    from nnlite.plan import Plan
+
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 8)
+    model = fold_batch_norm(trained_looking(models.build("compact")))
+    plan = Plan(model, (1, 12, 12))
+    with blas_on_threads(1):
+        assert winograd.winograd_applies(np.empty((5, 32, 12, 12), np.float32),
+                                         np.empty((32, 32, 3, 3), np.float32), (1, 1), (1,) * 4)
+        assert winograd._winograd_chunks(5, 12, 12, 16 * 64 * 4)[0] == 5
+        for n in (8, 1, 5):
+            x = images(n, seed=n, shape=(1, 12, 12))
+            want = run_module(model, x)
+            np.testing.assert_allclose(plan(x), want, rtol=1e-5,
+                                       atol=1e-5 * np.abs(want).max())
+
+
 def test_the_output_is_a_copy_that_a_later_call_leaves_alone():
     from nnlite.plan import Plan
 

@@ -172,8 +172,8 @@ class EmotionClassifier:
 
 
 # Batches up to this size run through nnlite plans on the Numba backend: the faces of a frame.
-# A plan keeps buffers for each batch size it has seen; for larger batches (evaluate's) the
-# per-op overhead it saves is a small part of the time, and the modules run.
+# A plan keeps buffers for the largest batch it has run (in each thread); for larger batches
+# (evaluate's) the per-op overhead it saves is a small part of the time, and the modules run.
 PLAN_MAX_BATCH = 32
 
 

@@ -80,11 +80,10 @@ def winograd_filters(W):
     return U
 
 
-def winograd_scratch(n, c, h, w, k, dtype):
-    """The buffers winograd_into needs for a batch of n: (per, chunks, V, M, E, Q, S)."""
+def winograd_buffers(per, c, h, w, k, dtype):
+    """winograd_into's buffers for chunks of up to `per` images: (V, M, E, Q, S)."""
     th, tw = (h + 1) // 2, (w + 1) // 2
-    per, chunks = winograd._winograd_chunks(n, h, w, 16 * (c + k) * np.dtype(dtype).itemsize)
-    return (per, chunks, np.empty((16, c, per, th * tw), dtype), np.empty((16, k, per, th * tw), dtype),
+    return (np.empty((16, c, per, th * tw), dtype), np.empty((16, k, per, th * tw), dtype),
             np.empty((2, tw + 1), dtype), np.empty((4, 2, th + 1, tw), dtype),
             np.empty((2, 4, th, tw), dtype))
 
@@ -93,7 +92,8 @@ def conv2d_into(x, W, U, stride, pad, groups, scratch, y):
     """y (N, OC, OH, OW) = conv2d(x, W), groups >= 1 (not depthwise: depthwise_into).
 
     U: winograd_filters(W), or None where Winograd never applies. scratch: a dict the plan
-    keeps per batch size; the im2col and Winograd buffers are made in it on first use."""
+    keeps; the im2col and Winograd buffers are made in it on first use (and the Winograd
+    ones again for a larger chunk of images)."""
     n, oc, oh, ow = y.shape
     c, kh, kw = W.shape[1], W.shape[2], W.shape[3]
     threads = numba.get_num_threads()
@@ -101,9 +101,12 @@ def conv2d_into(x, W, U, stride, pad, groups, scratch, y):
         if n >= threads:  # the threaded path, as unplanned (it allocates: a big batch)
             y[...] = winograd.winograd_forward(x, W)
             return
-        if "winograd" not in scratch:
-            scratch["winograd"] = winograd_scratch(n, c, *x.shape[2:], oc, x.dtype)
-        per, chunks, V, M, E, Q, S = scratch["winograd"]
+        h, w = x.shape[2:]
+        per, chunks = winograd._winograd_chunks(n, h, w, 16 * (c + oc) * x.itemsize)
+        if "winograd" not in scratch or scratch["winograd"][0].shape[2] < per:
+            scratch["winograd"] = winograd_buffers(per, c, h, w, oc, x.dtype)  # (too small:
+            # the kernels do not check bounds)
+        V, M, E, Q, S = scratch["winograd"]
         V2, M2 = V.reshape(16, c, -1), M.reshape(16, oc, -1)
         for b0, b1 in chunks:
             tiles = (b1 - b0) * V.shape[3]
