@@ -15,7 +15,7 @@ per face, and the ratio is against fer's in the same run.
 The CNN pass alone (preprocessed batch -> probabilities; mobile_face: -> probabilities and
 geometry) through nnlite plans against the same classifier through its modules, at batch 1
 and 6, interleaved, one BLAS thread; then the minor page faults (getrusage's ru_minflt) over
---fault-passes (1000) passes of each at batch 1.
+--fault-passes (1000) passes of each.
 """
 
 from __future__ import annotations
@@ -100,21 +100,20 @@ def plan_against_modules(args) -> dict:
                     side()
                 times[label].append((time.perf_counter() - start) / args.reps * 1000)
         for label, side in sides.items():
-            if "batch 1" in label:
-                before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-                for _ in range(args.fault_passes):
-                    side()
-                faults[label] = ((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-                                 / args.fault_passes)
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(args.fault_passes):
+                side()
+            faults[label] = ((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+                             / args.fault_passes)
     medians = {label: float(np.median(t)) for label, t in times.items()}
     print(f"the CNN pass, planned against modules, one BLAS thread ({args.rounds} interleaved "
-          f"rounds of {args.reps}); page faults per pass over {args.fault_passes} passes at "
-          "batch 1")
+          f"rounds of {args.reps}); minor page faults per pass over {args.fault_passes} "
+          "passes")
     for label, ms in medians.items():
         ratio = ""
         if label.endswith("plan"):
             ratio = f"  {medians[label.replace('plan', 'modules')] / ms:.2f}x faster"
-        fault = f"  {faults[label]:.2f} faults/pass" if label in faults else ""
+        fault = f"  {faults[label]:.2f} faults/pass"
         print(f"  {label:28s} {ms:7.3f} ms{ratio}{fault}")
     return {"ms_per_pass": medians, "minor_faults_per_pass": faults}
 
