@@ -203,14 +203,14 @@ class Plan:
         self._steps: list[_Step] = []
         self._output = self._add(module, 0, type(module).__name__)
         self.output_shape = self._shapes[self._output]
-        self._local = threading.local()  # each thread's buffers, by batch size
+        self._local = threading.local()  # each thread's buffers (see _buffers)
 
     def __call__(self, x) -> np.ndarray:
         """The module's output for x (N,) + input_shape, as a new float32 array."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"this plan was built for inputs (N, {', '.join(map(str, self.input_shape))}), "
-                             f"got {x.shape}")
+            shape = ", ".join(map(str, self.input_shape))
+            raise ValueError(f"this plan was built for inputs (N, {shape}), got {x.shape}")
         n = x.shape[0]
         if n == 0:
             return np.zeros((0,) + self.output_shape, np.float32)
