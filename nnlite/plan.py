@@ -6,8 +6,8 @@ kernel calls on the Numba backend.
 
 Why. Run through its modules, one face through the mobile net (batch 1) makes ~50 autograd
 Function calls, each wrapping arrays in Tensors and checking their devices; it allocates
-every activation anew (135 minor page faults a pass, as freed memory goes back to the
-kernel); and each depthwise-separable pair runs as two ops with an array between them. At
+every activation anew (up to hundreds of minor page faults a pass, when malloc hands the
+freed blocks back to the kernel: how many depends on its state, see RESULTS.md); and each depthwise-separable pair runs as two ops with an array between them. At
 that size this Python is a good part of the time. A plan does the walking of the layers, the
 padding and shape arithmetic and the reshaping of weights once, when it is built; a call
 then only runs kernels, into buffers allocated once (for the largest batch seen) and
