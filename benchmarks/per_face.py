@@ -9,6 +9,13 @@ which this benchmark does not need, since it only reads fer's model file).
 Each side is timed in every round, round after round (interleaved), with BLAS and TFLite on
 one thread, as the face pipeline runs; the figure is the median over rounds of the mean time
 per face, and the ratio is against fer's in the same run.
+
+    python -m benchmarks.per_face --plan [--rounds 7] [--reps 200] [--json F]
+
+The CNN pass alone (preprocessed batch -> probabilities; mobile_face: -> probabilities and
+geometry) through nnlite plans against the same classifier through its modules, at batch 1
+and 6, interleaved, one BLAS thread; then the minor page faults (getrusage's ru_minflt) over
+--fault-passes (1000) passes of each.
 """
 
 from __future__ import annotations
@@ -59,6 +66,58 @@ def fer_model():
     return classify, None
 
 
+def plan_against_modules(args) -> dict:
+    """ms per pass, planned and through the modules, and page faults per pass (see above)."""
+    import resource
+
+    from threadpoolctl import threadpool_limits
+
+    from emotion.cnn.classifier import EmotionClassifier
+
+    rng = np.random.default_rng(0)
+    sides = {}
+    for name in ("mobile", "mobile_face"):
+        for planned in (False, True):
+            classifier = EmotionClassifier.load(name, backend=args.backend)
+            if not planned:
+                classifier._planned = lambda images: None  # every batch through the modules
+            run = (classifier.predict_geometry_batch if classifier.has_geometry
+                   else classifier.predict_batch)
+            for n in (1, 6):
+                x = rng.standard_normal((n, 1, 48, 48)).astype(np.float32)
+                label = f"{name} batch {n} {'plan' if planned else 'modules'}"
+                sides[label] = lambda run=run, x=x: run(x)
+    times = {label: [] for label in sides}
+    faults = {}
+    with threadpool_limits(1, "blas"):
+        for side in sides.values():
+            for _ in range(20):
+                side()  # compile, and make the plans' buffers
+        for _ in range(args.rounds):
+            for label, side in sides.items():
+                start = time.perf_counter()
+                for _ in range(args.reps):
+                    side()
+                times[label].append((time.perf_counter() - start) / args.reps * 1000)
+        for label, side in sides.items():
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            for _ in range(args.fault_passes):
+                side()
+            faults[label] = ((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+                             / args.fault_passes)
+    medians = {label: float(np.median(t)) for label, t in times.items()}
+    print(f"the CNN pass, planned against modules, one BLAS thread ({args.rounds} interleaved "
+          f"rounds of {args.reps}); minor page faults per pass over {args.fault_passes} "
+          "passes")
+    for label, ms in medians.items():
+        ratio = ""
+        if label.endswith("plan"):
+            ratio = f"  {medians[label.replace('plan', 'modules')] / ms:.2f}x faster"
+        fault = f"  {faults[label]:.2f} faults/pass"
+        print(f"  {label:28s} {ms:7.3f} ms{ratio}{fault}")
+    return {"ms_per_pass": medians, "minor_faults_per_pass": faults}
+
+
 def main(argv=None) -> int:
     from threadpoolctl import threadpool_limits
 
@@ -70,7 +129,21 @@ def main(argv=None) -> int:
     parser.add_argument("--weights", nargs="+", default=["mobile", "compact", "default"])
     parser.add_argument("--backend", default="numba")
     parser.add_argument("--json")
+    parser.add_argument("--plan", action="store_true",
+                        help="time the CNN pass through nnlite plans against the modules")
+    parser.add_argument("--fault-passes", type=int, default=1000,
+                        help="with --plan: passes over which page faults are counted")
     args = parser.parse_args(argv)
+    if args.plan:
+        from nnlite.backends import use
+
+        use(args.backend)
+        result = plan_against_modules(args)
+        if args.json:  # written whole: a temporary file, then a rename
+            temporary = Path(args.json + ".tmp")
+            temporary.write_text(json.dumps(result, indent=1))
+            os.replace(temporary, args.json)
+        return 0
 
     crop = face_crop()
     sides = {}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import launch_overhead, profile_step, train_step
+from benchmarks import launch_overhead, per_face, profile_step, train_step
 from nnlite import backends
 
 
@@ -165,3 +165,16 @@ def test_video_ab_refuses_a_folder_that_is_not_a_source_tree(tmp_path, capsys):
 
     assert video_ab.main(["--before", str(tmp_path)]) == 2
     assert "is not a source tree" in capsys.readouterr().err
+
+
+def test_per_face_plan_times_planned_and_module_passes(tmp_path, capsys, threads):
+    out = tmp_path / "plan.json"
+    assert per_face.main(["--plan", "--rounds", "1", "--reps", "1", "--fault-passes", "2",
+                          "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    labels = {f"{m} batch {n} {way}" for m in ("mobile", "mobile_face") for n in (1, 6)
+              for way in ("plan", "modules")}
+    assert set(result["ms_per_pass"]) == labels
+    assert all(ms > 0 for ms in result["ms_per_pass"].values())
+    assert set(result["minor_faults_per_pass"]) == labels
+    assert "faster" in capsys.readouterr().out

@@ -47,6 +47,7 @@ class EmotionClassifier:
         self.preprocess_config = preprocess_config
         self.meta = meta or {}
         self.device = device
+        self._plans = {}  # input shape -> _PlannedModel, made on first use (numba, CPU)
 
     @classmethod
     def load(cls, weights=None, backend=None):
@@ -97,9 +98,15 @@ class EmotionClassifier:
         """Probabilities (N, 7) float32 for preprocessed images (N, 1, 48, 48)."""
         if len(images) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
+        planned = self._planned(images)
         with nnlite.no_grad():
-            x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32), self.device))
-            probs = F.softmax(self.inference_model(x))
+            if planned is not None:
+                logits = nnlite.Tensor(planned.forward(images))
+            else:
+                x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32),
+                                                   self.device))
+                logits = self.inference_model(x)
+            probs = F.softmax(logits)
         return nnlite.to_numpy(probs.data).astype(np.float32, copy=False)
 
     @property
@@ -125,15 +132,40 @@ class EmotionClassifier:
 
     def predict_geometry_batch(self, images) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """predict_geometry for preprocessed images (N, 1, 48, 48)."""
+        logits, geometry, presence = self._geometry_forward(images)
+        with nnlite.no_grad():
+            probs = F.softmax(nnlite.Tensor(logits))
+        # The presence head's logit as a probability (the sigmoid, written for no overflow).
+        presence = np.exp(-np.logaddexp(0, -presence)).astype(np.float32)
+        return nnlite.to_numpy(probs.data).astype(np.float32, copy=False), geometry, presence
+
+    def _geometry_forward(self, images) -> tuple:
+        """The inference model's geometry_forward (logits, geometry, and whatever more its
+        heads give) as float32 NumPy arrays: through the compiled plans where they run."""
+        planned = self._planned(images)
+        if planned is not None:
+            return planned.geometry_forward(images)
         with nnlite.no_grad():
             x = nnlite.Tensor(nnlite.to_device(np.ascontiguousarray(images, np.float32),
                                                self.device))
-            logits, geometry, presence = self.inference_model.geometry_forward(x)
-            probs = F.softmax(logits)
-        presence = nnlite.to_numpy(presence.data).astype(np.float32, copy=False)
-        return (nnlite.to_numpy(probs.data).astype(np.float32, copy=False),
-                nnlite.to_numpy(geometry.data).astype(np.float32, copy=False),
-                (1 / (1 + np.exp(-presence))).astype(np.float32))
+            outputs = self.inference_model.geometry_forward(x)
+        return tuple(nnlite.to_numpy(t.data).astype(np.float32, copy=False) for t in outputs)
+
+    def _planned(self, images):
+        """The inference model compiled into nnlite plans (nnlite.plan: no autograd, buffers
+        reused) for these images, or None where the modules run: another backend than Numba,
+        the GPU, a batch larger than PLAN_MAX_BATCH, or a model with a layer that plans do
+        not know (the seed net's LRN)."""
+        if (self.device != "cpu" or len(images) > PLAN_MAX_BATCH
+                or nnlite.current() != "numba"):
+            return None
+        shape = tuple(np.shape(images)[1:])
+        if shape not in self._plans:
+            try:
+                self._plans[shape] = _PlannedModel(self.inference_model, shape)
+            except ValueError:  # (the modules give the same values, only slower)
+                self._plans[shape] = None
+        return self._plans[shape]
 
     def predict_faces(self, crops) -> np.ndarray:
         """Probabilities (N, 7) for gray uint8 face crops of any size (the training pipeline)."""
@@ -142,6 +174,45 @@ class EmotionClassifier:
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
         return self.predict_batch(faces_to_batch(list(crops), self.preprocess_config))
+
+
+# Batches up to this size run through nnlite plans on the Numba backend: the faces of a frame.
+# A plan keeps buffers for the largest batch it has run (in each thread); for larger batches
+# (evaluate's) the per-op overhead it saves is a small part of the time, and the modules run.
+PLAN_MAX_BATCH = 32
+
+
+class _PlannedModel:
+    """An inference model as nnlite plans: the whole network, or, for a model with heads
+    (FaceNet), its trunk once and each head on the trunk's output, so that one pass of the
+    trunk serves them all, as the model's geometry_forward does."""
+
+    def __init__(self, model, input_shape):
+        from nnlite.plan import Plan  # imports the Numba kernels: only on that backend
+
+        if not models.has_geometry(model):
+            self.whole = Plan(model, input_shape)
+            return
+        self.whole = None
+        self.trunk = Plan(model.trunk(), input_shape)
+        heads = [model.emotion_head(), model.geometry]
+        if getattr(model, "presence", None) is not None:
+            heads.append(model.presence)
+        self.heads = [Plan(head, self.trunk.output_shape) for head in heads]
+
+    def forward(self, images) -> np.ndarray:
+        """The emotion logits (N, 7)."""
+        if self.whole is not None:
+            return self.whole(images)
+        return self.heads[0](self.trunk(images))
+
+    def geometry_forward(self, images) -> tuple:
+        """(logits, geometry[, presence (N,)]) as the model's geometry_forward gives them."""
+        features = self.trunk(images)
+        outputs = [head(features) for head in self.heads]
+        if len(outputs) == 3:
+            outputs[2] = outputs[2].reshape(len(images))  # presence: one logit a face
+        return tuple(outputs)
 
 
 def choose_backend(name=None) -> str:
