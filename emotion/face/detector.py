@@ -90,8 +90,8 @@ NEAR_FACE_PX = 48      # the window is scaled so that a face of the box's size i
 NEAR_MIN_NEIGHBORS = 3  # fewer than the scan's: the window is known to have held a face
 # Face sizes looked for, relative to the box. 0.75-1.35 instead of 0.7-1.5 (2026-12-06, 2-vCPU
 # AMD EPYC Zen 3, `python -m benchmarks.video_detection --near-sizes 0.7,1.5 0.75,1.35`, every
-# shared clip, with the window-search pipeline that the landmark-following one replaced on
-# 2026-12-08; that benchmark went with it, its figures are in benchmarks/RESULTS.md):
+# shared clip, on the window-search pipeline that the landmark-following one replaced on
+# 2026-12-08; the benchmark went with it, benchmarks/RESULTS.md keeps its figures):
 # the same faces in every frame and the same IDs, for 13% less detection time on group_pan
 # (17.7-17.9 ms/frame in two runs -> 15.4); 0.8-1.25 gave woman_smiling_phone a second ID
 # and a false face in 11 frames.
