@@ -1,35 +1,39 @@
-"""How often each face must go through the CNN: the emotion reported with each face classified
-every frame, against every 2nd, 3rd, ... frame (FacePipeline's classify_every), on every
-shared clip, and what each setting costs.
+"""How often each face must go through a classifier other than the landmark model: the emotion
+reported with each face classified every frame, against every 2nd, 3rd, ... frame
+(FollowPipeline's classify_every), on every shared clip, and what each setting costs.
 
-    python -m benchmarks.classify_every [--every 1 2 3] [--weights mobile] [--json F]
+    python -m benchmarks.classify_every [--every 1 2 3] [--weights default] [--json F]
 
 For each clip (every .mp4 in ../shared/data/media) and each setting it runs the video
-pipeline as `emotion video` does and keeps, for every face in every frame, the reported
-emotion and smoothed probabilities. Detection and tracking do not depend on the setting, so
-the same (frame, track) pairs come out of every run; each is compared with the every-frame
-run: the share of face-frames with the same emotion, the largest and the mean absolute
-difference of a probability, and the CNN's time per frame (wall time on whatever the
-machine is doing: compare settings within one run only).
+pipeline as `emotion video --weights W` does (the landmark model follows the faces on every
+frame; W reads the emotion from the same levelled crops) and keeps, for every face in every
+frame, the reported emotion and smoothed probabilities. Following does not depend on the
+setting, so the same (frame, track) pairs come out of every run; each is compared with the
+every-frame run: the share of face-frames with the same emotion, the largest and the mean
+absolute difference of a probability, and the classify stage's time per frame (the landmark
+pass, the same in every setting, plus the classifier's; wall time on whatever the machine is
+doing: compare settings within one run only). With the landmark model as the classifier
+(`--weights mobile_face`) one pass gives everything and classify_every does not apply.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from benchmarks import write_json
 from emotion.video import pipeline
+from emotion.video.follow import FollowPipeline
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
 
 
-def run(classifier, clip: Path, every: int) -> tuple[dict, float]:
-    """{(frame, track): (emotion, probabilities)}, and the CNN's ms per frame."""
-    faces = pipeline.FacePipeline(classifier, classify_every=every)
+def run(classifier, landmarker, clip: Path, every: int) -> tuple[dict, float]:
+    """{(frame, track): (emotion, probabilities)}, and the classify stage's ms per frame."""
+    faces = FollowPipeline(classifier, landmarker, classify_every=every)
     capture = cv2.VideoCapture(str(clip))
     seen = {}
     try:
@@ -50,7 +54,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", nargs="+", help="default: every .mp4 in ../shared/data/media")
     parser.add_argument("--every", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--weights", default=pipeline.VIDEO_WEIGHTS)
+    parser.add_argument("--weights", default="default",
+                        help="the classifier (default: 'default'); not the landmark model")
     parser.add_argument("--backend", default="numba")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -59,6 +64,10 @@ def main(argv=None) -> int:
         raise SystemExit(f"no clips: {MEDIA} holds no .mp4 (pass --clips)")
     settings = sorted(set(args.every) | {1})  # every frame: the reference, its row its cost
     classifier = pipeline.load_classifier(args.weights, args.backend)
+    landmarker = pipeline.load_landmarker(classifier, args.backend)
+    if landmarker is classifier:
+        raise SystemExit(f"--weights {args.weights} is the landmark model, which reads the "
+                         "emotion in its pass on every frame: pass another classifier")
     rows = []
     print("| clip | classify every | face-frames | same emotion | max abs dp | mean abs dp | "
           "classify ms/frame |")
@@ -66,7 +75,7 @@ def main(argv=None) -> int:
     with pipeline.one_blas_thread():
         for clip in clips:
             for every in settings:  # 1 first: the reference
-                seen, classify_ms = run(classifier, clip, every)
+                seen, classify_ms = run(classifier, landmarker, clip, every)
                 if every == 1:
                     reference = seen
                 keys = sorted(set(seen) & set(reference))
@@ -85,7 +94,8 @@ def main(argv=None) -> int:
                       f"{100 * row['same_emotion']:.1f}% | {row['max_abs_dp']} | "
                       f"{row['mean_abs_dp']} | {row['classify_ms_per_frame']} |", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"weights": args.weights, "rows": rows}, indent=1))
+        write_json(args.json, {"weights": args.weights, "landmarks": pipeline.LANDMARK_WEIGHTS,
+                               "rows": rows})
     return 0
 
 

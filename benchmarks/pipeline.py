@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emotion.video import pipeline
+from emotion.video import follow, pipeline
 from emotion.video.sources import open_video
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared/data/media"
@@ -63,7 +63,7 @@ def io_ceiling(video, out):
 
 def run_clip(classifier, video, detect_every, out, scan_lag=None):
     """`emotion video VIDEO --out OUT` as the command runs it (without its progress bar);
-    scan_lag: FacePipeline's (None: its default)."""
+    scan_lag: FollowPipeline's (None: its default)."""
     from emotion.video.loop import FrameLoop
 
     n_faces = 0
@@ -94,9 +94,9 @@ def main(argv=None):
     parser.add_argument("--video", nargs="+", default=[str(v) for v in DEFAULT_VIDEOS])
     parser.add_argument("--weights", default=pipeline.VIDEO_WEIGHTS)
     parser.add_argument("--backend", default=None)
-    parser.add_argument("--detect-every", type=int, default=pipeline.DETECT_EVERY)
-    parser.add_argument("--scan-lag", type=int, nargs="+", default=[pipeline.SCAN_LAG],
-                        help="FacePipeline's scan_lag; several values run one after another "
+    parser.add_argument("--detect-every", type=int, default=follow.DETECT_EVERY)
+    parser.add_argument("--scan-lag", type=int, nargs="+", default=[follow.SCAN_LAG],
+                        help="FollowPipeline's scan_lag; several values run one after another "
                         "on each clip (0: the full scan in place)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args(argv)

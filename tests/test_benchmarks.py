@@ -124,6 +124,13 @@ def test_classify_every_compares_each_setting_with_every_frame(tmp_path, capsys)
     assert "| twelve.mp4 | 2 |" in capsys.readouterr().out
 
 
+def test_classify_every_refuses_the_landmark_model_as_the_classifier(tmp_path):
+    from benchmarks import classify_every
+
+    with pytest.raises(SystemExit, match="landmark model"):
+        classify_every.main(["--weights", "mobile_face", "--clips", str(tmp_path / "a.mp4")])
+
+
 def test_landmarks_measures_both_methods_against_the_reference(tmp_path, capsys, threads):
     from benchmarks import landmarks
     from emotion.cnn.classifier import resolve_weights

@@ -11,6 +11,8 @@ shared clips are at the end, skipped with the reason when the media are absent.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -239,6 +241,212 @@ def test_the_framing_constants_are_the_detectors_box_on_fer2013_faces():
     assert measured["side"] == pytest.approx(landmarks.FRAME_SIDE, rel=0.04)
     assert measured["offset_x"] == pytest.approx(landmarks.FRAME_OFFSET[0], abs=0.04)
     assert measured["offset_y"] == pytest.approx(landmarks.FRAME_OFFSET[1], abs=0.04)
+
+
+def test_classify_every_and_scan_lag_below_their_least_are_refused():
+    for wrong in ({"classify_every": 0}, {"scan_lag": -1}):
+        with pytest.raises(ValueError, match="classify_every"):
+            follow.FollowPipeline(None, None, detector=SquareDetector(), **wrong)
+
+
+# -- the scan on a worker (emotion.video.lagged) ------------------------------------------
+
+def squares(gray):
+    """The (x, y, w, h) of each bright square of a frame."""
+    import cv2
+
+    count, _, stats, _ = cv2.connectedComponentsWithStats((gray > 128).astype(np.uint8))
+    return [tuple(int(v) for v in stats[i, :4]) for i in range(1, count)]
+
+
+class ScanSpy:
+    """A cloneable detector of bright squares, for the scan on a worker: it records each scan
+    as (frame scanned, on the main thread?), the frame's index read from its pixel (0, 0)
+    (`numbered`). Its scans take `delay` seconds, to show that the result does not depend on
+    how long they take; the scan of frame `fail_at` raises."""
+
+    def __init__(self, delay=0.0, fail_at=None):
+        from emotion.face.detector import VIDEO_CONFIG
+
+        self.config, self.delay, self.fail_at, self.scanned = VIDEO_CONFIG, delay, fail_at, []
+
+    def clone(self):
+        return self
+
+    def detect(self, gray):
+        time.sleep(self.delay)
+        frame = int(gray[0, 0])
+        if frame == self.fail_at:
+            raise RuntimeError(f"scan of frame {frame} failed")
+        self.scanned.append((frame, threading.current_thread() is threading.main_thread()))
+        return squares(gray)
+
+    def detect_near(self, gray, box, grow=0.5):
+        return [b for b in squares(gray) if box_iou(b, box) > 0.1]
+
+
+def numbered(faces, index):
+    """world(faces) whose pixel (0, 0) says its index (dark: never a square)."""
+    frame = world(faces)
+    frame[0, 0] = index
+    return frame
+
+
+A, B = (30, 40, 60), (200, 120, 60)  # a face there from the start; one that only a scan finds
+B_BOX = (200, 120, 60, 60)
+
+
+def run_scans(spy, count, appears, **options):
+    """Each frame's (track ID, box) pairs, sorted: A always, B from frame `appears` on."""
+    faces = follow.FollowPipeline(*[SquareLandmarker()] * 2, detector=spy, **options)
+    return [sorted((r.track_id, r.box) for r in
+                   faces.process(numbered([A] + ([B] if i >= appears else []), i), i / 30))
+            for i in range(count)]
+
+
+def with_b(frames):
+    """The frames in which B is reported."""
+    return [i for i, pairs in enumerate(frames) if any(box_iou(box, B_BOX) > 0.9
+                                                        for _, box in pairs)]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05])
+def test_a_scan_runs_beside_the_frames_and_its_new_faces_join_scan_lag_frames_later(delay):
+    spy = ScanSpy(delay)
+    frames = run_scans(spy, 30, appears=12, detect_every=10, scan_lag=3)
+    # Frame 0 has no face followed yet: scanned in place. The later scans run on the worker.
+    assert spy.scanned == [(0, True), (10, False), (20, False)]
+    # B appears at frame 12, is first scanned at frame 20 and joins at frame 23, found again
+    # there near the scan's box; from then on it is followed.
+    assert with_b(frames) == list(range(23, 30))
+    assert all(len(pairs) >= 1 and pairs[0][0] == 1 for pairs in frames)  # A in every frame
+
+
+def test_scan_lag_0_scans_in_place_and_finds_a_new_face_at_once():
+    spy = ScanSpy()
+    frames = run_scans(spy, 30, appears=12, detect_every=10, scan_lag=0)
+    assert spy.scanned == [(0, True), (10, True), (20, True)]
+    assert with_b(frames) == list(range(20, 30))
+
+
+def test_the_worker_scan_gives_the_same_faces_however_long_it_takes():
+    quick = run_scans(ScanSpy(), 40, appears=5)  # the defaults: a scan every 10, lag 9
+    assert quick == run_scans(ScanSpy(delay=0.03), 40, appears=5)
+    assert with_b(quick) == list(range(19, 40))  # scanned at frame 10, joined at 19
+
+
+def jumping(count, jump):
+    """Frames of one face at A that jumps to B at frame `jump`: its crop at A then holds no
+    face, so it is dropped DROP_AFTER frames later and the next frame is scanned whole."""
+    return [numbered([A if i < jump else B], i) for i in range(count)]
+
+
+@pytest.mark.parametrize("scan_lag", [0, 9])
+def test_a_lost_face_is_rescanned_at_once_with_or_without_the_worker(scan_lag):
+    spy = ScanSpy()
+    faces = follow.FollowPipeline(*[SquareLandmarker()] * 2, detector=spy, detect_every=10,
+                                  scan_lag=scan_lag)
+    found = [faces.process(frame, i / 30) for i, frame in enumerate(jumping(30, 13))]
+    rescan = 13 + follow.DROP_AFTER  # dropped at frame 15, the whole of frame 16 scanned
+    # on the main thread, even while the worker has the periodic scan of frame 10 in flight
+    assert (rescan, True) in spy.scanned and (10, scan_lag == 0) in spy.scanned
+    assert found[rescan - 1] == []
+    assert all([r.track_id for r in found[i]] == [2] for i in range(rescan, 30))
+    assert box_iou(found[rescan][0].box, B_BOX) > 0.9
+
+
+def test_a_superseded_worker_scan_is_waited_for_and_its_error_raised():
+    faces = follow.FollowPipeline(*[SquareLandmarker()] * 2, detector=ScanSpy(fail_at=10),
+                                  detect_every=10, scan_lag=9)
+    frames = jumping(17, 13)
+    for i in range(16):  # the worker's scan of frame 10 fails; it is due only at frame 19
+        faces.process(frames[i], i / 30)
+    with pytest.raises(RuntimeError, match="frame 10 failed"):
+        faces.process(frames[16], 16 / 30)  # the rescan supersedes it: taken, and raised
+
+
+def test_a_failed_worker_scan_is_raised_on_the_main_thread():
+    with pytest.raises(RuntimeError, match="frame 10 failed"):
+        run_scans(ScanSpy(fail_at=10), 30, appears=10**9, detect_every=10, scan_lag=3)
+
+
+def test_the_worker_scans_with_a_detector_of_its_own():
+    from emotion.face.detector import VIDEO_CONFIG, FaceDetector
+
+    detector = FaceDetector(VIDEO_CONFIG)
+    copy = detector.clone()
+    assert copy.cascade is not detector.cascade and copy.config == detector.config
+    faces = follow.FollowPipeline(None, None, detector=detector)
+    assert faces.ahead is not None and faces.ahead.work.__self__.cascade is not detector.cascade
+    assert follow.FollowPipeline(None, None, detector=detector, scan_lag=0).ahead is None
+
+
+# -- another classifier than the landmark model: each face every classify_every frames -----
+
+SIX = [(20 + 75 * i, 40, 40) for i in range(6)]  # six still faces in a row
+
+
+class CountingClassifier:
+    """Each call's batch size, and probabilities that change with every call."""
+
+    def __init__(self):
+        self.batches = []
+
+    def predict_faces(self, crops):
+        self.batches.append(len(crops))
+        p = np.full((len(crops), 7), 0.1, np.float32)
+        p[:, len(self.batches) % 7] = 0.4
+        return p
+
+
+def six_faces(classifier, count, faces=SIX, **options):
+    pipeline = follow.FollowPipeline(classifier, SquareLandmarker(), detector=SquareDetector(),
+                                     scan_lag=0, **options)
+    frame = world(faces, size=(160, 480))
+    return pipeline, [pipeline.process(frame, i / 30) for i in range(count)]
+
+
+@pytest.mark.parametrize("every", [1, 2, 3])
+def test_each_face_is_classified_every_kth_frame_with_the_work_spread_evenly(every):
+    classifier = CountingClassifier()
+    faces, seen = six_faces(classifier, 13, classify_every=every)
+    assert [len(s) for s in seen] == [6] * 13
+    # Their first frame: all six at once; then 6/k every frame, each face every k-th frame.
+    assert classifier.batches == [6] + [6 // every] * 12
+    assert all(faces.frame_index - 1 - f.classified_at < every for f in faces.faces)
+
+
+@pytest.mark.parametrize("count, every, per_frame", [
+    (1, 2, [1, 0, 1, 0, 1, 0, 1]),  # one face alone: every 2nd frame, not every frame
+    (3, 2, [3, 1, 2, 1, 2, 1, 2]),  # an odd count: 1.5 a frame on average
+])
+def test_few_faces_are_each_classified_every_kth_frame(count, every, per_frame):
+    classifier = CountingClassifier()
+    faces = follow.FollowPipeline(classifier, SquareLandmarker(), detector=SquareDetector(),
+                                  scan_lag=0, classify_every=every)
+    frame, read = world(SIX[:count], size=(160, 480)), []
+    for i in range(len(per_frame)):
+        before = sum(classifier.batches)
+        assert len(faces.process(frame, i / 30)) == count
+        read.append(sum(classifier.batches) - before)  # 0: the classifier not called
+    assert read == per_frame
+
+
+def test_a_face_between_its_classifications_keeps_its_smoothed_probabilities_and_phase():
+    faces = follow.FollowPipeline(CountingClassifier(), SquareLandmarker(),
+                                  detector=SquareDetector(), scan_lag=0, classify_every=2)
+    frame = world(SIX, size=(160, 480))
+    before = {r.track_id: r for r in faces.process(frame, 0.0)}
+    for i in range(1, 5):
+        after = {r.track_id: r for r in faces.process(frame, i / 30)}
+        fresh = {f.track_id for f in faces.faces if f.classified_at == faces.frame_index - 1}
+        assert len(fresh) == 3 and set(after) == set(before)
+        for track_id, result in after.items():
+            same = np.array_equal(result.probabilities, before[track_id].probabilities)
+            assert same == (track_id not in fresh)  # new values exactly where classified
+            if track_id not in fresh:
+                assert result.phase == before[track_id].phase
+        before = after
 
 
 # -- with the shipped landmark model, on the shared media ---------------------------------

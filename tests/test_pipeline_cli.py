@@ -18,11 +18,11 @@ from emotion import cli
 from emotion.commands import live
 
 from emotion.video import pipeline
+from emotion.video.follow import FollowPipeline
 from emotion.face.detector import PHOTO_CONFIG, FaceDetector
 from emotion.labels import EMOTIONS
 from emotion.io.images import read_image, to_bgr8, to_gray8
 from emotion.video.sources import count_frames
-from emotion.video.track import IoUTracker
 from emotion.io.rows import COLUMNS, JSON_KEYS
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "media"
@@ -79,15 +79,15 @@ def test_sixteen_bit_is_scaled_not_truncated():
 
 
 # ---------------------------------------------------------------------------------------
-# FacePipeline
+# FollowPipeline
 # ---------------------------------------------------------------------------------------
 
 @needs_media
 def test_pipeline_batches_all_faces_of_a_frame_in_one_call():
     fake = FakeClassifier()
     image = cv2.imread(str(MEDIA / "group_selfie.jpg"))
-    faces = pipeline.FacePipeline(fake, detector=FaceDetector(PHOTO_CONFIG),
-                                  tracker=IoUTracker(min_hits=1), detect_every=1)
+    faces = FollowPipeline(fake, pipeline.load_landmarker(None),
+                           detector=FaceDetector(PHOTO_CONFIG), detect_every=1)
     results = faces.process(image, timestamp=0.0)
     assert fake.batch_sizes == [6]
     assert sorted(r.track_id for r in results) == [1, 2, 3, 4, 5, 6]
@@ -100,8 +100,12 @@ def test_pipeline_batches_all_faces_of_a_frame_in_one_call():
 
 
 def test_pipeline_on_frames_without_faces_and_odd_formats():
+    class NoLandmarks:
+        def predict_geometry(self, crops):
+            raise AssertionError("the landmark model was called on a frame without faces")
+
     fake = FakeClassifier()
-    faces = pipeline.FacePipeline(fake, detect_every=2)
+    faces = FollowPipeline(fake, NoLandmarks(), detect_every=2)
     for frame in (np.zeros((3, 3), np.uint8), np.zeros((240, 320, 4), np.uint8),
                   np.zeros((240, 320, 3), np.uint16), np.zeros((240, 320), np.uint8)):
         assert faces.process(frame) == []

@@ -21,10 +21,10 @@ well before its declared length keeps the rows of the frames that were read and 
 error row: the file did not fully succeed, and the rows that exist are not thrown away.
 
 A worker runs one task at a time: OpenCV, BLAS and Numba each on one thread, so that N worker
-processes fill N cores without fighting over them. A video's pipeline adds its two helper
-threads (the full-frame scan and the parts refreshes, emotion/video/lagged.py), as `emotion video`
-runs it, so that the rows are the same; they take up to a core's spare time while the main
-thread waits on them or on I/O. The classifier is loaded once per worker thread (a cached
+processes fill N cores without fighting over them. A video's pipeline adds its helper
+thread (the full-frame scan, emotion/video/lagged.py), as `emotion video` runs it, so that the
+rows are the same; it takes up to a core's spare time while the main thread waits on it or
+on I/O. The classifier is loaded once per worker thread (a cached
 global), not once per file.
 """
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from emotion.video import pipeline
+from emotion.video import follow, pipeline
 
 from emotion.io.rows import COLUMNS, face_rows, flat_row
 from emotion.errors import UserError
@@ -55,8 +55,8 @@ class BatchSettings:
     image_weights: str          # weight file or shipped name for images (predict's default)
     video_weights: str          # ... and for videos (video's default)
     backend: str                # the nnlite backend, chosen once by the client for all workers
-    detect_every: int = pipeline.DETECT_EVERY
-    classify_every: int = pipeline.CLASSIFY_EVERY
+    detect_every: int = follow.DETECT_EVERY
+    classify_every: int = follow.CLASSIFY_EVERY
     max_frames: int | None = None
 
 

@@ -132,7 +132,7 @@ class FaceNet(L.Sequential):
     a logit, sigmoid(presence) the probability that the crop holds a well-framed face.
 
     The presence head is what lets a video follow a face by its own landmarks (the crop of
-    frame t+1 placed by the points of frame t, emotion.video.pipeline): a track whose crop
+    frame t+1 placed by the points of frame t, emotion.video.follow): a track whose crop
     slides off the face, or a detector's false box, is told apart from a face by it
     (trained on crops made to be off the face: emotion.training.presence).
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
-from emotion.video import pipeline
+from emotion.video import follow, pipeline
 from emotion.batch import cluster
 from emotion.batch.analyze import BatchSettings, columns
 from emotion.batch.media import find_media
@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                "video`; the same for all files")
     options.add_backend_option(parser, when_omitted="numba if it runs here, else numpy; every "
                                "worker uses the same")
-    options.add_frame_options(parser, pipeline.DETECT_EVERY, pipeline.CLASSIFY_EVERY,
+    options.add_frame_options(parser, follow.DETECT_EVERY, follow.CLASSIFY_EVERY,
                               where="in videos, as `emotion video`: ")
     parser.add_argument("--max-frames", type=number_type(int, 1), metavar="N",
                         help="analyse at most the first N frames of each video")

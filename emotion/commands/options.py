@@ -120,18 +120,20 @@ def add_frame_options(parser, detect_every: int, classify_every: int, where: str
     parser.add_argument("--detect-every", type=number_type(int, 1), default=detect_every,
                         metavar="K",
                         help=f"{where}scan the whole frame for new faces every K-th frame "
-                        f"(default {detect_every}); in between, each face is looked for near "
-                        "where it was. Faces of 5%% of the frame's short side and larger are found")
+                        f"(default {detect_every}); in between, each face is followed by its own "
+                        "landmarks. Faces of 5%% of the frame's short side and larger are found")
     parser.add_argument("--classify-every", type=number_type(int, 1), default=classify_every,
                         metavar="K",
-                        help=f"{where}classify each face every K-th frame (default "
-                        f"{classify_every}: half of the faces each frame; the probabilities are "
-                        "smoothed over 0.2 s either way); 1 classifies every face on every frame")
+                        help=f"{where}with weights other than the landmark model's, classify each "
+                        f"face every K-th frame (default {classify_every}: half of the faces each "
+                        "frame; the probabilities are smoothed over 0.2 s either way); 1 "
+                        "classifies every face on every frame. The landmark model reads the "
+                        "emotion in the pass that follows the face, on every frame")
 
 
 def add_video_options(parser, weights: str, detect_every: int, classify_every: int) -> None:
     """What `live` and `video` share: the model, how often faces are scanned for and
-    classified, --show-parts. The defaults are the pipeline's (emotion.video.pipeline)."""
+    classified, --show-parts. The defaults are the pipeline's (emotion.video.follow)."""
     add_weights_option(parser, default=weights,
                        when_omitted=f"{weights!r}, fast enough for real time")
     add_backend_option(parser)

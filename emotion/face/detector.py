@@ -16,12 +16,13 @@ Two tuned presets, because stills and live video want different trade-offs:
   exactly 6 / 2 / 1 faces in group_selfie / two_faces / single_face (640 and 720 px both
   give that; 560 px loses the man in the cap, 800+ px adds false faces on clothing).
 - `VIDEO_CONFIG`: the full-frame scan of the video pipeline, which runs every few frames
-  only (between scans each face is looked for near its last box: `detect_near`). It keeps
+  only (between scans each face is followed by its landmarks: emotion.video.follow). It keeps
   640 px and looks for faces down to 5% of the short side (36 px in 720p: a group on camera,
   or someone 4 m from a webcam) with a coarser pyramid (1.1) than photos. The measurements
   that chose it, on every shared clip, are in benchmarks/RESULTS.md ("Video detection").
-- `detect_near`: the window search between scans, twice the box, scaled so the face is
-  ~48 px, at sizes 0.75-1.35x the box: a few pyramid levels on a few thousand pixels.
+- `detect_near`: a face looked for near a box (a worker scan's box, a few frames old when
+  the video pipeline uses it): twice the box, scaled so the face is ~48 px, at sizes
+  0.75-1.35x the box: a few pyramid levels on a few thousand pixels.
 """
 
 from __future__ import annotations
@@ -89,7 +90,8 @@ NEAR_FACE_PX = 48      # the window is scaled so that a face of the box's size i
 NEAR_MIN_NEIGHBORS = 3  # fewer than the scan's: the window is known to have held a face
 # Face sizes looked for, relative to the box. 0.75-1.35 instead of 0.7-1.5 (2026-12-06, 2-vCPU
 # AMD EPYC Zen 3, `python -m benchmarks.video_detection --near-sizes 0.7,1.5 0.75,1.35`, every
-# shared clip):
+# shared clip, on the window-search pipeline that the landmark-following one replaced on
+# 2026-12-08; the benchmark went with it, benchmarks/RESULTS.md keeps its figures):
 # the same faces in every frame and the same IDs, for 13% less detection time on group_pan
 # (17.7-17.9 ms/frame in two runs -> 15.4); 0.8-1.25 gave woman_smiling_phone a second ID
 # and a false face in 11 frames.
@@ -163,7 +165,7 @@ class FaceDetector:
         return sorted(boxes, key=lambda b: (b[0], b[1]))
 
     def detect_near(self, gray: np.ndarray, box: Box, grow: float = NEAR_WINDOW) -> list[Box]:
-        """The face near `box` (where a track last was): [] or one box, in frame pixels.
+        """The face near `box` (where a face was): [] or one box, in frame pixels.
 
         Only a window around the box is searched (the box grown by `grow` of its size on
         every side: twice its width by default), scaled so that a face of the box's size is
@@ -242,16 +244,10 @@ class PartsDetector:
 
     def __init__(self, eye_cascade: str = EYE_CASCADE, smile_cascade: str | None = SMILE_CASCADE,
                  region_width: int = 128, max_roll: float = 30.0):
-        self._names = (eye_cascade, smile_cascade)
         self.eye_cascade = load_cascade(eye_cascade)
         self.smile_cascade = load_cascade(smile_cascade) if smile_cascade else None
         self.region_width = region_width
         self.max_roll = max_roll  # steeper eye lines are almost always a false eye
-
-    def clone(self) -> "PartsDetector":
-        """The same detector with cascades of its own, for another thread (an OpenCV
-        CascadeClassifier must not be used by two threads at once)."""
-        return type(self)(*self._names, self.region_width, self.max_roll)
 
     def _search(self, cascade, gray, region: Box, min_neighbors: int, min_frac: float):
         """Run `cascade` on `region` of `gray` resized to region_width; boxes in frame coords."""

@@ -187,15 +187,3 @@ def locate(run_geometry, gray: np.ndarray, boxes, rolls=None, relevel: bool = Tr
                           roll=float(a[2] + crop.angle), presence=float(f))
              for crop, p, a, f in zip(crops, points, pose, presence)]
     return faces, crops, logits
-
-
-def follow_box(points: np.ndarray, found_in, box) -> np.ndarray:
-    """Landmarks found in the box `found_in`, carried to where the face's box is now: moved
-    with its centre and scaled with its width (a video's face between two CNN passes)."""
-    if tuple(found_in) == tuple(box):
-        return points
-    (x0, y0, w0, h0), (x1, y1, w1, h1) = found_in, box
-    scale = w1 / max(w0, 1e-6)
-    centre0 = np.array([x0 + w0 / 2, y0 + h0 / 2])
-    centre1 = np.array([x1 + w1 / 2, y1 + h1 / 2])
-    return ((np.asarray(points) - centre0) * scale + centre1).astype(np.float32)

@@ -1,6 +1,6 @@
 """One face in one frame, as every front end reports it: FaceResult.
 
-The video pipeline (emotion.video.pipeline) and the still-image path (pipeline.analyze_image)
+The video pipeline (emotion.video.follow) and the still-image path (pipeline.analyze_image)
 build them; predict's JSON, the video rows (emotion.io.rows), serve and batch read them.
 """
 

@@ -12,8 +12,8 @@ there, and map them back to the frame:
 - yaw and pitch are read in the upright copy, where the face box is tight.
 
 It costs one face search per angle, so it runs only when asked: `emotion predict
---rotations` for photos, and in the video pipeline for a track that the upright search
-just lost (a head tilting away), in that track's window only.
+--rotations` for photos (`near=` limits it to a window around a box). A video needs none:
+a followed face's crop is levelled by its own landmarks' roll (emotion.video.follow).
 """
 
 from __future__ import annotations
@@ -58,8 +58,8 @@ def _map_part(box: Box, inverse: np.ndarray, offset: tuple[int, int]) -> Box:
 
 def _search(copy: np.ndarray, detector: FaceDetector, matrix: np.ndarray, near: Box | None,
             offset: tuple[int, int]) -> list[Box]:
-    """The faces of a rotated copy, in copy pixels. For a track (`near`), the same window
-    search as upright (FaceDetector.detect_near: faces of the track's size, near where it
+    """The faces of a rotated copy, in copy pixels. Near a box (`near`), the same window
+    search as upright (FaceDetector.detect_near: faces of the box's size, near where it
     was), so a rotated copy can neither add a face of another size nor cost a full scan."""
     if near is None:
         return detector.detect(copy)
@@ -73,7 +73,7 @@ def find_rotated(gray: np.ndarray, detector: FaceDetector, parts: PartsDetector,
                  near: Box | None = None, angles=ROTATIONS) -> list[RotatedFace]:
     """Faces found in rotated copies of `gray` (or of the window around `near`).
 
-    With `near` the first angle that finds a face there wins (a track needs one box); for a
+    With `near` the first angle that finds a face there wins (one face is looked for); for a
     whole image every angle is searched and duplicates are dropped (the larger box kept,
     as drop_duplicates does). The caller merges these with its upright faces.
     """

@@ -2,12 +2,12 @@
 
     browser --binary JPEG--> receive(): keeps only the newest frame (an older one waiting is
                              dropped and counted)
-            <--JSON-------- answer(): the newest frame -> decode -> FacePipeline -> the rows
+            <--JSON-------- answer(): the newest frame -> decode -> FollowPipeline -> the rows
 
     {"frame": 12, "faces": [<emotion.io.rows.face_rows rows>], "latency_ms": 31.4, "dropped": 3}
 
 The answer's faces are exactly the rows `emotion video --jsonl` writes (track IDs, smoothed
-probabilities, intensity, phase): one FacePipeline per connection, so each client has its
+probabilities, intensity, phase): one FollowPipeline per connection, so each client has its
 own tracks and smoothing. Receiving and answering are two tasks: while a frame is being
 processed, the frames that arrive replace each other, so a client sending faster than the
 server keeps up is answered about its newest frame, one processing time late, never about a

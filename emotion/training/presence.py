@@ -1,6 +1,6 @@
 """Crops that are not a well-framed face: the negatives of the presence head.
 
-A video follows a face by its own landmarks (emotion.video.pipeline): the crop of the next
+A video follows a face by its own landmarks (emotion.video.follow): the crop of the next
 frame is placed where this frame's points say the face is. That works while the crop holds
 the face; it fails silently when the crop slides off the face (a fast turn, the face
 leaving), or when the track began on a false box of the detector (a pattern on a jumper).

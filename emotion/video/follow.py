@@ -33,6 +33,9 @@ per face, half of the faces each frame.
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,6 +47,7 @@ from emotion.face.pose import HeadPose
 from emotion.face.result import FaceResult
 from emotion.io import draw
 from emotion.io.images import to_gray8
+from emotion.io.messages import plural
 from emotion.video.lagged import Ahead
 from emotion.video.track import iou, smooth_pose, smooth_probabilities
 
@@ -72,6 +76,40 @@ MAX_SCALE_STEP = 1.3
 # group_pan); 0.05 s halves that for 1.5 frames of lag at 30 fps, where the probabilities'
 # 0.2 s would lag a head turning at 60 degrees a second by 12 degrees.
 POSE_TIME_CONSTANT = 0.05
+
+class StageTimer:
+    """Wall time per pipeline stage, summed over frames, for the benchmark's split."""
+
+    STAGES = ("decode", "detect", "classify", "draw")
+
+    def __init__(self):
+        self.seconds = defaultdict(float)
+        self.frames = 0
+
+    @contextmanager
+    def stage(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - start
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] += seconds
+
+    def ms_per_frame(self) -> dict[str, float]:
+        n = max(1, self.frames)
+        return {name: 1000.0 * self.seconds[name] / n for name in self.STAGES
+                if name in self.seconds}
+
+    def summary(self) -> str:
+        split = self.ms_per_frame()
+        total = sum(split.values())
+        parts = ", ".join(f"{name} {ms:.1f}" for name, ms in split.items())
+        fps = 1000.0 / total if total > 0 else float("inf")
+        return (f"{plural(self.frames, 'frame')}, {total:.1f} ms/frame ({parts}) = "
+                f"{fps:.1f} frames/s")
+
 
 @dataclass
 class Followed:
@@ -132,8 +170,6 @@ class FollowPipeline:
         self.frame_index = 0
         self.rescan = False      # a face was dropped: scan the next frame whole, in place
         self.show_parts = False  # draw the points and pose axes (--show-parts)
-        from emotion.video.pipeline import StageTimer  # (pipeline imports this module)
-
         self.timings = StageTimer()
 
     # -- finding new faces --------------------------------------------------------------
@@ -222,9 +258,10 @@ class FollowPipeline:
         return NEAR_SIZES[0] * max(cfg.min_size_px, cfg.min_size_frac * min(gray.shape[:2]))
 
     def _emotion_due(self, faces) -> list[int]:
-        """Indices of the faces another classifier reads this frame: every new one, and the
-        longest-waiting others, about 1/classify_every of them (see
-        FacePipeline._due_for_classification: the same rule)."""
+        """Indices of the faces another classifier reads this frame: every new one, every
+        one that has waited classify_every frames or more, and the longest-waiting others up
+        to 1/classify_every of all (rounded down: one face alone waits its k frames), so the
+        work is about the same on every frame."""
         if self.classifier is self.landmarker or self.classify_every == 1:
             return list(range(len(faces)))
         new = [i for i, f in enumerate(faces) if f.classified_at is None]

@@ -1,13 +1,10 @@
-"""Work run on a worker thread while the frames go on, merged a fixed number of frames later.
+"""Work run on a worker thread while the frames go on, used a fixed number of frames later.
 
-Much of a frame's work leaves a core idle: it is Python, or OpenCV and BLAS on one thread,
-and OpenCV releases the GIL while a cascade runs. So the video pipeline hands two jobs to
-workers and goes on with the next frames:
-
-- the periodic full-frame scan (tens to hundreds of milliseconds): the scan of frame k runs
-  beside frames k .. k+lag-1, and its new faces join the tracks at frame k+lag;
-- the refresh of the tracks' parts and head pose (the eye, smile and profile cascades):
-  started at frame k, applied at frame k+1, before that frame's faces are cropped.
+The periodic full-frame scan for new faces (tens to hundreds of milliseconds) would stall the
+frame it runs on. Much of a frame's other work leaves a core idle (Python, or OpenCV and
+BLAS on one thread), and OpenCV releases the GIL while a cascade runs; so while faces are
+followed, the video pipeline (emotion.video.follow) hands the scan of frame k to a worker
+and goes on with the next frames:
 
     frame k          start the job on its worker (with a copy of the frame)
     frames k+1..     the frames go on as usual
@@ -16,18 +13,13 @@ workers and goes on with the next frames:
 The result does not depend on timing: the job reads frame k and is used at frame k+lag
 whether it finished early or late, so a run is repeatable frame for frame. The cost is that
 what it found is lag frames old when it is used: a new face is reported lag frames later
-than with the scan in place (the window search of the frames after it brings its box up to
-date); a face's eyes level its crop one frame late (they are refreshed every few frames and
-carried in between anyway).
+than with the scan in place, and its box is looked for again where the face is now.
 
-Of the scans, only the periodic ones run here. A rescan (a track was lost: its face is wanted
-now) runs in place at once, after waiting for the scan in flight, which it supersedes; so
-does a scan while nothing is tracked. An error in a worker's job is raised on the main thread
-when the job is taken, at frame k+lag or at the rescan that supersedes it.
-
-Only one job of each kind is in flight at a time. OpenCV's CascadeClassifier must not be
-used by two threads at once, so each worker runs with its own copy of the detectors
-(FaceDetector.clone, PartsDetector.clone, and pipeline.profile_detector, one per thread).
+A rescan (a face was lost: it is wanted now) runs in place at once, after waiting for the
+scan in flight, which it supersedes; so does a scan while no face is followed. An error in
+the worker's job is raised on the main thread when the job is taken, at frame k+lag or at
+the rescan that supersedes it. One job is in flight at a time, with a detector of its own
+(FaceDetector.clone): an OpenCV CascadeClassifier must not be used by two threads at once.
 """
 
 from __future__ import annotations
