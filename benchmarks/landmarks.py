@@ -210,7 +210,7 @@ def _cost(landmarker, parts, gray, box, reps, threads) -> dict:
     from emotion.face.landmarks import face_crop, locate
     from emotion.video.pipeline import load_classifier, parts_and_pose
 
-    mobile = load_classifier("mobile", backend="numba")
+    mobile = load_classifier("mobile_fer2013", backend="numba")
     crop = face_crop(gray, box).image
     passes = []
 

@@ -76,7 +76,7 @@ def plan_against_modules(args) -> dict:
 
     rng = np.random.default_rng(0)
     sides = {}
-    for name in ("mobile", "mobile_face"):
+    for name in ("mobile_fer2013", "mobile_face"):
         for planned in (False, True):
             classifier = EmotionClassifier.load(name, backend=args.backend)
             if not planned:
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--reps", type=int, default=200)
-    parser.add_argument("--weights", nargs="+", default=["mobile", "compact", "default"])
+    parser.add_argument("--weights", nargs="+", default=["mobile_fer2013", "mobile_face", "compact", "default"])
     parser.add_argument("--backend", default="numba")
     parser.add_argument("--json")
     parser.add_argument("--plan", action="store_true",

@@ -48,7 +48,7 @@ def analyze_video(path, weights=None, backend=None, detect_every=None, classify_
     values of `emotion video --csv` (emotion.io.rows.COLUMNS; NaN where a part or an angle was
     not found).
 
-    weights (None: the real-time 'mobile' weights, as `emotion video`), backend,
+    weights (None: the real-time 'mobile_face' weights, as `emotion video`), backend,
     detect_every and classify_every are the CLI's options of the same names; max_frames stops
     after that many frames.
     """

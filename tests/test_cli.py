@@ -73,7 +73,7 @@ def test_an_unknown_weights_name_lists_the_shipped_ones(tmp_path, capsys):
     cv2.imwrite(str(image), np.full((40, 40), 90, np.uint8))
     code = cli.main(["predict", str(image), "--weights", "bogusname"])
     err = capsys.readouterr().err
-    assert code == 2 and "'default', 'compact' and 'mobile'" in err
+    assert code == 2 and "'compact', 'compact_fer2013', 'default'" in err and "'mobile_face'" in err
 
 
 def test_gradcheck_reports_an_unavailable_backend_as_an_emotion_error(capsys):

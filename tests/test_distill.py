@@ -80,7 +80,7 @@ def test_checking_the_teacher_keeps_the_runs_backend(tmp_path):
     if nnlite.available()["numba"] is not None:
         pytest.skip(f"numba backend unavailable: {nnlite.available()['numba']}")
     backend = train.choose_backend("numba")
-    config = dict(model="mobile", epochs=1, batch_size=8, lr=0.01, teacher="mobile")
+    config = dict(model="mobile", epochs=1, batch_size=8, lr=0.01, teacher="mobile_fer2013")
     trainer = train.Trainer(config, tmp_path / "run", backend)
     trainer._check_teacher()
     assert nnlite.current() == "numba"

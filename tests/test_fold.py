@@ -75,7 +75,7 @@ def test_shipped_models_fold_to_the_same_probabilities():
     from emotion.cnn.classifier import EmotionClassifier
 
     x = nnlite.Tensor(np.random.default_rng(2).standard_normal((4, 1, 48, 48)).astype(np.float32))
-    for name in ["mobile", "compact"]:
+    for name in ["mobile_fer2013", "compact"]:
         model = EmotionClassifier.load(name).model
         with nnlite.no_grad():
             np.testing.assert_allclose(fold_batch_norm(model)(x).data, model(x).data,

@@ -107,7 +107,7 @@ def test_geometry_units_round_trip():
 def test_face_net_starts_as_the_shipped_mobile_net():
     from emotion.cnn.classifier import shipped_weights_path
 
-    path = shipped_weights_path("mobile")
+    path = shipped_weights_path("mobile_fer2013")
     mobile, face = models.build("mobile"), models.build("mobile_face")
     nnlite.load(mobile, path)
     arrays, _ = nnlite.serialization.load_arrays(path)
@@ -191,7 +191,7 @@ def geometry_config(tmp_path, labels, **overrides):
                   optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=5e-4,
                   schedule="none", warmup=0, label_smoothing=0.0, class_weights=False,
                   no_augment=False, early_stopping=0, limit=96, seed=3, ferplus=None,
-                  skip_bad_rows=False, init="mobile", landmarks=str(labels), quiet=True)
+                  skip_bad_rows=False, init="mobile_fer2013", landmarks=str(labels), quiet=True)
     config.update(overrides)
     return config
 
@@ -222,7 +222,7 @@ def test_a_frozen_trunk_trains_only_the_geometry_head(tmp_path, fer_teacher_file
     from emotion.cnn.classifier import shipped_weights_path
 
     mobile = models.build("mobile")
-    nnlite.load(mobile, shipped_weights_path("mobile"))
+    nnlite.load(mobile, shipped_weights_path("mobile_fer2013"))
     trained = trainer.model.state_dict()
     for name, array in mobile.state_dict().items():  # batch-norm statistics included
         np.testing.assert_array_equal(trained[name], array, err_msg=name)
@@ -243,7 +243,7 @@ def test_a_joint_run_moves_the_trunk_and_lowers_the_geometry_loss(tmp_path, fer_
     assert nme[-1] < nme[0]
     from emotion.cnn.classifier import shipped_weights_path
 
-    shipped, _ = nnlite.serialization.load_arrays(shipped_weights_path("mobile"))
+    shipped, _ = nnlite.serialization.load_arrays(shipped_weights_path("mobile_fer2013"))
     assert not np.array_equal(trainer.model.state_dict()["0.W"], shipped["0.W"])
 
 

@@ -174,7 +174,7 @@ def test_a_missing_onnx_is_one_line_naming_the_extra(monkeypatch, tmp_path, caps
     monkeypatch.setitem(sys.modules, "onnx", None)  # what `import onnx` meets when it is absent
     with pytest.raises(ExportError, match=re.escape(INSTALL_HINT)):
         export(L.Sequential(L.ReLU()), np.zeros((1, 2), np.float32), tmp_path / "m.onnx")
-    assert cli_main(["export", "--weights", "mobile", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert cli_main(["export", "--weights", "mobile_fer2013", "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and INSTALL_HINT in err and "Traceback" not in err
 
@@ -198,7 +198,7 @@ def face_batch(config):
 
 
 @needs_ort
-@pytest.mark.parametrize("weights", ["default", "compact", "mobile"])
+@pytest.mark.parametrize("weights", ["default", "compact", "mobile_fer2013"])
 def test_every_shipped_model_gives_nnlites_probabilities(weights, tmp_path, capsys):
     import json
 
@@ -236,7 +236,7 @@ def test_export_refuses_bad_arguments_in_one_line(tmp_path, capsys):
     from emotion.cnn.classifier import shipped_weights_path
 
     weights = tmp_path / "mine.npz"
-    shutil.copy(shipped_weights_path("mobile"), weights)
+    shutil.copy(shipped_weights_path("mobile_fer2013"), weights)
     before = weights.read_bytes()
     for argv, says in (
         (["--weights", weights, "--out", weights], "is the weight file"),

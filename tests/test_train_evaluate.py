@@ -98,14 +98,24 @@ def test_missing_weights_are_a_clear_error(tmp_path, capsys):
 
 @needs_fer2013
 @pytest.mark.skipif(not shipped_weights_path().exists(), reason="no shipped weights yet")
-def test_shipped_weights_reach_at_least_60_percent_on_privatetest(tmp_path, capsys):
-    code = cli_main(["evaluate", "--data", str(FER2013_CSV), "--split", "PrivateTest",
-                     "--out", str(tmp_path), "--json"])
-    assert code == 0
-    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    print(f"shipped model: PrivateTest accuracy {report['accuracy']:.4f}")
-    assert report["count"] == 3589
-    assert report["accuracy"] >= 0.60
+def test_shipped_weights_reach_their_marks_on_privatetest(tmp_path, capsys):
+    """The default weights against the labels they learned (FER+'s majority: 80%, where the
+    README measured 83.70%), and the FER2013-trained ones against FER2013's (60%; 69.46%)."""
+    from emotion.training.data.ferplus import find_ferplus_beside
+
+    for weights, labels, mark in (("default", "ferplus", 0.80),
+                                  ("default_fer2013", "fer2013", 0.60)):
+        if labels == "ferplus" and find_ferplus_beside(FER2013_CSV) is None:
+            continue  # (no FER+ file beside FER2013: the FER2013 half still runs)
+        code = cli_main(["evaluate", "--data", str(FER2013_CSV), "--split", "PrivateTest",
+                         "--weights", weights, "--labels", labels, "--out", str(tmp_path),
+                         "--json", "--overwrite"])
+        assert code == 0
+        report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        scores = report.get(labels, report)
+        print(f"{weights}: PrivateTest accuracy {scores['accuracy']:.4f} against {labels}")
+        assert scores["count"] == (3350 if labels == "ferplus" else 3589)
+        assert scores["accuracy"] >= mark
     assert (tmp_path / "confusion_PrivateTest.png").exists()
 
 
@@ -408,7 +418,7 @@ def test_init_starts_from_the_weights_given_and_refuses_another_model(tmp_path, 
         np.testing.assert_array_equal(got, want.data)
     assert f"starting from {first}" in capsys.readouterr().out
 
-    assert train_cli(data, tmp_path / "third", "--init", "mobile") == 2  # a mobile file
+    assert train_cli(data, tmp_path / "third", "--init", "mobile_fer2013") == 2  # a mobile file
     err = capsys.readouterr().err
     assert "holds a 'mobile' model, not the 'compact' of --model" in err
     assert not (tmp_path / "third").exists()  # refused before anything was written
@@ -467,14 +477,14 @@ def test_evaluate_scores_the_same_predictions_against_both_label_sets(tmp_path, 
     out = capsys.readouterr().out
     report = json.loads(report_path.read_text())
     assert report["scored_against"] == ["fer2013", "ferplus"]
-    assert report["model_labels"] == "fer2013"
+    assert report["model_labels"] == "ferplus-majority"  # the shipped compact weights
     expected_fer2013 = float((predicted == labels).mean())
     assert report["fer2013"]["accuracy"] == pytest.approx(expected_fer2013)
     assert report["accuracy"] == report["fer2013"]["accuracy"] and report["count"] == 16
     assert report["ferplus"]["count"] == 12 and report["ferplus"]["left_out"] == 4
     assert report["ferplus"]["accuracy"] == pytest.approx(8 / 12)
     assert "against FER+ majority labels (12 images; 4 faces without a 7-class majority" in out
-    assert "learned fer2013 labels" in out
+    assert "learned ferplus-majority labels" in out
     for name in ("confusion_PrivateTest.png", "confusion_PrivateTest_ferplus.png"):
         assert (tmp_path / "reports" / name).exists()
 

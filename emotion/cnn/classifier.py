@@ -20,14 +20,21 @@ from emotion.labels import EMOTIONS
 
 
 def shipped_weights_path(name: str = "default") -> Path:
-    """A weight file shipped inside the package: "default" (the most accurate), "compact"
-    (about 4x less compute per face, two points less accurate) or "mobile" (the fastest,
-    the real-time default: see the README's table)."""
+    """A weight file shipped inside the package (see the README's table): "default" (the most
+    accurate), "compact" (about 4x less compute per face) and "mobile_face" (the fastest,
+    with landmarks, pose and presence: the real-time default), all three trained on FER+'s
+    labels; "default_fer2013", "compact_fer2013" and "mobile_fer2013" learned FER2013's."""
     return Path(str(resources.files("emotion") / "weights" / f"{name}.npz"))
 
 
+def shipped_names() -> list[str]:
+    """The names of the weight files shipped inside the package, sorted."""
+    folder = Path(str(resources.files("emotion") / "weights"))
+    return sorted(p.stem for p in folder.glob("*.npz"))
+
+
 def resolve_weights(weights=None) -> Path:
-    """None -> the shipped default; a shipped name ("compact", "mobile") -> that file; else a
+    """None -> the shipped default; a shipped name ("compact", "mobile_face") -> that file; else a
     path."""
     if weights is None:
         return shipped_weights_path()
@@ -52,7 +59,7 @@ class EmotionClassifier:
     @classmethod
     def load(cls, weights=None, backend=None):
         """Load a weight file: None for the shipped default, a shipped name ("compact",
-        "mobile"), or the path of a file written by `emotion train` (runs/NAME/best.npz)."""
+        "mobile_face"), or the path of a file written by `emotion train` (runs/NAME/best.npz)."""
         from emotion.cnn.preprocess import PreprocessConfig
 
         backend = choose_backend(backend)
@@ -63,8 +70,8 @@ class EmotionClassifier:
         if not path.is_file():
             hint = ("train one with `emotion train` and pass --weights runs/NAME/best.npz"
                     if weights is None else
-                    "check the path; the shipped weights are named 'default', 'compact' and "
-                    "'mobile'")
+                    "check the path; the shipped weights are named "
+                    + ", ".join(repr(n) for n in shipped_names()))
             raise UserError(f"weight file not found: {path} ({hint})")
         try:
             meta = nnlite.read_meta(path)

@@ -95,7 +95,9 @@ def check_config(config) -> None:
 
 
 # -- the model: --weights and --backend --------------------------------------------------------
-SHIPPED = "'default' (the most accurate), 'compact' or 'mobile' (the fastest); see the README"
+SHIPPED = ("'default' (the most accurate), 'compact' or 'mobile_face' (the fastest, with "
+           "landmarks), trained on FER+'s labels, or 'default_fer2013', 'compact_fer2013' or "
+           "'mobile_fer2013', trained on FER2013's; see the README")
 
 
 def add_weights_option(parser, default=None, when_omitted="'default'") -> None:

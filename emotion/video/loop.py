@@ -1,6 +1,6 @@
 """The one frame loop: a video source in, (frame, faces) out, every output written.
 
-    with FrameLoop("clip.mp4", weights="mobile", csv="faces.csv", out="annotated.mp4") as loop:
+    with FrameLoop("clip.mp4", weights="mobile_face", csv="faces.csv", out="annotated.mp4") as loop:
         for frame, faces in loop:             # decoded, detected, tracked, classified
             loop.write(loop.draw(frame, faces))  # to --out (opened on the first frame)
 
