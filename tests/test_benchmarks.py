@@ -179,7 +179,7 @@ def test_per_face_plan_times_planned_and_module_passes(tmp_path, capsys, threads
     assert per_face.main(["--plan", "--rounds", "1", "--reps", "1", "--fault-passes", "2",
                           "--json", str(out)]) == 0
     result = json.loads(out.read_text())
-    labels = {f"{m} batch {n} {way}" for m in ("mobile", "mobile_face") for n in (1, 6)
+    labels = {f"{m} batch {n} {way}" for m in ("mobile_fer2013", "mobile_face") for n in (1, 6)
               for way in ("plan", "modules")}
     assert set(result["ms_per_pass"]) == labels
     assert all(ms > 0 for ms in result["ms_per_pass"].values())
