@@ -124,7 +124,7 @@ class FaceNet(L.Sequential):
     and a presence head: is this crop a face, framed as the detector frames one?
 
     The layers of `mobile_net` stay as they are (the same parameter names "0.weight", ...),
-    so the shipped mobile weights load into them unchanged (see `init_from`) and
+    so the shipped mobile_fer2013 weights load into them unchanged (see `init_from`) and
     `model(x)` still returns the emotion logits (N, 7), which evaluate, export and explain
     use. `geometry_forward(x)` returns (logits, geometry, presence): geometry (N, 139) is the
     68 points then yaw/pitch/roll, in the normalised units of emotion.face.geometry (points as

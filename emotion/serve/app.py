@@ -110,7 +110,7 @@ def create_app(classifier=None, weights=None, backend=None, max_upload_mb: float
                host: str = "127.0.0.1", max_pixels: int = DEFAULT_MAX_PIXELS,
                idle_timeout: float = IDLE_TIMEOUT) -> Starlette:
     """The app. `classifier`: anything with EmotionClassifier's `predict_faces` (the tests
-    pass a fake one); None loads `weights` (default: the mobile weights `live` uses) on
+    pass a fake one); None loads `weights` (default: the mobile_face weights `live` uses) on
     `backend`. A weight file that does not load is a UserError here, before any serving.
     `host`: the address it listens on, which decides the Host names it answers (guard.py)."""
     if classifier is None:
