@@ -206,15 +206,15 @@ def predict_geometry(model, images, batch_size=256, device="cpu"):
     return tuple(np.concatenate(kept) for kept in outputs)
 
 
-def presence_errors(model, images, device="cpu") -> dict:
+def presence_errors(model, images, on_faces, device="cpu") -> dict:
     """The presence head on PublicTest: the share of its faces called not a face
-    (`presence_miss`), and of the negatives among as many crops made from them
+    (`presence_miss`, from `on_faces`, the presence logits of `images` the epoch's validation
+    already has), and of the negatives among as many crops made from them
     (emotion.training.presence, seeded: the same crops every epoch) called a face
     (`presence_false`), at p = 0.5."""
     from emotion.training import presence
 
     crops, targets = presence.presence_crops(images, len(images), np.random.default_rng(12345))
-    _, _, on_faces = predict_geometry(model, images, device=device)
     _, _, on_crops = predict_geometry(model, crops, device=device)
     return {"presence_miss": float((on_faces < 0).mean()),
             "presence_false": float((on_crops[targets == 0] >= 0).mean())}
@@ -639,11 +639,11 @@ class Trainer:
         else:
             from emotion.training import landmark_labels
 
-            logits, geometry, _ = predict_geometry(self.model, x_val, device=self.device)
+            logits, geometry, on_faces = predict_geometry(self.model, x_val, device=self.device)
             points, pose = face_geometry.decode(geometry, x_val.shape[-1])
             measures = landmark_labels.errors(points, pose, *self.geometry_val)
             if self._trains_presence():
-                measures.update(presence_errors(self.model, x_val, self.device))
+                measures.update(presence_errors(self.model, x_val, on_faces, self.device))
         val_loss = validation_loss(logits, y_val)
         if not np.isfinite(logits).all():  # weights gone to inf/NaN: never saved as best
             raise UserError(f"the model's outputs are not finite after epoch {epoch}: the run "
